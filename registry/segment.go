@@ -38,7 +38,9 @@ func (o *Op) UnmarshalText(b []byte) error {
 
 type errUnknownOp string
 
-func (e errUnknownOp) Error() string { return "registry: unknown op " + string(e) + " (want put or delete)" }
+func (e errUnknownOp) Error() string {
+	return "registry: unknown op " + string(e) + " (want put or delete)"
+}
 
 // Change puts or deletes one service definition or one endpoint. Exactly one
 // of Service and Endpoint is set; for a delete only the key fields matter.
@@ -51,9 +53,11 @@ type Change struct {
 }
 
 // PutService, DeleteService, PutEndpoint and DeleteEndpoint build changes.
-func PutService(s *Service) Change     { return Change{Op: OpPut, Service: s} }
-func DeleteService(k ServiceKey) Change { return Change{Op: OpDelete, Service: &Service{Namespace: k.Namespace, Name: k.Name}} }
-func PutEndpoint(e *Endpoint) Change   { return Change{Op: OpPut, Endpoint: e} }
+func PutService(s *Service) Change { return Change{Op: OpPut, Service: s} }
+func DeleteService(k ServiceKey) Change {
+	return Change{Op: OpDelete, Service: &Service{Namespace: k.Namespace, Name: k.Name}}
+}
+func PutEndpoint(e *Endpoint) Change { return Change{Op: OpPut, Endpoint: e} }
 func DeleteEndpoint(k EndpointKey) Change {
 	return Change{Op: OpDelete, Endpoint: &Endpoint{Service: k.Service, ID: k.ID, PortName: k.PortName}}
 }
