@@ -4,7 +4,8 @@
 // go.etcd.io/etcd/client/v3. It also owns the key layout, so that every
 // package writes under its own prefix:
 //
-//	/meridian/workloads/NAMESPACE/SERVICE/ID   workload-API registrations
+//	/meridian/workloads/NAMESPACE/SERVICE/ID   workload-API registrations (discovery/workload):
+//	                                           one JSON record each; heartbeats are not stored
 //	/meridian/policies/KIND/NAMESPACE/NAME     replicated policy resources
 //	/meridian/registry/segment                 the local segment, for fast restart
 //	/meridian/federation/...                   epochs, peers, leader election
