@@ -1,0 +1,184 @@
+package translate
+
+import (
+	"net/netip"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meridian-mesh/meridian/locality"
+	"github.com/meridian-mesh/meridian/registry"
+)
+
+// LoadAssignments returns the ClusterLoadAssignments of one service (one per
+// port) for an endpoint scope. Priorities and locality weights are
+// locality.Assign's; this only maps them to Envoy's model, keeps the
+// endpoints of each port, applies the mode's cluster filter, and reaches
+// endpoints on other networks through their cluster's east-west gateways.
+// A service without a definition has no load assignments: no cluster
+// refers to them.
+func LoadAssignments(in Input, s Scope, k registry.ServiceKey) Result {
+	var r Result
+	def, ok := in.View.Service(k)
+	if !ok {
+		return r
+	}
+	client := locality.Client{Locality: s.Locality, Cluster: s.Cluster}
+	var clientNet string
+	if seg := in.View.Segment(s.Cluster); seg != nil {
+		client.Labels = seg.Cluster().Labels
+		clientNet = seg.Cluster().Network
+	}
+	a := locality.Assign(in.View, k, client)
+	host := Host(k, in.domain())
+	for _, p := range def.Ports {
+		name := ClusterName(p.Port, host)
+		cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
+		// Levels left without endpoints are skipped, so priorities run from
+		// 0 without gaps, as grpc-go requires.
+		priority := uint32(0)
+		for _, level := range a.Levels {
+			var locs []*endpoint.LocalityLbEndpoints
+			for _, le := range level.Localities {
+				eps := endpointsOf(in.View, s, le.Endpoints, def, p, clientNet, name, &r)
+				if len(eps) == 0 {
+					continue
+				}
+				locs = append(locs, &endpoint.LocalityLbEndpoints{
+					Locality:            &core.Locality{Region: le.Locality.Region, Zone: le.Locality.Zone, SubZone: le.Locality.Subzone},
+					LbEndpoints:         eps,
+					LoadBalancingWeight: wrapperspb.UInt32(max(le.Weight, 1)),
+					Priority:            priority,
+				})
+			}
+			if len(locs) > 0 {
+				cla.Endpoints = append(cla.Endpoints, locs...)
+				priority++
+			}
+		}
+		r.add(name, cla)
+	}
+	r.sort()
+	return r
+}
+
+// endpointsOf maps one locality's endpoints for one service port.
+func endpointsOf(v *registry.View, s Scope, eps []locality.Endpoint, def *registry.Service, p registry.ServicePort, clientNet, cluster string, r *Result) []*endpoint.LbEndpoint {
+	var out []*endpoint.LbEndpoint
+	// Endpoints on another network are reached through their cluster's
+	// gateways: one LbEndpoint per gateway, weighted by the serving
+	// endpoints behind it, in the order the clusters first appear.
+	type remote struct {
+		cluster string
+		weight  uint32
+		serving bool
+	}
+	var remotes []*remote
+	for _, e := range eps {
+		if !portMatches(def, p, e.PortName) {
+			continue
+		}
+		switch s.Mode {
+		case ModeEastWest:
+			if e.Cluster != s.Cluster {
+				continue
+			}
+		case ModeEgress:
+			if e.Cluster == s.Cluster {
+				continue
+			}
+		}
+		net := e.Network
+		if net == "" {
+			if seg := v.Segment(e.Cluster); seg != nil {
+				net = seg.Cluster().Network
+			}
+		}
+		if s.Mode != ModeEastWest && clientNet != "" && net != "" && net != clientNet {
+			var rm *remote
+			for _, x := range remotes {
+				if x.cluster == e.Cluster {
+					rm = x
+				}
+			}
+			if rm == nil {
+				rm = &remote{cluster: e.Cluster}
+				remotes = append(remotes, rm)
+			}
+			if e.Health.Serving() {
+				rm.weight += weightOf(e.Endpoint)
+				rm.serving = true
+			}
+			continue
+		}
+		out = append(out, lbEndpoint(e.Endpoint, e.Health, e.Port))
+	}
+	for _, rm := range remotes {
+		seg := v.Segment(rm.cluster)
+		var gws []string
+		if seg != nil {
+			gws = seg.Cluster().Gateways
+		}
+		if len(gws) == 0 {
+			r.warnf("%s: endpoints of cluster %s are on another network and the cluster has no east-west gateway: left out", cluster, rm.cluster)
+			continue
+		}
+		for _, gw := range gws {
+			addr, port, err := registry.ParseAddrPort(gw)
+			if err != nil {
+				r.warnf("%s: gateway %q of cluster %s is not an IP:port (EDS needs addresses): left out", cluster, gw, rm.cluster)
+				continue
+			}
+			h := registry.Unhealthy
+			if rm.serving {
+				h = registry.Healthy
+			}
+			out = append(out, lbEndpoint(&registry.Endpoint{Addresses: []string{addr.String()}, Weight: max(rm.weight, 1)}, h, port))
+		}
+	}
+	return out
+}
+
+// portMatches reports whether an endpoint backs a service port: its port
+// name matches, or the service has a single port.
+func portMatches(def *registry.Service, p registry.ServicePort, portName string) bool {
+	return len(def.Ports) == 1 || portName == p.Name
+}
+
+func weightOf(e *registry.Endpoint) uint32 { return max(e.Weight, 1) }
+
+// healthStatus maps Meridian's health to Envoy's: stale endpoints keep
+// their traffic (control-plane silence is not proof of data-plane death).
+func healthStatus(h registry.Health) core.HealthStatus {
+	switch h {
+	case registry.Draining:
+		return core.HealthStatus_DRAINING
+	case registry.Unhealthy:
+		return core.HealthStatus_UNHEALTHY
+	default:
+		return core.HealthStatus_HEALTHY
+	}
+}
+
+func lbEndpoint(e *registry.Endpoint, h registry.Health, port uint32) *endpoint.LbEndpoint {
+	ep := &endpoint.Endpoint{Address: socketAddress(e.Address(), port)}
+	for _, a := range e.Addresses[min(1, len(e.Addresses)):] {
+		ep.AdditionalAddresses = append(ep.AdditionalAddresses, &endpoint.Endpoint_AdditionalAddress{Address: socketAddress(a, port)})
+	}
+	return &endpoint.LbEndpoint{
+		HostIdentifier:      &endpoint.LbEndpoint_Endpoint{Endpoint: ep},
+		HealthStatus:        healthStatus(h),
+		LoadBalancingWeight: wrapperspb.UInt32(weightOf(e)),
+	}
+}
+
+func socketAddress(ip string, port uint32) *core.Address {
+	if a, err := netip.ParseAddr(ip); err == nil {
+		ip = a.Unmap().String()
+	}
+	return &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+		Address:       ip,
+		PortSpecifier: &core.SocketAddress_PortValue{PortValue: port},
+	}}}
+}

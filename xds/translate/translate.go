@@ -1,0 +1,209 @@
+package translate
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meridian-mesh/meridian/registry"
+)
+
+// The four resource types Meridian serves, as xDS type URLs.
+const (
+	ListenerType = resource.ListenerType
+	RouteType    = resource.RouteType
+	ClusterType  = resource.ClusterType
+	EndpointType = resource.EndpointType
+)
+
+// Types lists the served types in the order a proxy should apply them.
+var Types = []string{ClusterType, EndpointType, ListenerType, RouteType}
+
+// Input is everything the translation reads besides the proxy.
+type Input struct {
+	View *registry.View
+	// Domain is the DNS domain of service hosts; DefaultDomain when empty.
+	Domain string
+}
+
+func (in Input) domain() string {
+	if in.Domain == "" {
+		return DefaultDomain
+	}
+	return in.Domain
+}
+
+// Resource is one built xDS resource.
+type Resource struct {
+	Name    string
+	Message proto.Message
+}
+
+// Result is the output of one build: resources sorted by name, and
+// warnings about input that could not be translated as asked (each names
+// the service or endpoint and the reason; nothing is dropped silently).
+type Result struct {
+	Resources []Resource
+	Warnings  []string
+}
+
+func (r *Result) add(name string, m proto.Message) {
+	r.Resources = append(r.Resources, Resource{Name: name, Message: m})
+}
+
+func (r *Result) warnf(format string, args ...any) {
+	r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...))
+}
+
+func (r *Result) sort() {
+	slices.SortFunc(r.Resources, func(a, b Resource) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// Scope is what the output of one resource type depends on for a proxy:
+// proxies with equal scopes get identical resources of that type, so the
+// server computes them once per scope. Fields the type does not depend on
+// are zero. Scope is comparable and usable as a map key.
+type Scope struct {
+	Type string
+	// Mode is the proxy's mode for listeners, routes and clusters; for
+	// endpoints it is only set for the modes that filter endpoints
+	// (east-west: own cluster only; egress: other clusters only).
+	Mode      Mode
+	Namespace string
+	Cluster   string
+	Locality  registry.Locality
+	// Port is a gateway's listener port.
+	Port uint32
+	// Inbound is a sidecar's inbound ports, comma-separated.
+	Inbound string
+}
+
+// Scope returns the proxy's scope for one resource type.
+func (p Proxy) Scope(typeURL string) Scope {
+	s := Scope{Type: typeURL}
+	switch typeURL {
+	case EndpointType:
+		s.Cluster, s.Locality = p.Cluster, p.Locality
+		if p.Mode == ModeEastWest || p.Mode == ModeEgress {
+			s.Mode = p.Mode
+		}
+	case ClusterType:
+		if p.Mode == ModeSidecar {
+			s.Mode, s.Inbound = p.Mode, joinPorts(p.InboundPorts)
+		}
+	case ListenerType:
+		s.Mode = p.Mode
+		switch p.Mode {
+		case ModeSidecar:
+			s.Inbound = joinPorts(p.InboundPorts)
+		case ModeIngress, ModeEgress, ModeEastWest:
+			s.Port = p.ListenerPort
+		}
+	case RouteType:
+		s.Mode = p.Mode
+		switch p.Mode {
+		case ModeSidecar:
+			s.Namespace = p.Namespace // short host names resolve in the proxy's namespace
+		case ModeIngress, ModeEgress:
+			s.Port = p.ListenerPort
+		}
+	}
+	return s
+}
+
+// String renders a scope compactly for logs and the debug view.
+func (s Scope) String() string {
+	var b strings.Builder
+	b.WriteString(typeShort(s.Type))
+	add := func(k, v string) {
+		if v != "" {
+			b.WriteString(" " + k + "=" + v)
+		}
+	}
+	add("mode", string(s.Mode))
+	add("namespace", s.Namespace)
+	add("cluster", s.Cluster)
+	add("locality", s.Locality.String())
+	if s.Port != 0 {
+		add("port", strconv.FormatUint(uint64(s.Port), 10))
+	}
+	add("inbound", s.Inbound)
+	return b.String()
+}
+
+func typeShort(typeURL string) string {
+	switch typeURL {
+	case ListenerType:
+		return "LDS"
+	case RouteType:
+		return "RDS"
+	case ClusterType:
+		return "CDS"
+	case EndpointType:
+		return "EDS"
+	}
+	return typeURL
+}
+
+func joinPorts(ports []uint32) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.FormatUint(uint64(p), 10)
+	}
+	return strings.Join(s, ",")
+}
+
+func splitPorts(s string) []uint32 {
+	var out []uint32
+	for _, f := range strings.Split(s, ",") {
+		if p, err := strconv.ParseUint(f, 10, 16); err == nil && p > 0 {
+			out = append(out, uint32(p))
+		}
+	}
+	return out
+}
+
+// Build returns every resource of the scope's type.
+func Build(in Input, s Scope) Result {
+	var r Result
+	switch s.Type {
+	case EndpointType:
+		for _, k := range in.View.ServiceKeys() {
+			sub := LoadAssignments(in, s, k)
+			r.Resources = append(r.Resources, sub.Resources...)
+			r.Warnings = append(r.Warnings, sub.Warnings...)
+		}
+	case ClusterType:
+		buildClusters(in, s, &r)
+	case ListenerType:
+		buildListeners(in, s, &r)
+	case RouteType:
+		buildRoutes(in, s, &r)
+	default:
+		r.warnf("unsupported resource type %q", s.Type)
+	}
+	r.sort()
+	return r
+}
+
+// service is one defined mesh service with its host name.
+type service struct {
+	key  registry.ServiceKey
+	def  *registry.Service
+	host string
+}
+
+// services returns every service with a definition, in key order.
+func services(in Input) []service {
+	var out []service
+	for _, k := range in.View.ServiceKeys() {
+		if def, ok := in.View.Service(k); ok {
+			out = append(out, service{key: k, def: def, host: Host(k, in.domain())})
+		}
+	}
+	return out
+}
