@@ -9,6 +9,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meridian-mesh/meridian/trust/internal/notify"
 )
 
 // Source holds the bundles a process trusts, one per trust domain: the
@@ -20,12 +22,12 @@ import (
 type Source struct {
 	mu      sync.RWMutex
 	bundles map[spiffeid.TrustDomain]*spiffebundle.Bundle
-	subs    map[chan struct{}]struct{}
+	changed notify.Notifier
 }
 
 // NewSource returns a Source holding bundles.
 func NewSource(bundles ...*spiffebundle.Bundle) *Source {
-	s := &Source{bundles: map[spiffeid.TrustDomain]*spiffebundle.Bundle{}, subs: map[chan struct{}]struct{}{}}
+	s := &Source{bundles: map[spiffeid.TrustDomain]*spiffebundle.Bundle{}}
 	for _, b := range bundles {
 		s.bundles[b.TrustDomain()] = b.Clone()
 	}
@@ -41,7 +43,7 @@ func (s *Source) Set(b *spiffebundle.Bundle) {
 		return
 	}
 	s.bundles[b.TrustDomain()] = b.Clone()
-	s.notifyLocked()
+	s.changed.Notify()
 }
 
 // Remove stops trusting a trust domain.
@@ -52,7 +54,7 @@ func (s *Source) Remove(td spiffeid.TrustDomain) {
 		return
 	}
 	delete(s.bundles, td)
-	s.notifyLocked()
+	s.changed.Notify()
 }
 
 // Get returns a clone of a trust domain's bundle.
@@ -99,27 +101,7 @@ func (s *Source) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bund
 	return nil, fmt.Errorf("bundle: no bundle for trust domain %q", td)
 }
 
-// Subscribe returns a channel that receives a value after every change (one
-// value stands for any number of changes since the last receive: the
-// channel has room for one and a change never blocks), and a function that
-// ends the subscription.
-func (s *Source) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	s.mu.Lock()
-	s.subs[ch] = struct{}{}
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		delete(s.subs, ch)
-		s.mu.Unlock()
-	}
-}
-
-func (s *Source) notifyLocked() {
-	for ch := range s.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+// Subscribe returns a channel that receives a value after changes (see
+// package notify: one value for any number of changes, never blocking the
+// writer) and the function that ends the subscription.
+func (s *Source) Subscribe() (<-chan struct{}, func()) { return s.changed.Subscribe() }

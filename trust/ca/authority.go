@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -209,6 +210,13 @@ func (a *Authority) checkID(id spiffeid.ID) error {
 		return trust.Refuse(ReasonTrustDomain, "%s is not in trust domain %s", id, a.td)
 	case id.Path() == "":
 		return trust.Refuse(ReasonIdentity, "%s has no path; an SVID names a workload", id)
+	}
+	// Paths under /meridian/ are the control planes'; a cluster signs its
+	// own and nobody else's.
+	if strings.HasPrefix(id.Path(), "/meridian/") {
+		if c, ok := trust.ParseClusterID(id); !ok || c != a.cluster {
+			return trust.Refuse(ReasonIdentity, "%s is reserved; this authority signs only cluster %q's control-plane identity under /meridian/", id, a.cluster)
+		}
 	}
 	return nil
 }

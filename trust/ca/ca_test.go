@@ -174,6 +174,8 @@ func TestSignCSRRefusals(t *testing.T) {
 		{"CSR asks for another workload", ca.SignRequest{CSR: trusttest.CSR(t, k, nil, "spiffe://mesh.test/ns/shop/sa/admin"), ID: id}, ca.ReasonIdentity},
 		{"CSR asks for a non-SPIFFE URI", ca.SignRequest{CSR: trusttest.CSR(t, k, nil, "https://mesh.test/x"), ID: id}, ca.ReasonIdentity},
 		{"trust domain ID, no path", ca.SignRequest{CSR: good, ID: td.ID()}, ca.ReasonIdentity},
+		{"another cluster's control plane", ca.SignRequest{CSR: good, ID: spiffeid.RequireFromString("spiffe://mesh.test/meridian/cluster/b")}, ca.ReasonIdentity},
+		{"reserved path", ca.SignRequest{CSR: good, ID: spiffeid.RequireFromString("spiffe://mesh.test/meridian/admin")}, ca.ReasonIdentity},
 		{"TTL above max", ca.SignRequest{CSR: good, ID: id, TTL: 48 * time.Hour}, ca.ReasonTTL},
 	}
 	for _, tc := range cases {
