@@ -31,7 +31,9 @@ import (
 )
 
 // ID is the SPIFFE ID of cluster's control plane.
-func ID(td spiffeid.TrustDomain, cluster string) (spiffeid.ID, error) { return trust.ClusterID(td, cluster) }
+func ID(td spiffeid.TrustDomain, cluster string) (spiffeid.ID, error) {
+	return trust.ClusterID(td, cluster)
+}
 
 // Verify checks a peer's certificate chain (leaf first, as presented in a
 // handshake) against the bundles and returns the cluster it proves. The

@@ -106,7 +106,9 @@ func (m *Manager) Get(id spiffeid.ID) (*x509svid.SVID, error) {
 
 // Source returns an x509svid.Source for one identity, for go-spiffe's
 // tlsconfig: every handshake gets the current SVID.
-func (m *Manager) Source(id spiffeid.ID) x509svid.Source { return sourceFunc(func() (*x509svid.SVID, error) { return m.Get(id) }) }
+func (m *Manager) Source(id spiffeid.ID) x509svid.Source {
+	return sourceFunc(func() (*x509svid.SVID, error) { return m.Get(id) })
+}
 
 type sourceFunc func() (*x509svid.SVID, error)
 
