@@ -1,0 +1,218 @@
+package locality
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
+	"github.com/meridian-mesh/meridian/registry"
+)
+
+// Reasons of the default order and weights.
+var (
+	whyOwnZone      = Reason{Rule: "the client's own zone"}
+	whyOwnRegion    = Reason{Rule: "the client's own region, other zones"}
+	whyOtherRegions = Reason{Rule: "other regions"}
+	whyWeights      = Reason{Rule: "sum of the locality's endpoint weights"}
+)
+
+// distributeRank puts the targets of a distribute rule ahead of every
+// failover level.
+const distributeRank = -1
+
+// arrange orders a service's allowed endpoints into priority levels for
+// one client. Every group gets a rank; levels are the distinct ranks in
+// order, so priorities run from 0 without gaps.
+func (e *Engine) arrange(st *serviceState, c Client) Assignment {
+	a := Assignment{
+		Service: st.key, Client: c, Blocked: st.blocked, Audited: st.audited,
+		OutlierDetection: st.od, OutlierDetectionReason: st.odWhy,
+	}
+	f := st.failover
+	if f != nil {
+		a.Failover = f.name
+	}
+	if len(st.groups) == 0 {
+		return a
+	}
+	dist := -1
+	if f != nil {
+		dist = f.distributeFor(c.Locality)
+	}
+	ranks := make([]int, len(st.groups))
+	target := make([]int, len(st.groups)) // distribute target of each group, for rank -1
+	var distinct []int
+	for i := range st.groups {
+		g := &st.groups[i]
+		r := -2
+		if dist >= 0 {
+			if t := bestTarget(f.obj.Spec.Distribute[dist].To, g.locality); t >= 0 {
+				r, target[i] = distributeRank, t
+			}
+		}
+		if r == -2 {
+			r = rankOf(f, c, g)
+		}
+		ranks[i] = r
+		if !slices.Contains(distinct, r) {
+			distinct = append(distinct, r)
+		}
+	}
+	slices.Sort(distinct)
+	a.Levels = make([]Level, 0, len(distinct))
+	for _, r := range distinct {
+		lvl := Level{Reason: rankReason(f, c, r, dist)}
+		var targetSum []uint64
+		if r == distributeRank {
+			targetSum = make([]uint64, len(f.obj.Spec.Distribute[dist].To))
+			for i := range st.groups {
+				if ranks[i] == r {
+					targetSum[target[i]] += uint64(st.groups[i].weight)
+				}
+			}
+		}
+		for i := range st.groups {
+			if ranks[i] != r {
+				continue
+			}
+			g := &st.groups[i]
+			w, why := uint64(g.weight), whyWeights
+			if r == distributeRank {
+				// The target's percentage, shared by its localities in
+				// proportion to their endpoint weights; scaled so that
+				// small shares stay above zero.
+				t := f.obj.Spec.Distribute[dist].To[target[i]]
+				w = max(1, uint64(t.Weight)*1000*uint64(g.weight)/targetSum[target[i]])
+				why = f.distTargetWhy[dist][target[i]]
+			}
+			n := len(lvl.Localities)
+			if n > 0 && lvl.Localities[n-1].Locality == g.locality {
+				// Same locality from another cluster: one locality per
+				// level, as Envoy requires.
+				le := &lvl.Localities[n-1]
+				le.Endpoints = append(slices.Clip(le.Endpoints), g.eps...)
+				le.Weight = uint32(min(uint64(le.Weight)+w, 1<<31))
+				continue
+			}
+			lvl.Localities = append(lvl.Localities, LocalityEndpoints{
+				Locality: g.locality, Weight: uint32(min(w, 1<<31)), WeightReason: why, Endpoints: g.eps,
+			})
+		}
+		a.Levels = append(a.Levels, lvl)
+	}
+	return a
+}
+
+// bestTarget returns the most specific distribute target covering a
+// locality, or -1.
+func bestTarget(ts []v1alpha1.DistributeTarget, l registry.Locality) int {
+	best, bestSpec := -1, -1
+	for i, t := range ts {
+		if t.Locality.Matches(l) && t.Locality.Specificity() > bestSpec {
+			best, bestSpec = i, t.Locality.Specificity()
+		}
+	}
+	return best
+}
+
+// rankOf places a group for a client: by the failover policy's label
+// order, by its region order, or by the default order.
+func rankOf(f *failoverPolicy, c Client, g *group) int {
+	if f != nil && len(f.labels) > 0 {
+		matched := 0
+		for _, l := range f.labels {
+			cv, gv := clientValue(c, l), groupValue(g, l)
+			if cv == "" || cv != gv {
+				break
+			}
+			matched++
+		}
+		return len(f.labels) - matched
+	}
+	switch {
+	case c.Locality.Region == g.locality.Region && c.Locality.Zone == g.locality.Zone:
+		return 0
+	case c.Locality.Region == g.locality.Region:
+		return 1
+	}
+	if f != nil {
+		if ro := f.regions[c.Locality.Region]; ro != nil {
+			if i := slices.Index(ro.to, g.locality.Region); i >= 0 {
+				return 2 + i
+			}
+			return 2 + len(ro.to)
+		}
+	}
+	return 2
+}
+
+func rankReason(f *failoverPolicy, c Client, r, dist int) Reason {
+	switch {
+	case r == distributeRank:
+		return f.distWhy[dist]
+	case f != nil && len(f.labels) > 0:
+		return f.levelWhy[r]
+	case r == 0:
+		return whyOwnZone
+	case r == 1:
+		return whyOwnRegion
+	}
+	if f != nil {
+		if ro := f.regions[c.Locality.Region]; ro != nil {
+			if r-2 < len(ro.to) {
+				return ro.why[r-2]
+			}
+			return ro.otherWhy
+		}
+	}
+	return whyOtherRegions
+}
+
+func clientValue(c Client, label string) string {
+	switch label {
+	case "region":
+		return c.Locality.Region
+	case "zone":
+		return c.Locality.Zone
+	case "subzone":
+		return c.Locality.Subzone
+	case "cluster":
+		return c.Cluster
+	case "network":
+		return c.Network
+	}
+	return c.Labels[label]
+}
+
+func groupValue(g *group, label string) string {
+	switch label {
+	case "region":
+		return g.locality.Region
+	case "zone":
+		return g.locality.Zone
+	case "subzone":
+		return g.locality.Subzone
+	case "cluster":
+		return g.cluster
+	case "network":
+		return g.network
+	}
+	return g.labels[label]
+}
+
+func distributeReasons(f *failoverPolicy) {
+	for i, d := range f.obj.Spec.Distribute {
+		f.distWhy = append(f.distWhy, Reason{
+			Rule:   "distribute rule for clients in " + string(d.From),
+			Policy: f.name, Field: fmt.Sprintf("spec.distribute[%d]", i),
+		})
+		var ws []Reason
+		for j, t := range d.To {
+			ws = append(ws, Reason{
+				Rule:   fmt.Sprintf("distribute %d%% to %s", t.Weight, t.Locality),
+				Policy: f.name, Field: fmt.Sprintf("spec.distribute[%d].to[%d]", i, j),
+			})
+		}
+		f.distTargetWhy = append(f.distTargetWhy, ws)
+	}
+}
