@@ -1,0 +1,114 @@
+package kube
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Defaults for Config's durations.
+const (
+	// DefaultResyncPeriod is how often the informers replay their caches,
+	// after which every Service is converted again and only differences
+	// are applied: a safety net, not a source of changes.
+	DefaultResyncPeriod = 10 * time.Minute
+	// DefaultBatchWindow is how long events are collected before one batch
+	// is applied: what Istio's discovery debounce uses. A rollout that
+	// touches many slices becomes a few registry versions, not hundreds.
+	DefaultBatchWindow = 100 * time.Millisecond
+)
+
+// Config configures a Source. Cluster is required; everything else has a
+// default.
+type Config struct {
+	// Cluster is the registry segment the source feeds: the local
+	// cluster's name. The caller adds it (Registry.SetCluster) before New;
+	// its region is the locality of endpoints whose Node has no region
+	// label.
+	Cluster string
+
+	// Kubeconfig and Context select the API server as kubectl does: an
+	// explicit file, else $KUBECONFIG, else ~/.kube/config, else the
+	// in-cluster configuration when running in a pod; Context overrides
+	// the file's current context. Ignored when RESTConfig is set.
+	Kubeconfig string
+	Context    string
+	// RESTConfig, when set, is used as is (tests, embedding programs).
+	RESTConfig *rest.Config
+
+	// Namespace limits discovery to one namespace; empty watches all.
+	Namespace string
+	// ResyncPeriod: zero means DefaultResyncPeriod, negative disables
+	// resyncs.
+	ResyncPeriod time.Duration
+	// BatchWindow: zero means DefaultBatchWindow, negative applies each
+	// batch as soon as events arrive (still one batch for everything that
+	// arrived meanwhile).
+	BatchWindow time.Duration
+
+	// Logger gets a "component=kube" attribute; nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics registers the source's metrics; nil registers none.
+	Metrics prometheus.Registerer
+}
+
+func (c Config) withDefaults() Config {
+	switch {
+	case c.ResyncPeriod == 0:
+		c.ResyncPeriod = DefaultResyncPeriod
+	case c.ResyncPeriod < 0:
+		c.ResyncPeriod = 0 // informers: no resync
+	}
+	switch {
+	case c.BatchWindow == 0:
+		c.BatchWindow = DefaultBatchWindow
+	case c.BatchWindow < 0:
+		c.BatchWindow = 0
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// BindFlags adds the source's flags to a command's flag set, with kubectl's
+// names for the connection: --kubeconfig, --context; and --kube-namespace,
+// --kube-resync, --kube-batch-window.
+func (c *Config) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "path to a kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+	fs.StringVar(&c.Context, "context", c.Context, "kubeconfig context to use (default: the file's current context)")
+	fs.StringVar(&c.Namespace, "kube-namespace", c.Namespace, "discover Services in this namespace only (default: all namespaces)")
+	fs.DurationVar(&c.ResyncPeriod, "kube-resync", c.ResyncPeriod, "informer resync period; 0 means 10m, negative disables")
+	fs.DurationVar(&c.BatchWindow, "kube-batch-window", c.BatchWindow, "collect Kubernetes events this long before updating the registry; 0 means 100ms")
+}
+
+// LoadRESTConfig builds a client configuration the way kubectl does: the
+// explicit kubeconfig path if given, else the files in $KUBECONFIG, else
+// ~/.kube/config, else the in-cluster service account when running in a
+// pod. context overrides the current context.
+func LoadRESTConfig(kubeconfig, context string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kube: load client configuration (kubeconfig %q, context %q): %w", kubeconfig, context, err)
+	}
+	return cfg, nil
+}
+
+// PolicyRules are the permissions the source needs, for a ClusterRole bound
+// to meridiand's service account: it only lists and watches.
+func PolicyRules() []rbacv1.PolicyRule {
+	lw := []string{"list", "watch"}
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"services", "pods", "nodes"}, Verbs: lw},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: lw},
+	}
+}
