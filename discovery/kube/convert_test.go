@@ -65,8 +65,8 @@ var (
 			Spec: corev1.PodSpec{NodeName: "n2"}},
 	}
 	nodes = map[string]*corev1.Node{
-		"n1": {ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{LabelRegion: "eu-west-1", LabelZone: "eu-west-1a", LabelSubzone: "rack1"}}},
-		"n2": {ObjectMeta: metav1.ObjectMeta{Name: "n2", Labels: map[string]string{LabelRegion: "eu-west-1", LabelZone: "eu-west-1b", LabelIstioSubzone: "rack7"}}},
+		"n1":   {ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{LabelRegion: "eu-west-1", LabelZone: "eu-west-1a", LabelSubzone: "rack1"}}},
+		"n2":   {ObjectMeta: metav1.ObjectMeta{Name: "n2", Labels: map[string]string{LabelRegion: "eu-west-1", LabelZone: "eu-west-1b", LabelIstioSubzone: "rack7"}}},
 		"bare": {ObjectMeta: metav1.ObjectMeta{Name: "bare"}},
 	}
 	tgt = target{Cluster: "c1", Region: "home"}
