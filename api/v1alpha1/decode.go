@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -100,8 +101,15 @@ func Load(data []byte, opts LoadOptions) ([]Object, error) {
 }
 
 // Describe names an object as "Kind namespace/name".
-func Describe(o Object) string {
-	return o.GetObjectKind().GroupVersionKind().Kind + " " + o.GetNamespace() + "/" + o.GetName()
+func Describe(o Object) string { return KindOf(o) + " " + o.GetNamespace() + "/" + o.GetName() }
+
+// KindOf returns an object's kind: its TypeMeta's, or its Go type's name
+// when TypeMeta is empty (objects built in code).
+func KindOf(o Object) string {
+	if k := o.GetObjectKind().GroupVersionKind().Kind; k != "" {
+		return k
+	}
+	return reflect.TypeOf(o).Elem().Name()
 }
 
 // document is one document of a stream and where it starts.

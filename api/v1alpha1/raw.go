@@ -35,7 +35,7 @@ func ToRaw(o Object) (RawObject, error) {
 		return RawObject{}, fmt.Errorf("v1alpha1: encoding %s: %w", Describe(o), err)
 	}
 	return RawObject{
-		Kind:            o.GetObjectKind().GroupVersionKind().Kind,
+		Kind:            KindOf(o),
 		Namespace:       o.GetNamespace(),
 		Name:            o.GetName(),
 		Spec:            parts.Spec,
