@@ -1,0 +1,39 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+)
+
+// Print writes an answer from meridiand in the --output format: json and
+// yaml print the message as the API defines it (protojson field names),
+// table calls table with a tab-aligned writer.
+func (g *Globals) Print(m proto.Message, table func(w *tabwriter.Writer)) error {
+	switch g.Output {
+	case "table":
+		w := tabwriter.NewWriter(g.Out, 0, 4, 2, ' ', 0)
+		table(w)
+		return w.Flush()
+	default:
+		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode the answer: %w", err)
+		}
+		if g.Output == "yaml" {
+			if b, err = yaml.JSONToYAML(b); err != nil {
+				return fmt.Errorf("encode the answer: %w", err)
+			}
+		}
+		if _, err := g.Out.Write(b); err != nil {
+			return err
+		}
+		if g.Output == "json" {
+			_, err = fmt.Fprintln(g.Out)
+		}
+		return err
+	}
+}
