@@ -230,13 +230,13 @@ func TestHealthMerge(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"web-use1-az1-0":  "unhealthy",
-		"web-use1-az1-1":  "healthy",
-		"web-use1-az2-0":  "draining (drained by the drill of zone us-east-1/use1-az2)",
-		"web-use1-az2-1":  "draining (drained by the drill of zone us-east-1/use1-az2)",
-		"web-dc1-a-0":     "stale (cluster onprem-dc1 is unreachable)",
-		"web-euw1-az1-0":  "unhealthy (cluster eks-euw1 is dead)",
-		"web-euw1-az2-1":  "unhealthy (cluster eks-euw1 is dead)",
+		"web-use1-az1-0": "unhealthy",
+		"web-use1-az1-1": "healthy",
+		"web-use1-az2-0": "draining (drained by the drill of zone us-east-1/use1-az2)",
+		"web-use1-az2-1": "draining (drained by the drill of zone us-east-1/use1-az2)",
+		"web-dc1-a-0":    "stale (cluster onprem-dc1 is unreachable)",
+		"web-euw1-az1-0": "unhealthy (cluster eks-euw1 is dead)",
+		"web-euw1-az2-1": "unhealthy (cluster eks-euw1 is dead)",
 	}
 	for id, w := range want {
 		if got[id] != w {

@@ -83,7 +83,7 @@ func TestPriorityLoadPanic(t *testing.T) {
 		// With the default panic threshold, 25/25/20 is a total panic:
 		// every level is under 50% healthy, so load follows host counts.
 		{[]int{25, 25, 20}, []uint32{34, 33, 33}, []bool{true, true, true}},
-		{[]int{0, 0}, []uint32{50, 50}, []bool{true, true}},      // nothing healthy: by host count
+		{[]int{0, 0}, []uint32{50, 50}, []bool{true, true}}, // nothing healthy: by host count
 	}
 	for _, c := range cases {
 		got := locality.PriorityLoad(pct(c.healthy...), locality.LoadOptions{})
