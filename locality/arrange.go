@@ -39,26 +39,31 @@ func (e *Engine) arrange(st *serviceState, c Client) Assignment {
 	if f != nil {
 		dist = f.distributeFor(c.Locality)
 	}
-	ranks := make([]int, len(st.groups))
-	target := make([]int, len(st.groups)) // distribute target of each group, for rank -1
-	var distinct []int
+	// Scratch space on the stack for the usual sizes.
+	var rankBuf, targetBuf [64]int
+	ranks, target := rankBuf[:0], targetBuf[:0] // target: distribute target of each group, for rank -1
+	var distinctBuf [8]int
+	distinct := distinctBuf[:0]
 	for i := range st.groups {
 		g := &st.groups[i]
-		r := -2
+		r, t := -2, 0
 		if dist >= 0 {
-			if t := bestTarget(f.obj.Spec.Distribute[dist].To, g.locality); t >= 0 {
-				r, target[i] = distributeRank, t
+			if j := bestTarget(f.obj.Spec.Distribute[dist].To, g.locality); j >= 0 {
+				r, t = distributeRank, j
 			}
 		}
 		if r == -2 {
 			r = rankOf(f, c, g)
 		}
-		ranks[i] = r
+		ranks, target = append(ranks, r), append(target, t)
 		if !slices.Contains(distinct, r) {
 			distinct = append(distinct, r)
 		}
 	}
 	slices.Sort(distinct)
+	// One backing array for every level's localities: an assignment is a
+	// handful of allocations whatever its size.
+	les := make([]LocalityEndpoints, 0, len(st.groups))
 	a.Levels = make([]Level, 0, len(distinct))
 	for _, r := range distinct {
 		lvl := Level{Reason: rankReason(f, c, r, dist)}
@@ -71,33 +76,34 @@ func (e *Engine) arrange(st *serviceState, c Client) Assignment {
 				}
 			}
 		}
+		first := len(les)
 		for i := range st.groups {
 			if ranks[i] != r {
 				continue
 			}
 			g := &st.groups[i]
-			w, why := uint64(g.weight), whyWeights
+			w, why := uint64(g.weight), &whyWeights
 			if r == distributeRank {
 				// The target's percentage, shared by its localities in
 				// proportion to their endpoint weights; scaled so that
 				// small shares stay above zero.
 				t := f.obj.Spec.Distribute[dist].To[target[i]]
 				w = max(1, uint64(t.Weight)*1000*uint64(g.weight)/targetSum[target[i]])
-				why = f.distTargetWhy[dist][target[i]]
+				why = &f.distTargetWhy[dist][target[i]]
 			}
-			n := len(lvl.Localities)
-			if n > 0 && lvl.Localities[n-1].Locality == g.locality {
+			if n := len(les); n > first && les[n-1].Locality == g.locality {
 				// Same locality from another cluster: one locality per
 				// level, as Envoy requires.
-				le := &lvl.Localities[n-1]
+				le := &les[n-1]
 				le.Endpoints = append(slices.Clip(le.Endpoints), g.eps...)
 				le.Weight = uint32(min(uint64(le.Weight)+w, 1<<31))
 				continue
 			}
-			lvl.Localities = append(lvl.Localities, LocalityEndpoints{
+			les = append(les, LocalityEndpoints{
 				Locality: g.locality, Weight: uint32(min(w, 1<<31)), WeightReason: why, Endpoints: g.eps,
 			})
 		}
+		lvl.Localities = les[first:len(les):len(les)]
 		a.Levels = append(a.Levels, lvl)
 	}
 	return a

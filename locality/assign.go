@@ -64,8 +64,10 @@ type Endpoint struct {
 type LocalityEndpoints struct {
 	Locality registry.Locality `json:"locality"`
 	// Weight is the locality's load-balancing weight, never zero.
-	Weight       uint32     `json:"weight"`
-	WeightReason Reason     `json:"weightReason"`
+	Weight uint32 `json:"weight"`
+	// WeightReason says where the weight comes from; shared, do not
+	// modify.
+	WeightReason *Reason    `json:"weightReason"`
 	Endpoints    []Endpoint `json:"endpoints"`
 }
 

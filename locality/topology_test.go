@@ -99,3 +99,9 @@ func engine(t testing.TB, cfg locality.Config) *locality.Engine {
 var euOnly = v1alpha1.ResidencyRuleSpec{Selector: v1alpha1.ServiceSelector{Services: []string{"payments"}}, AllowedRegions: []string{"eu-west-1"}}
 
 func staleAt() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+
+func metaIn(ns, name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ns, Name: name} }
+
+func labelSelector(k, v string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: map[string]string{k: v}}
+}
