@@ -1,0 +1,400 @@
+package server
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// This file is Meridian's cache.ConfigWatcher: go-control-plane's servers
+// call CreateWatch / CreateDeltaWatch once per request on a stream, and we
+// answer each watch at most once, with exactly the resources the request
+// names (or all of them for a wildcard request). go-control-plane's
+// SnapshotCache cannot serve grpc-go: in ADS mode it never answers a
+// request that names fewer listeners or clusters than its snapshot holds.
+//
+// Every decision compares the group's per-resource versions with what the
+// stream was last sent (Subscription.ReturnedResources), never with the
+// version the proxy ACKed: a NACKed version counts as sent, so it is not
+// sent again until its content changes — no NACK storm — and the proxy
+// keeps the last version it accepted.
+
+// watch is one open request of one stream for one type.
+type watch struct {
+	st    *stream
+	ts    *typeState
+	typ   string
+	first bool // the stream's first request of this type: answer even if empty
+	sub   cache.Subscription
+	req   *discovery.DiscoveryRequest      // state of the world
+	ch    chan cache.Response              // state of the world
+	dreq  *discovery.DeltaDiscoveryRequest // delta
+	dch   chan cache.DeltaResponse         // delta
+}
+
+// CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
+func (s *Server) CreateWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response) (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.takeRequest(req)
+	if st == nil {
+		return nil, status.Error(codes.Internal, "xds: watch for a request the server did not see")
+	}
+	return s.openWatch(&watch{st: st, typ: req.GetTypeUrl(), first: req.GetResponseNonce() == "", sub: sub, req: req, ch: ch}), nil
+}
+
+// CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
+func (s *Server) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.takeRequest(req)
+	if st == nil {
+		return nil, status.Error(codes.Internal, "xds: watch for a request the server did not see")
+	}
+	return s.openWatch(&watch{st: st, typ: req.GetTypeUrl(), first: req.GetResponseNonce() == "", sub: sub, dreq: req, dch: ch}), nil
+}
+
+// takeRequest finds the stream a request arrived on: the request callback
+// (which knows the stream) runs just before the watch is created, on the
+// same goroutine, with the same request value.
+func (s *Server) takeRequest(req any) *stream {
+	st := s.reqStream[req]
+	if st != nil {
+		delete(s.reqStream, req)
+		st.lastReq = nil
+	}
+	return st
+}
+
+// openWatch answers a watch at once when it can, or keeps it until the
+// group's resources change. Callers hold s.mu.
+func (s *Server) openWatch(w *watch) func() {
+	ts := w.st.typeState(s, w.typ)
+	w.ts = ts
+	if ts.pending != nil {
+		// Created but never sent: the server drops a queued response of a
+		// type when a newer request of that type arrives. Its rounds wait
+		// for the next push.
+		ts.carry = append(ts.carry, ts.pending.rounds...)
+		ts.pending = nil
+	}
+	ts.watch = w
+	cancel := func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ts.group != nil {
+			delete(ts.group.watches, w)
+		}
+		if ts.watch == w {
+			ts.watch = nil
+		}
+	}
+	g := ts.group
+	if g == nil {
+		if w.first {
+			s.metrics.unknown.WithLabelValues("other").Inc()
+			s.log.Info("xds: request for a resource type Meridian does not serve; answering empty", "proxy", w.st.proxy.ID, "stream", w.st.key, "type", truncate(w.typ, 200))
+			s.send(w, s.emptyPush(w))
+		}
+		return cancel
+	}
+	if g.ready && s.respond(w, nil, nil) {
+		return cancel
+	}
+	g.watches[w] = struct{}{}
+	return cancel
+}
+
+// respond answers a watch if the stream lacks anything it subscribed to.
+// hint, when set, lists the only names that changed since the watch was
+// last checked. It reports whether it answered. Callers hold s.mu.
+func (s *Server) respond(w *watch, hint []string, rd *round) bool {
+	var p *push
+	if w.dch != nil {
+		p = s.deltaPush(w, hint)
+	} else {
+		p = s.sotwPush(w, hint)
+	}
+	if p == nil {
+		return false
+	}
+	p.rounds = append(p.rounds, w.ts.carry...)
+	w.ts.carry = nil
+	if rd != nil {
+		rd.pending++
+		p.rounds = append(p.rounds, rd)
+	}
+	s.send(w, p)
+	return true
+}
+
+// send queues a push on the watch's stream. The channels go-control-plane
+// hands us hold one response per type, and a watch is answered at most
+// once, so the send never blocks; if it would, the push is dropped and
+// counted rather than stalling every stream behind s.mu.
+func (s *Server) send(w *watch, p *push) {
+	delete(w.ts.groupWatches(), w)
+	w.ts.pending = p
+	var ok bool
+	if w.dch != nil {
+		select {
+		case w.dch <- p.delta:
+			ok = true
+		default:
+		}
+	} else {
+		select {
+		case w.ch <- p.sotw:
+			ok = true
+		default:
+		}
+	}
+	if !ok {
+		w.ts.pending = nil
+		s.metrics.droppedWrite.Inc()
+		s.log.Error("xds: response queue full; response dropped", "proxy", w.st.proxy.ID, "stream", w.st.key, "type", typeLabel(w.typ))
+		s.resolve(p.rounds, time.Now(), false)
+	}
+}
+
+func (s *Server) emptyPush(w *watch) *push {
+	p := &push{typ: w.typ}
+	if w.dch != nil {
+		p.resp = &discovery.DeltaDiscoveryResponse{TypeUrl: w.typ}
+		p.delta = &cache.DeltaPassthroughResponse{DeltaRequest: w.dreq, NextVersionMap: map[string]string{}, DeltaDiscoveryResponse: p.resp.(*discovery.DeltaDiscoveryResponse)}
+	} else {
+		p.resp = &discovery.DiscoveryResponse{TypeUrl: w.typ}
+		p.sotw = &cache.PassthroughResponse{Request: w.req, ReturnedResources: map[string]string{}, DiscoveryResponse: p.resp.(*discovery.DiscoveryResponse)}
+	}
+	return p
+}
+
+// wanted reports whether a watch subscribes to a name.
+func wanted(sub cache.Subscription, name string) bool {
+	if sub.IsWildcard() {
+		return true
+	}
+	_, ok := sub.SubscribedResources()[name]
+	return ok
+}
+
+// sotwPush builds a state-of-the-world response, or nil when the stream
+// already has everything. Listeners and clusters are answered with the
+// full subscribed set (a missing one means deleted); load assignments and
+// routes only with what changed, as the protocol allows.
+func (s *Server) sotwPush(w *watch, hint []string) *push {
+	g := w.ts.group
+	sub := w.sub
+	returned := sub.ReturnedResources()
+	var list []*entry
+	var next map[string]string
+	if cache.ResourceRequiresFullStateInSotw(w.typ) {
+		list = s.subscribedEntries(w)
+		changed := w.first || len(list) != len(returned)
+		for i := 0; !changed && i < len(list); i++ {
+			changed = returned[list[i].name] != list[i].version
+		}
+		if !changed {
+			return nil
+		}
+		next = make(map[string]string, len(list))
+		for _, e := range list {
+			next[e.name] = e.version
+		}
+	} else {
+		var gone []string
+		check := func(name string) {
+			e := g.res[name]
+			v, had := returned[name]
+			switch {
+			case e != nil && v != e.version:
+				list = append(list, e)
+			case e == nil && had:
+				gone = append(gone, name)
+			}
+		}
+		switch {
+		case hint != nil:
+			for _, n := range hint {
+				if wanted(sub, n) {
+					check(n)
+				}
+			}
+			slices.SortFunc(list, byName)
+		case sub.IsWildcard():
+			for _, n := range g.names {
+				check(n)
+			}
+			for n := range returned {
+				if g.res[n] == nil {
+					gone = append(gone, n)
+				}
+			}
+		default:
+			for n := range sub.SubscribedResources() {
+				check(n)
+			}
+			s.noteUnknown(w)
+			slices.SortFunc(list, byName)
+		}
+		if len(list) == 0 && len(gone) == 0 && !w.first {
+			return nil
+		}
+		next = maps.Clone(returned)
+		if next == nil {
+			next = make(map[string]string, len(list))
+		}
+		for _, e := range list {
+			next[e.name] = e.version
+		}
+		for _, n := range gone {
+			delete(next, n) // sent again should it come back
+		}
+	}
+	resp := &discovery.DiscoveryResponse{VersionInfo: g.versionInfo(), TypeUrl: w.typ, Resources: make([]*anypb.Any, len(list))}
+	p := &push{typ: w.typ, version: resp.VersionInfo, resp: resp, entries: list}
+	for i, e := range list {
+		resp.Resources[i] = e.any
+		p.size += len(e.any.Value)
+	}
+	p.sotw = &cache.PassthroughResponse{Request: w.req, DiscoveryResponse: resp, ReturnedResources: next}
+	return p
+}
+
+// subscribedEntries is the full set a watch subscribes to, sorted by name.
+func (s *Server) subscribedEntries(w *watch) []*entry {
+	g := w.ts.group
+	if w.sub.IsWildcard() {
+		list := make([]*entry, len(g.names))
+		for i, n := range g.names {
+			list[i] = g.res[n]
+		}
+		return list
+	}
+	list := make([]*entry, 0, len(w.sub.SubscribedResources()))
+	for n := range w.sub.SubscribedResources() {
+		if e := g.res[n]; e != nil {
+			list = append(list, e)
+		}
+	}
+	s.noteUnknown(w)
+	slices.SortFunc(list, byName)
+	return list
+}
+
+// deltaPush builds an incremental response with the resources whose
+// versions differ from what the stream has, and the removed ones; nil when
+// there is nothing to say.
+func (s *Server) deltaPush(w *watch, hint []string) *push {
+	g := w.ts.group
+	sub := w.sub
+	returned := sub.ReturnedResources()
+	var list []*entry
+	var removed []string
+	check := func(name string) {
+		e := g.res[name]
+		v, had := returned[name]
+		switch {
+		case e != nil && v != e.version:
+			list = append(list, e)
+		case e == nil && had && v != "":
+			removed = append(removed, name)
+		}
+	}
+	switch {
+	case hint != nil:
+		for _, n := range hint {
+			if wanted(sub, n) {
+				check(n)
+			}
+		}
+	case sub.IsWildcard():
+		for _, n := range g.names {
+			check(n)
+		}
+		for n, v := range returned {
+			if g.res[n] == nil && v != "" {
+				removed = append(removed, n)
+			}
+		}
+	default:
+		for n := range sub.SubscribedResources() {
+			check(n)
+		}
+		// Names the proxy asks for that do not exist are reported once as
+		// removed, which is how delta xDS says "no such resource".
+		removed = append(removed, s.noteUnknown(w)...)
+	}
+	if len(list) == 0 && len(removed) == 0 && !w.first {
+		return nil
+	}
+	slices.SortFunc(list, byName)
+	slices.Sort(removed)
+	next := maps.Clone(returned)
+	if next == nil {
+		next = make(map[string]string, len(list))
+	}
+	resp := &discovery.DeltaDiscoveryResponse{SystemVersionInfo: g.versionInfo(), TypeUrl: w.typ, Resources: make([]*discovery.Resource, len(list)), RemovedResources: removed}
+	p := &push{typ: w.typ, version: resp.SystemVersionInfo, resp: resp, entries: list, removed: removed}
+	for i, e := range list {
+		resp.Resources[i] = e.delta
+		next[e.name] = e.version
+		p.size += len(e.any.Value)
+	}
+	for _, n := range removed {
+		delete(next, n)
+	}
+	p.delta = &cache.DeltaPassthroughResponse{DeltaRequest: w.dreq, NextVersionMap: next, DeltaDiscoveryResponse: resp}
+	return p
+}
+
+// noteUnknown logs and counts, once per stream and name, the names a
+// watch subscribes to that its group does not have, and returns the newly
+// noted ones.
+func (s *Server) noteUnknown(w *watch) []string {
+	g := w.ts.group
+	var fresh []string
+	for n := range w.sub.SubscribedResources() {
+		if g.res[n] != nil {
+			delete(w.ts.unknown, n)
+			continue
+		}
+		if _, seen := w.ts.unknown[n]; seen {
+			continue
+		}
+		if len(w.ts.unknown) >= 1000 {
+			break // bounded: a client listing garbage names cannot grow memory
+		}
+		if w.ts.unknown == nil {
+			w.ts.unknown = map[string]struct{}{}
+		}
+		w.ts.unknown[n] = struct{}{}
+		fresh = append(fresh, n)
+	}
+	if len(fresh) > 0 {
+		slices.Sort(fresh)
+		s.metrics.unknown.WithLabelValues(typeLabel(w.typ)).Add(float64(len(fresh)))
+		shown := make([]string, 0, 5)
+		for _, n := range fresh[:min(len(fresh), 5)] {
+			shown = append(shown, truncate(n, 200))
+		}
+		s.log.Info("xds: proxy asked for resources Meridian does not have", "proxy", w.st.proxy.ID, "stream", w.st.key, "type", typeLabel(w.typ), "count", len(fresh), "names", strings.Join(shown, ", "))
+	}
+	return fresh
+}
+
+func byName(a, b *entry) int { return strings.Compare(a.name, b.name) }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

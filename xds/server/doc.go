@@ -1,0 +1,74 @@
+// Package server serves Meridian's xDS: it keeps, for every group of
+// proxies that would get identical resources, one translated and marshaled
+// copy of them, and answers Aggregated Discovery Service streams — state of
+// the world and delta — through go-control-plane's protocol servers.
+//
+//	registry.Subscription ──► Run: debounce ──► translate (pure, per scope)
+//	   (changed keys)                                │ validate, marshal, hash
+//	                                                 ▼
+//	                          groups: scope → name → entry{version, bytes}
+//	                                                 │ answer open watches
+//	                                                 ▼
+//	  go-control-plane sotw/delta servers ◄── Server as cache.ConfigWatcher
+//	        │  callbacks: identity, ACK/NACK, metrics
+//	        ▼
+//	  Envoy · meridian-proxy · grpc-go (xds:///HOST:PORT)
+//
+// Grouping: a proxy's identity (xds/translate.ParseNode) gives, per
+// resource type, a translate.Scope holding only what that type's output
+// depends on — load assignments the cluster and locality, routes the mode
+// and namespace, and so on. Proxies with equal scopes share one group,
+// built once; a thousand sidecars in three zones are three endpoint groups.
+//
+// Incremental work: Run reads the registry's coalesced deltas after a quiet
+// period (Config.Debounce, default 100ms, at most Config.MaxDebounce, 1s,
+// behind the first change). A change to some services' endpoints rebuilds
+// only those services' load assignments, in each endpoint group; clusters,
+// listeners and routes are rebuilt only when a service definition or a
+// cluster changed. Every resource is validated (translate.Validate),
+// marshaled once and versioned by a hash of its bytes, so an unchanged
+// result is not a change and a push carries only what differs.
+//
+// Why our own ConfigWatcher and not go-control-plane's SnapshotCache: grpc-go
+// asks for listeners and clusters by name, and the snapshot cache in ADS
+// mode never answers a request naming fewer resources than its snapshot
+// holds; it also keeps one snapshot per node and resends a NACKed version
+// at once. Here every watch is answered with exactly the names it
+// subscribes to (all of them for a wildcard), each stream's state lives in
+// go-control-plane's Subscription (what was sent, per resource version),
+// and responses are go-control-plane PassthroughResponses built from the
+// shared marshaled entries.
+//
+// ACK and NACK: a NACK is logged with the proxy id, type, version, nonce
+// and the proxy's error detail, counted, and shown by /debug/xds; the
+// proxy keeps its last accepted version (as Envoy and grpc-go do) and the
+// server does not resend the rejected version — decisions compare with
+// what was sent, not with what was accepted — until the resource changes
+// again. A resource failing validation is never published: its previous
+// version stays.
+//
+// Bad input closes only the stream that sent it, with a gRPC status naming
+// the field (InvalidArgument for a malformed node or a request without a
+// type); unknown resource names and types get an empty answer and a log
+// line. The server keeps serving everyone else.
+//
+// Metrics (meridian_xds_*): connected_proxies{mode,cluster}, pushes_total
+// and push_bytes by type, push_ack_seconds by type (send to ACK or NACK),
+// nacks_total, convergence_seconds (from a registry change, before
+// debouncing, until every push it caused was ACKed or its stream left;
+// rounds with a NACK are not observed), plus rejected_streams_total,
+// unknown_resources_total, invalid_resources_total, recompute_seconds,
+// groups and dropped_responses_total.
+//
+// Concurrency: one mutex guards groups, streams and watches; go-control-
+// plane's stream goroutines take it briefly per request, response and
+// watch. Only Run's goroutine (and workers it waits for) translates and
+// writes group contents, so translation happens outside the lock. Answers
+// are queued on go-control-plane's per-stream channels, which hold one
+// response per type; a watch is answered at most once, so queueing never
+// blocks.
+//
+// It must not: read anything but the registry view (and, with the policy
+// work, the policies), block on a slow proxy, or keep per-proxy copies of
+// resources.
+package server

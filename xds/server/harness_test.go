@@ -1,0 +1,284 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/xds/server"
+)
+
+// syncBuffer collects log output for assertions; tests also see it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	out io.Writer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.out != nil {
+		b.out.Write(p)
+	}
+	return b.buf.Write(p)
+}
+
+// detach stops echoing to the test's output, which panics once the test
+// has ended.
+func (b *syncBuffer) detach() {
+	b.mu.Lock()
+	b.out = nil
+	b.mu.Unlock()
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// harness is one control plane's xDS serving: a registry, the server and
+// its Run loop, a real gRPC server on loopback.
+type harness struct {
+	t       *testing.T
+	reg     *registry.Registry
+	xds     *server.Server
+	addr    string
+	metrics *prometheus.Registry
+	logs    *syncBuffer
+	grpc    *grpc.Server
+}
+
+type harnessOpts struct {
+	debounce time.Duration
+	register func(*grpc.Server) // extra services on the same gRPC server
+	reg      *registry.Registry
+	// seed fills the registry before the server starts, so that the first
+	// proxies already see it.
+	seed func(*harness)
+}
+
+func newHarness(t *testing.T, o harnessOpts) *harness {
+	t.Helper()
+	h := &harness{t: t, reg: o.reg, metrics: prometheus.NewRegistry(), logs: &syncBuffer{out: t.Output()}}
+	if h.reg == nil {
+		h.reg = registry.New(registry.Options{})
+	}
+	if o.seed != nil {
+		o.seed(h)
+	}
+	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var err error
+	h.xds, err = server.New(server.Config{Registry: h.reg, Cluster: "c1", Logger: log, Metrics: h.metrics, Debounce: o.debounce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = lis.Addr().String()
+	h.grpc = grpc.NewServer()
+	h.xds.Register(h.grpc)
+	if o.register != nil {
+		o.register(h.grpc)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = h.grpc.Serve(lis) }()
+	go func() {
+		defer wg.Done()
+		if err := h.xds.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		// Run's return ends every stream, so the graceful stop does not
+		// wait on clients.
+		cancel()
+		h.grpc.GracefulStop()
+		wg.Wait()
+		h.logs.detach()
+	})
+	return h
+}
+
+func (h *harness) must(err error) {
+	h.t.Helper()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) conn() *grpc.ClientConn {
+	h.t.Helper()
+	c, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	h.must(err)
+	h.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// counter reads one labelled counter or gauge from the server's metrics.
+func (h *harness) metric(name string, labels ...string) float64 {
+	h.t.Helper()
+	mfs, err := h.metrics.Gather()
+	h.must(err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return 0
+}
+
+func nodeOf(t testing.TB, id string, meta map[string]any, loc *core.Locality) *core.Node {
+	t.Helper()
+	s, err := structpb.NewStruct(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &core.Node{Id: id, Metadata: s, Locality: loc}
+}
+
+// sotw is a hand-driven state-of-the-world ADS stream.
+type sotw struct {
+	t      *testing.T
+	stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	node   *core.Node
+	resps  chan *discovery.DiscoveryResponse
+	errs   chan error
+	cancel context.CancelFunc
+}
+
+func (h *harness) sotw(node *core.Node) *sotw {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn()).StreamAggregatedResources(ctx)
+	if err != nil {
+		cancel()
+		h.t.Fatal(err)
+	}
+	s := &sotw{t: h.t, stream: st, node: node, resps: make(chan *discovery.DiscoveryResponse, 100), errs: make(chan error, 1), cancel: cancel}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				s.errs <- err
+				return
+			}
+			s.resps <- r
+		}
+	}()
+	h.t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+// send sends a request; the node goes only on the first one, as clients do.
+func (s *sotw) send(req *discovery.DiscoveryRequest) {
+	s.t.Helper()
+	if s.node != nil {
+		req.Node, s.node = s.node, nil
+	}
+	if err := s.stream.Send(req); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *sotw) recv() *discovery.DiscoveryResponse {
+	s.t.Helper()
+	select {
+	case r := <-s.resps:
+		return r
+	case err := <-s.errs:
+		s.t.Fatalf("stream ended: %v", err)
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("no response within 10s")
+	}
+	return nil
+}
+
+// streamErr waits for the stream to end and returns its error.
+func (s *sotw) streamErr() error {
+	s.t.Helper()
+	select {
+	case r := <-s.resps:
+		s.t.Fatalf("got a response %v, want the stream to end", r)
+	case err := <-s.errs:
+		return err
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("stream still open after 10s")
+	}
+	return errors.New("unreachable")
+}
+
+// ack acknowledges a response, naming the same resources again.
+func (s *sotw) ack(r *discovery.DiscoveryResponse, names ...string) {
+	s.t.Helper()
+	s.send(&discovery.DiscoveryRequest{TypeUrl: r.TypeUrl, VersionInfo: r.VersionInfo, ResponseNonce: r.Nonce, ResourceNames: names})
+}
+
+func names(r *discovery.DiscoveryResponse) []string {
+	var out []string
+	for _, a := range r.Resources {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, resourceName(m))
+	}
+	return out
+}
+
+func resourceName(m any) string {
+	if n, ok := m.(interface{ GetName() string }); ok {
+		return n.GetName()
+	}
+	if n, ok := m.(interface{ GetClusterName() string }); ok {
+		return n.GetClusterName()
+	}
+	return fmt.Sprintf("%T", m)
+}
+
+func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }

@@ -1,0 +1,331 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/delta/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/xds/translate"
+)
+
+// Defaults of Config.
+const (
+	DefaultDebounce    = 100 * time.Millisecond
+	DefaultMaxDebounce = time.Second
+)
+
+// Config configures a Server. Registry is required.
+type Config struct {
+	// Registry is the global registry whose view is served.
+	Registry *registry.Registry
+	// Cluster is this control plane's own cluster: the cluster of proxies
+	// whose node metadata names none.
+	Cluster string
+	// Domain of service hosts; default translate.DefaultDomain.
+	Domain string
+	// Debounce is the quiet period after a registry change before the
+	// server translates and pushes: changes that arrive within it are
+	// coalesced into one push. Default DefaultDebounce (100ms).
+	Debounce time.Duration
+	// MaxDebounce bounds how long a stream of changes can hold a push
+	// back. Default DefaultMaxDebounce (1s).
+	MaxDebounce time.Duration
+	// Logger; default slog.Default(). The server adds component=xds.
+	Logger *slog.Logger
+	// Metrics registers the server's metrics; default a private registry
+	// (metrics are then only visible to tests).
+	Metrics prometheus.Registerer
+}
+
+// Server translates the registry for every connected proxy and serves it
+// over ADS (state of the world and delta). Create it with New, register it
+// on a gRPC server with Register, and run it with Run.
+type Server struct {
+	cfg          Config
+	log          *slog.Logger
+	metrics      *metrics
+	nodeDefaults translate.NodeDefaults
+	sotw         sotw.Server
+	delta        delta.Server
+	// go-control-plane's servers take a context at construction and end
+	// their streams when it is done; Run cancels it when it returns.
+	stop    context.CancelFunc
+	running atomic.Bool
+	kick    chan struct{}
+
+	mu        sync.Mutex
+	view      *registry.View // the view the groups were last built from
+	groups    map[translate.Scope]*group
+	unbuilt   []*group
+	streams   map[streamKey]*stream
+	reqStream map[any]*stream
+
+	warnMu sync.Mutex
+	warned map[string]struct{}
+}
+
+// New validates the config and builds a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("xds: config: Registry is required")
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = translate.DefaultDomain
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.MaxDebounce < cfg.Debounce {
+		cfg.MaxDebounce = max(DefaultMaxDebounce, cfg.Debounce)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("xds: metrics: %w", err)
+	}
+	s := &Server{
+		cfg:          cfg,
+		log:          cfg.Logger.With("component", "xds"),
+		metrics:      m,
+		nodeDefaults: translate.NodeDefaults{Cluster: cfg.Cluster},
+		kick:         make(chan struct{}, 1),
+		groups:       map[translate.Scope]*group{},
+		streams:      map[streamKey]*stream{},
+		reqStream:    map[any]*stream{},
+		warned:       map[string]struct{}{},
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	logger := gcpLogger{s.log}
+	s.sotw = sotw.NewServer(ctx, s, s, sotw.WithOrderedADS(), sotw.WithLogger(logger),
+		// Envoy's empty first request for listeners and clusters means
+		// "all of them"; for routes and endpoints it never does.
+		sotw.DeactivateLegacyWildcardForTypes([]string{translate.RouteType, translate.EndpointType}))
+	s.delta = delta.NewServer(ctx, s, s, delta.WithLogger(logger),
+		delta.DeactivateLegacyWildcardForTypes([]string{translate.RouteType, translate.EndpointType}))
+	return s, nil
+}
+
+// Register adds the aggregated discovery service (state of the world and
+// delta) to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, ads{s})
+}
+
+type ads struct{ s *Server }
+
+func (a ads) StreamAggregatedResources(st discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return a.s.sotw.StreamHandler(st, "")
+}
+
+func (a ads) DeltaAggregatedResources(st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return a.s.delta.DeltaStreamHandler(st, "")
+}
+
+// Run follows the registry and pushes its changes until ctx is done, then
+// ends every stream. It must run for anything to be served: it builds the
+// resources of each new group of proxies, and debounces, translates and
+// pushes registry changes.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("xds: Run called twice")
+	}
+	defer s.stop()
+	sub := s.cfg.Registry.Subscribe()
+	defer sub.Close()
+	v, _ := sub.Take()
+	s.mu.Lock()
+	s.view = v
+	s.mu.Unlock()
+	for {
+		s.buildNewGroups()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		case <-sub.Ready():
+			start := time.Now()
+			if s.debounce(ctx, sub, start) != nil {
+				return nil
+			}
+			if v, d := sub.Take(); !d.Empty() {
+				s.update(v, d, start)
+			}
+		}
+	}
+}
+
+// debounce waits until no change has arrived for Debounce, or MaxDebounce
+// after the first one; new groups are still built meanwhile.
+func (s *Server) debounce(ctx context.Context, sub *registry.Subscription, start time.Time) error {
+	quiet := time.NewTimer(s.cfg.Debounce)
+	defer quiet.Stop()
+	deadline := start.Add(s.cfg.MaxDebounce)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.kick:
+			s.buildNewGroups()
+		case <-sub.Ready():
+			wait := min(s.cfg.Debounce, time.Until(deadline))
+			if wait <= 0 {
+				return nil
+			}
+			quiet.Reset(wait)
+		case <-quiet.C:
+			return nil
+		}
+	}
+}
+
+// buildNewGroups builds the groups proxies created since the last call,
+// from the current view, and answers their waiting watches.
+func (s *Server) buildNewGroups() {
+	s.mu.Lock()
+	gs := s.unbuilt
+	s.unbuilt = nil
+	in := s.input(s.view)
+	s.mu.Unlock()
+	if len(gs) == 0 {
+		return
+	}
+	plans := make([]*plan, len(gs))
+	parallel(indexes(len(gs)), func(i int) { plans[i] = s.planFull(in, gs[i]) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range plans {
+		g := p.g
+		if s.groups[g.scope] != g {
+			continue // every stream left while it was being built
+		}
+		p.apply()
+		g.ready = true
+		for w := range g.watches {
+			s.respond(w, nil, nil)
+		}
+	}
+}
+
+// update translates one coalesced batch of registry changes: load
+// assignments only of the services that changed; clusters, listeners and
+// routes only when a service definition or a cluster changed. Then it
+// answers every waiting watch a changed resource concerns.
+func (s *Server) update(v *registry.View, d registry.Delta, start time.Time) {
+	t0 := time.Now()
+	s.mu.Lock()
+	old := s.view
+	var gs []*group
+	for _, g := range s.groups {
+		if g.ready {
+			gs = append(gs, g)
+		}
+	}
+	s.mu.Unlock()
+
+	in := s.input(v)
+	everything := d.Full || len(d.Clusters) > 0
+	defs := everything || definitionsChanged(old, v, d.Services)
+	type job struct {
+		g    *group
+		full bool
+	}
+	var jobs []job
+	for _, g := range gs {
+		switch {
+		case g.scope.Type == translate.EndpointType:
+			if everything || len(d.Services) > 0 {
+				jobs = append(jobs, job{g, everything})
+			}
+		case defs:
+			jobs = append(jobs, job{g, true})
+		}
+	}
+	plans := make([]*plan, len(jobs))
+	parallel(indexes(len(jobs)), func(i int) {
+		if jobs[i].full {
+			plans[i] = s.planFull(in, jobs[i].g)
+		} else {
+			plans[i] = s.planServices(in, jobs[i].g, d.Services)
+		}
+	})
+
+	rd := &round{start: start}
+	s.mu.Lock()
+	s.view = v
+	for _, p := range plans {
+		if s.groups[p.g.scope] != p.g {
+			continue
+		}
+		names := p.apply()
+		if len(names) == 0 {
+			continue
+		}
+		for w := range p.g.watches {
+			s.respond(w, names, rd)
+		}
+	}
+	rd.sealed = true
+	s.maybeConverged(rd, time.Now())
+	s.mu.Unlock()
+	s.metrics.recompute.Observe(time.Since(t0).Seconds())
+}
+
+func (s *Server) input(v *registry.View) translate.Input {
+	return translate.Input{View: v, Domain: s.cfg.Domain}
+}
+
+// definitionsChanged reports whether any of the services was added,
+// removed or redefined between two views.
+func definitionsChanged(old, v *registry.View, keys map[registry.ServiceKey]struct{}) bool {
+	if old == nil {
+		return true
+	}
+	for k := range keys {
+		a, okA := old.Service(k)
+		b, okB := v.Service(k)
+		if okA != okB || (okA && !a.Equal(b)) {
+			return true
+		}
+	}
+	return false
+}
+
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// gcpLogger routes go-control-plane's logging into slog. Its Infof lines
+// are per-request chatter (stale nonces), so they go to debug.
+type gcpLogger struct{ l *slog.Logger }
+
+func (g gcpLogger) logf(level slog.Level, format string, args []any) {
+	if g.l.Enabled(context.Background(), level) {
+		g.l.Log(context.Background(), level, "go-control-plane: "+fmt.Sprintf(format, args...))
+	}
+}
+
+func (g gcpLogger) Debugf(format string, args ...any) { g.logf(slog.LevelDebug, format, args) }
+func (g gcpLogger) Infof(format string, args ...any)  { g.logf(slog.LevelDebug, format, args) }
+func (g gcpLogger) Warnf(format string, args ...any)  { g.logf(slog.LevelWarn, format, args) }
+func (g gcpLogger) Errorf(format string, args ...any) { g.logf(slog.LevelError, format, args) }
