@@ -133,12 +133,12 @@ type debugView struct {
 		Mode    string `json:"mode"`
 		Cluster string `json:"cluster"`
 		Types   map[string]struct {
-			Scope       string            `json:"scope"`
-			Acked       string            `json:"acked"`
-			AwaitingAck string            `json:"awaitingAck"`
-			Nacks       int               `json:"nacks"`
-			Subscribed  []string          `json:"subscribed"`
-			Unknown     []string          `json:"unknown"`
+			Scope       string                             `json:"scope"`
+			Acked       string                             `json:"acked"`
+			AwaitingAck string                             `json:"awaitingAck"`
+			Nacks       int                                `json:"nacks"`
+			Subscribed  []string                           `json:"subscribed"`
+			Unknown     []string                           `json:"unknown"`
 			LastNack    *struct{ Version, Message string } `json:"lastNack"`
 			LastPush    *struct {
 				Version   string            `json:"version"`

@@ -47,8 +47,8 @@ type stream struct {
 type typeState struct {
 	group    *group // nil for types Meridian does not serve
 	watch    *watch
-	pending  *push   // queued to the stream, not yet sent
-	inflight *push   // sent, waiting for ACK or NACK
+	pending  *push // queued to the stream, not yet sent
+	inflight *push // sent, waiting for ACK or NACK
 	carry    []*round
 	last     *push // last sent, for the debug view
 	ackAt    time.Time
