@@ -42,9 +42,28 @@ func TestServer(t *testing.T) {
 		t.Fatalf("a user without RBAC bindings read a namespace: err = %v, want Forbidden", err)
 	}
 
+	w, err := fromFile.CoreV1().Namespaces().Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	url := s.URL()
+	begin := time.Now()
 	if err := s.Restart(ctx); err != nil {
 		t.Fatal(err)
+	}
+	t.Logf("restart with an open watch took %v", time.Since(begin).Round(time.Millisecond))
+	// The server ended the watch when it shut down.
+	closed := make(chan struct{})
+	go func() {
+		for range w.ResultChan() {
+		}
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Fatal("a watch opened before the restart is still open")
 	}
 	if s.URL() != url {
 		t.Fatalf("restart moved the server from %s to %s", url, s.URL())
