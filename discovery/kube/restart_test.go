@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/meridian-mesh/meridian/discovery/kube"
 	"github.com/meridian-mesh/meridian/internal/kubetest"
@@ -154,4 +154,3 @@ func counter(t *testing.T, g prometheus.Gatherer, name string, labels ...string)
 	}
 	return 0
 }
-
