@@ -83,6 +83,7 @@ var wiring = []struct {
 	wire func(context.Context, *Daemon) error
 }{
 	{"workload", wireWorkload},
+	{"kube", wireKube},
 }
 
 // New validates cfg and assembles a daemon: it opens etcd (starting the

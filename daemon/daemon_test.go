@@ -26,12 +26,15 @@ type running struct {
 }
 
 // startDaemon runs a meridiand in-process on free loopback ports.
-func startDaemon(t *testing.T, dataDir string) *running {
+func startDaemon(t *testing.T, dataDir string, edits ...func(*daemon.Config)) *running {
 	t.Helper()
 	cfg := daemon.DefaultConfig()
 	cfg.Cluster = registry.Cluster{Name: "onprem-dc1", Region: "onprem-east", Network: "dc1", Labels: map[string]string{"provider": "onprem"}}
 	cfg.DataDir = dataDir
 	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	for _, edit := range edits {
+		edit(&cfg)
+	}
 	d, err := daemon.New(context.Background(), cfg, daemon.WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil))))
 	if err != nil {
 		t.Fatal(err)
@@ -77,9 +80,13 @@ func ctl(args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
-// ours returns the stacks of goroutines running this project's code or an
-// etcd server, other than the caller's: after a clean stop there are none.
-func ours() []string {
+// ours returns the stacks of goroutines, other than the caller's, that run
+// code whose path contains one of marks (default: this project's code or an
+// etcd server): after a clean stop there are none.
+func ours(marks ...string) []string {
+	if len(marks) == 0 {
+		marks = []string{"meridian-mesh/meridian/", "go.etcd.io/etcd/server"}
+	}
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
@@ -87,8 +94,11 @@ func ours() []string {
 		if i == 0 { // the caller
 			continue
 		}
-		if strings.Contains(g, "meridian-mesh/meridian/") || strings.Contains(g, "go.etcd.io/etcd/server") {
-			out = append(out, g)
+		for _, m := range marks {
+			if strings.Contains(g, m) {
+				out = append(out, g)
+				break
+			}
 		}
 	}
 	return out

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -19,10 +21,17 @@ func (g *Globals) Print(m proto.Message, table func(w *tabwriter.Writer)) error 
 		table(w)
 		return w.Flush()
 	default:
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+		raw, err := protojson.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("encode the answer: %w", err)
 		}
+		// protojson varies its whitespace on purpose; scripts and people
+		// reading the output want it stable.
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, raw, "", "  "); err != nil {
+			return fmt.Errorf("encode the answer: %w", err)
+		}
+		b := buf.Bytes()
 		if g.Output == "yaml" {
 			if b, err = yaml.JSONToYAML(b); err != nil {
 				return fmt.Errorf("encode the answer: %w", err)
