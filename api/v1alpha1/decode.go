@@ -303,8 +303,18 @@ func child(n *yaml3.Node, seg string) *yaml3.Node {
 			}
 		}
 	case yaml3.SequenceNode:
-		if i, err := strconv.Atoi(seg); err == nil && i >= 0 && i < len(n.Content) {
-			return n.Content[i]
+		if i, err := strconv.Atoi(seg); err == nil {
+			if i >= 0 && i < len(n.Content) {
+				return n.Content[i]
+			}
+			return nil
+		}
+		// The JSON decoder's type errors name fields without list
+		// indices: take the first element that has the field.
+		for _, el := range n.Content {
+			if c := child(el, seg); c != nil {
+				return c
+			}
 		}
 	}
 	return nil
