@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Daemon, err error)
 
 	for _, w := range wiring {
 		if err := w.wire(ctx, d); err != nil {
-			return nil, fmt.Errorf("daemon: %s: %w", w.name, err)
+			return nil, fmt.Errorf("daemon: wiring %s: %w", w.name, err)
 		}
 	}
 
@@ -216,16 +216,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return nil
 	})
 	d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	d.Log.Info("meridiand serving", "grpc", d.GRPCAddr(), "admin", d.AdminAddr(), "etcd", d.etcdLocation(),
+	log := d.Log.With("component", "daemon")
+	log.Info("meridiand serving", "grpc", d.GRPCAddr(), "admin", d.AdminAddr(), "etcd", d.etcdLocation(),
 		"region", d.Config.Cluster.Region, "components", d.componentNames())
 	err := g.Wait()
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		d.Log.Error("meridiand stopped", "err", err)
+		log.Error("meridiand stopped", "err", err)
 	} else {
-		d.Log.Info("meridiand stopped")
+		log.Info("meridiand stopped")
 	}
 	return err
 }
