@@ -125,9 +125,10 @@ func bestTarget(ts []v1alpha1.DistributeTarget, l registry.Locality) int {
 // order, by its region order, or by the default order.
 func rankOf(f *failoverPolicy, c Client, g *group) int {
 	if f != nil && len(f.labels) > 0 {
+		cp := place{locality: c.Locality, cluster: c.Cluster, network: c.Network, labels: c.Labels}
 		matched := 0
 		for _, l := range f.labels {
-			cv, gv := clientValue(c, l), groupValue(g, l)
+			cv, gv := cp.value(l), g.value(l)
 			if cv == "" || cv != gv {
 				break
 			}
@@ -174,36 +175,30 @@ func rankReason(f *failoverPolicy, c Client, r, dist int) Reason {
 	return whyOtherRegions
 }
 
-func clientValue(c Client, label string) string {
-	switch label {
-	case "region":
-		return c.Locality.Region
-	case "zone":
-		return c.Locality.Zone
-	case "subzone":
-		return c.Locality.Subzone
-	case "cluster":
-		return c.Cluster
-	case "network":
-		return c.Network
-	}
-	return c.Labels[label]
+// place is where a client or a group of endpoints is, as failover
+// priority labels read it.
+type place struct {
+	locality registry.Locality
+	cluster  string
+	network  string
+	labels   map[string]string // the cluster's
 }
 
-func groupValue(g *group, label string) string {
+// value returns a place's value for a canonical failover-priority label.
+func (p *place) value(label string) string {
 	switch label {
 	case "region":
-		return g.locality.Region
+		return p.locality.Region
 	case "zone":
-		return g.locality.Zone
+		return p.locality.Zone
 	case "subzone":
-		return g.locality.Subzone
+		return p.locality.Subzone
 	case "cluster":
-		return g.cluster
+		return p.cluster
 	case "network":
-		return g.network
+		return p.network
 	}
-	return g.labels[label]
+	return p.labels[label]
 }
 
 func distributeReasons(f *failoverPolicy) {

@@ -26,12 +26,9 @@ type serviceState struct {
 
 // group is the allowed endpoints of one locality in one cluster.
 type group struct {
-	locality registry.Locality
-	cluster  string
-	network  string
-	labels   map[string]string // the cluster's
-	weight   uint32
-	eps      []Endpoint
+	place
+	weight uint32
+	eps    []Endpoint
 }
 
 func (e *Engine) service(v *registry.View, svc registry.ServiceKey) *serviceState {
@@ -90,7 +87,7 @@ func (e *Engine) service(v *registry.View, svc registry.ServiceKey) *serviceStat
 		out := mergeHealth(v, ep, drains)
 		n := len(st.groups)
 		if n == 0 || st.groups[n-1].locality != ep.Locality || st.groups[n-1].cluster != ep.Cluster {
-			g := group{locality: ep.Locality, cluster: ep.Cluster}
+			g := group{place: place{locality: ep.Locality, cluster: ep.Cluster}}
 			if cl != nil {
 				g.network, g.labels = cl.Network, cl.Labels
 			}
