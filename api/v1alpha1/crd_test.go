@@ -225,9 +225,20 @@ func (g *schemaGen) fields(t reflect.Type, s *schemaProps) {
 // "Type" and "Type.Field" → text.
 func fieldDocs(t *testing.T) map[string]string {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+	names, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var files []*ast.File
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
 	}
 	docs := map[string]string{}
 	text := func(cg *ast.CommentGroup) string {
@@ -236,28 +247,26 @@ func fieldDocs(t *testing.T) map[string]string {
 		}
 		return strings.Join(strings.Fields(cg.Text()), " ")
 	}
-	for _, p := range pkgs {
-		for _, f := range p.Files {
-			for _, d := range f.Decls {
-				gd, ok := d.(*ast.GenDecl)
-				if !ok || gd.Tok != token.TYPE {
+	for _, f := range files {
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				ts := spec.(*ast.TypeSpec)
+				doc := ts.Doc
+				if doc == nil {
+					doc = gd.Doc
+				}
+				docs[ts.Name.Name] = text(doc)
+				st, ok := ts.Type.(*ast.StructType)
+				if !ok {
 					continue
 				}
-				for _, spec := range gd.Specs {
-					ts := spec.(*ast.TypeSpec)
-					doc := ts.Doc
-					if doc == nil {
-						doc = gd.Doc
-					}
-					docs[ts.Name.Name] = text(doc)
-					st, ok := ts.Type.(*ast.StructType)
-					if !ok {
-						continue
-					}
-					for _, fl := range st.Fields.List {
-						for _, n := range fl.Names {
-							docs[ts.Name.Name+"."+n.Name] = text(fl.Doc)
-						}
+				for _, fl := range st.Fields.List {
+					for _, n := range fl.Names {
+						docs[ts.Name.Name+"."+n.Name] = text(fl.Doc)
 					}
 				}
 			}
