@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -434,5 +435,20 @@ func TestHealthText(t *testing.T) {
 	var h registry.Health
 	if err := h.UnmarshalText([]byte("sick")); err == nil {
 		t.Error("unknown health accepted")
+	}
+}
+
+func TestClusterStatusJSONRoundTrip(t *testing.T) {
+	in := registry.ClusterStatus{State: registry.Unreachable, Since: time.Unix(10, 0).UTC(), LastSeen: time.Unix(5, 0).UTC()}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out registry.ClusterStatus
+	if err := json.Unmarshal(b, &out); err != nil || out != in {
+		t.Fatalf("round trip: %+v, %v (json %s)", out, err, b)
+	}
+	if err := json.Unmarshal([]byte(`{"state":"gone"}`), &out); err == nil {
+		t.Fatal("unknown state accepted")
 	}
 }

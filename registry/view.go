@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -34,6 +35,17 @@ func (s ClusterState) String() string {
 
 // MarshalText implements encoding.TextMarshaler.
 func (s ClusterState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *ClusterState) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = ClusterState(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("registry: unknown cluster state %q (want alive, suspect, unreachable, dead or left)", b)
+}
 
 // ClusterStatus is a cluster's state, when it entered it, and when its
 // control plane was last heard from.

@@ -10,10 +10,12 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap/zapcore"
 )
 
 // Config says which etcd to use. With no Endpoints, an embedded server is
@@ -45,6 +47,7 @@ type Store struct {
 	prefix   string
 	embedded *embed.Etcd
 	log      *slog.Logger
+	closing  atomic.Bool
 }
 
 // Open connects to etcd, starting the embedded server first if Config has
@@ -64,7 +67,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	endpoints := cfg.Endpoints
 	var tlsConfig *tls.Config
 	if len(endpoints) == 0 {
-		e, err := startEmbedded(ctx, cfg, log)
+		e, err := startEmbedded(ctx, cfg, log, &s.closing)
 		if err != nil {
 			return nil, err
 		}
@@ -78,7 +81,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints: endpoints, DialTimeout: cfg.DialTimeout, TLS: tlsConfig, Context: context.WithoutCancel(ctx),
-		Logger: zapToSlog(log.With("part", "etcd-client")),
+		Logger: zapToSlog(log.With("part", "etcd-client"), zapcore.WarnLevel, &s.closing),
 	})
 	if err != nil {
 		s.closeEmbedded()
@@ -97,7 +100,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(ctx context.Context, cfg Config, log *slog.Logger) (*embed.Etcd, error) {
+func startEmbedded(ctx context.Context, cfg Config, log *slog.Logger, quiet *atomic.Bool) (*embed.Etcd, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("store: an embedded etcd needs a data dir")
 	}
@@ -119,7 +122,9 @@ func startEmbedded(ctx context.Context, cfg Config, log *slog.Logger) (*embed.Et
 	ec.ListenPeerUrls = []url.URL{peer}
 	ec.AdvertisePeerUrls = []url.URL{peer}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(log.With("part", "etcd-server")))
+	// The server's warnings are mostly "apply request took too long" on a
+	// busy machine: errors only.
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(log.With("part", "etcd-server"), zapcore.ErrorLevel, quiet))
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = "1h"
 	e, err := embed.StartEtcd(ec)
@@ -178,6 +183,7 @@ func (s *Store) ClientURL() string {
 
 // Close closes the client and stops the embedded server. It is idempotent.
 func (s *Store) Close() error {
+	s.closing.Store(true)
 	var err error
 	if s.Client != nil {
 		err = s.Client.Close()

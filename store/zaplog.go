@@ -3,26 +3,30 @@ package store
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-// zapToSlog routes etcd's zap logging into the process's slog logger at
-// warn level and above, so that etcd speaks in the same structured stream.
-func zapToSlog(log *slog.Logger) *zap.Logger {
-	return zap.New(&slogCore{log: log, level: zapcore.WarnLevel})
+// zapToSlog routes etcd's zap logging into the process's slog logger from
+// the given level up, so that etcd speaks in the same structured stream.
+// Once quiet is set (the store is closing) nothing is logged: etcd reports
+// its own orderly shutdown as errors ("server closed").
+func zapToSlog(log *slog.Logger, level zapcore.Level, quiet *atomic.Bool) *zap.Logger {
+	return zap.New(&slogCore{log: log, level: level, quiet: quiet})
 }
 
 type slogCore struct {
 	log   *slog.Logger
 	level zapcore.Level
+	quiet *atomic.Bool
 }
 
-func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
+func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level && !c.quiet.Load() }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{log: c.log.With(attrs(fields)...), level: c.level}
+	return &slogCore{log: c.log.With(attrs(fields)...), level: c.level, quiet: c.quiet}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
