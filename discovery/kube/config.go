@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/pflag"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -75,17 +74,6 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
-}
-
-// BindFlags adds the source's flags to a command's flag set, with kubectl's
-// names for the connection: --kubeconfig, --context; and --kube-namespace,
-// --kube-resync, --kube-batch-window.
-func (c *Config) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "path to a kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
-	fs.StringVar(&c.Context, "context", c.Context, "kubeconfig context to use (default: the file's current context)")
-	fs.StringVar(&c.Namespace, "kube-namespace", c.Namespace, "discover Services in this namespace only (default: all namespaces)")
-	fs.DurationVar(&c.ResyncPeriod, "kube-resync", c.ResyncPeriod, "informer resync period; 0 means 10m, negative disables")
-	fs.DurationVar(&c.BatchWindow, "kube-batch-window", c.BatchWindow, "collect Kubernetes events this long before updating the registry; 0 means 100ms")
 }
 
 // LoadRESTConfig builds a client configuration the way kubectl does: the

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spf13/pflag"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -49,18 +48,5 @@ func TestLoadRESTConfig(t *testing.T) {
 	}
 	if _, err := LoadRESTConfig(filepath.Join(t.TempDir(), "missing"), ""); err == nil {
 		t.Fatal("a missing explicit kubeconfig must fail")
-	}
-}
-
-func TestBindFlags(t *testing.T) {
-	var c Config
-	fs := pflag.NewFlagSet("meridiand", pflag.ContinueOnError)
-	c.BindFlags(fs)
-	if err := fs.Parse([]string{"--kubeconfig=/k", "--context=west", "--kube-namespace=shop", "--kube-resync=-1s", "--kube-batch-window=20ms"}); err != nil {
-		t.Fatal(err)
-	}
-	d := c.withDefaults()
-	if c.Kubeconfig != "/k" || c.Context != "west" || c.Namespace != "shop" || d.ResyncPeriod != 0 || d.BatchWindow.Milliseconds() != 20 {
-		t.Fatalf("flags gave %+v (defaults applied: %+v)", c, d)
 	}
 }

@@ -38,7 +38,7 @@ const (
 // env is one test's world: a namespace on a real API server, a registry,
 // and a running Source restricted to that namespace.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	api     *kubetest.APIServer
 	cs      kubernetes.Interface
 	ns      string
@@ -52,9 +52,9 @@ type env struct {
 var rbacOnce sync.Map // *kubetest.APIServer → *sync.Once
 
 // newEnv starts discovery as a user that holds exactly kube.PolicyRules,
-// which proves they suffice; withKubeconfig connects through the admin
-// kubeconfig and its context instead, as a kubectl user would.
-func newEnv(t *testing.T, api *kubetest.APIServer, withKubeconfig bool) *env {
+// which proves they suffice; options change the configuration (for
+// example viaKubeconfig).
+func newEnv(t testing.TB, api *kubetest.APIServer, opts ...func(*kube.Config)) *env {
 	t.Helper()
 	ctx := t.Context()
 	e := &env{t: t, api: api, cs: api.Clientset(), ns: uniqueName(t), reg: registry.New(registry.Options{}),
@@ -65,11 +65,9 @@ func newEnv(t *testing.T, api *kubetest.APIServer, withKubeconfig bool) *env {
 	if err := e.reg.SetCluster(registry.Cluster{Name: cluster, Region: clusterRegion}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := kube.Config{Cluster: cluster, Namespace: e.ns, Metrics: e.metrics, Logger: testLogger(t)}
-	if withKubeconfig {
-		cfg.Kubeconfig, cfg.Context = api.Kubeconfig(), "kubetest"
-	} else {
-		cfg.RESTConfig = discoveryUser(t, api)
+	cfg := kube.Config{Cluster: cluster, Namespace: e.ns, Metrics: e.metrics, Logger: testLogger(t), RESTConfig: discoveryUser(t, api)}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	src, err := kube.New(cfg, e.reg)
 	if err != nil {
@@ -95,7 +93,13 @@ func newEnv(t *testing.T, api *kubetest.APIServer, withKubeconfig bool) *env {
 	return e
 }
 
-func discoveryUser(t *testing.T, api *kubetest.APIServer) *rest.Config {
+// viaKubeconfig connects through the admin kubeconfig file and a named
+// context, as a kubectl user would.
+func viaKubeconfig(api *kubetest.APIServer) func(*kube.Config) {
+	return func(c *kube.Config) { c.RESTConfig, c.Kubeconfig, c.Context = nil, api.Kubeconfig(), "kubetest" }
+}
+
+func discoveryUser(t testing.TB, api *kubetest.APIServer) *rest.Config {
 	t.Helper()
 	const user = "meridian-discovery"
 	once, _ := rbacOnce.LoadOrStore(api, new(sync.Once))
@@ -123,15 +127,20 @@ func discoveryUser(t *testing.T, api *kubetest.APIServer) *rest.Config {
 	return cfg
 }
 
-func uniqueName(t *testing.T) string {
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+func uniqueName(t testing.TB) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
 	if len(name) > 40 {
 		name = name[:40]
 	}
 	return strings.Trim(name, "-") + "-" + strings.ToLower(rand.Text()[:5])
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
@@ -348,7 +357,8 @@ var (
 // checks the whole segment after each step.
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, kubetest.Shared(t), true)
+	api := kubetest.Shared(t)
+	e := newEnv(t, api, viaKubeconfig(api))
 	n1 := e.node("n1", map[string]string{kube.LabelRegion: "eu-west-1", kube.LabelZone: "eu-west-1a", kube.LabelSubzone: "rack1"})
 	n2 := e.node("n2", map[string]string{kube.LabelRegion: "eu-west-1", kube.LabelZone: "eu-west-1b", kube.LabelIstioSubzone: "rack7"})
 	e.pod("web-0", "web", n1, labelsV1)
@@ -428,7 +438,7 @@ func TestLifecycle(t *testing.T) {
 // endpoint per address per port; a port removed from the Service goes.
 func TestPorts(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, kubetest.Shared(t), false)
+	e := newEnv(t, kubetest.Shared(t))
 	n := e.node("n1", map[string]string{kube.LabelRegion: "us-east-1", kube.LabelZone: "us-east-1a"})
 	e.pod("web-0", "web", n, labelsV1)
 	e.pod("web-1", "web", n, labelsV1)
@@ -458,7 +468,7 @@ func TestPorts(t *testing.T) {
 // an IPv4 and an IPv6 slice; each Pod is one endpoint with both addresses.
 func TestHeadlessDualStack(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, kubetest.Shared(t), false)
+	e := newEnv(t, kubetest.Shared(t))
 	n := e.node("n1", map[string]string{kube.LabelZone: "z1"})
 	e.pod("db-0", "db", n, map[string]string{"app": "db"})
 	e.pod("db-1", "db", n, map[string]string{"app": "db"})
@@ -480,4 +490,21 @@ func TestHeadlessDualStack(t *testing.T) {
 	e.expect(
 		e.ep("db", "db-0", "tcp-pg", 5432, registry.Healthy, "10.3.0.10"),
 		e.ep("db", "db-1", "tcp-pg", 5432, registry.Healthy, "10.3.0.11"))
+}
+
+// TestResyncRepairs: a resync converts every Service again and puts back
+// what the segment lost, here an endpoint deleted behind the source's back.
+func TestResyncRepairs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, kubetest.Shared(t), func(c *kube.Config) { c.ResyncPeriod = 500 * time.Millisecond })
+	n := e.node("n1", map[string]string{kube.LabelZone: "z1"})
+	e.pod("web-0", "web", n, labelsV1)
+	e.service(webService(svcPort("http", 80)))
+	e.putSlice("web-a", "web", discoveryv1.AddressTypeIPv4, httpPort, up("web-0", "10.5.0.10"))
+	want := e.ep("web", "web-0", "http", 8080, registry.Healthy, "10.5.0.10")
+	e.expect(want)
+	if _, err := e.reg.Apply(cluster, registry.DeleteEndpoint(want.Key())); err != nil {
+		t.Fatal(err)
+	}
+	e.expect(want)
 }

@@ -26,7 +26,7 @@ import (
 func TestAPIServerRestart(t *testing.T) {
 	t.Parallel()
 	api := kubetest.Start(t)
-	e := newEnv(t, api, false)
+	e := newEnv(t, api)
 	ctx := t.Context()
 	n := e.node("n1", map[string]string{kube.LabelRegion: "eu-west-1", kube.LabelZone: "eu-west-1a"})
 	for _, p := range []string{"web-0", "web-1", "web-2", "web-3"} {
