@@ -37,6 +37,10 @@
 // Every decision carries a Reason naming the rule and the policy (object
 // and field) that made it, for explain.
 //
+// It must not do I/O, log, keep state between calls or start goroutines:
+// the daemon, the xDS server and meridianctl own those, and pass views and
+// policies in.
+//
 // Cost. Everything that does not depend on the client (policy matching,
 // residency, health, grouping by locality) is computed once per service
 // and shared by all clients' assignments; endpoint slices are shared, so
