@@ -9,7 +9,10 @@ import (
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
+	"github.com/meridian-mesh/meridian/locality"
 	"github.com/meridian-mesh/meridian/registry"
 )
 
@@ -26,9 +29,19 @@ func adsSource() *core.ConfigSource {
 
 func buildClusters(in Input, s Scope, r *Result) {
 	for _, svc := range services(in) {
+		// Outlier detection is per service (the FailoverPolicy or
+		// DestinationPolicy that selects it, or Meridian's default); the
+		// engine decides it, whichever the client.
+		od := in.Policies.eng().Assign(in.View, svc.key, locality.Client{}).OutlierDetection
+		dp := in.Policies.destination(svc.key)
+		if dp != nil && dp.Spec.TLS != nil {
+			r.warnf("%s: DestinationPolicy %s/%s: tls is not translated until the trust work lands", svc.host, dp.Namespace, dp.Name)
+		}
 		for _, p := range svc.def.Ports {
-			name := ClusterName(p.Port, svc.host)
-			r.add(name, outboundCluster(name, p))
+			for _, v := range in.Policies.variantsOf(svc.key) {
+				name := SubsetClusterName(p.Port, v.name(), svc.host)
+				r.add(name, outboundCluster(name, p, s.Mode, dp, od, r))
+			}
 		}
 	}
 	if s.Mode != ModeSidecar {
@@ -64,7 +77,9 @@ func buildClusters(in Input, s Scope, r *Result) {
 // outboundCluster is an EDS cluster over ADS. ROUND_ROBIN plus the
 // locality-weighted config makes Envoy honour locality weights, and grpc-go
 // maps ROUND_ROBIN to wrr_locality over round_robin, which honours them too.
-func outboundCluster(name string, p registry.ServicePort) *cluster.Cluster {
+// A DestinationPolicy sets the load balancer, circuit breakers and connect
+// timeout; the engine's outlier detection is always set.
+func outboundCluster(name string, p registry.ServicePort, mode Mode, dp *v1alpha1.DestinationPolicy, od v1alpha1.OutlierDetection, r *Result) *cluster.Cluster {
 	c := &cluster.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
@@ -76,14 +91,96 @@ func outboundCluster(name string, p registry.ServicePort) *cluster.Cluster {
 				LocalityWeightedLbConfig: &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig{},
 			},
 		},
+		OutlierDetection: outlierDetection(od),
 	}
-	if p.Protocol == registry.ProtocolGRPC || p.Protocol == registry.ProtocolHTTP2 {
-		opts := mustAny(&upstreamhttp.HttpProtocolOptions{
-			UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{}},
-			}},
-		})
-		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": opts}
+	var maxPerConn uint32
+	if dp != nil {
+		spec := dp.Spec
+		if lb := spec.LoadBalancer; lb != nil {
+			switch lb.Policy {
+			case v1alpha1.LBLeastRequest:
+				c.LbPolicy = cluster.Cluster_LEAST_REQUEST
+			case v1alpha1.LBRandom:
+				if mode == ModeProxyless {
+					r.warnf("%s: DestinationPolicy %s/%s: grpc-go has no random load balancer; proxyless clients use round-robin", name, dp.Namespace, dp.Name)
+				} else {
+					c.LbPolicy = cluster.Cluster_RANDOM
+				}
+			}
+			if lb.LocalityWeighted != nil && !*lb.LocalityWeighted {
+				c.CommonLbConfig = nil
+			}
+		}
+		if cp := spec.ConnectionPool; cp != nil {
+			th := &cluster.CircuitBreakers_Thresholds{Priority: core.RoutingPriority_DEFAULT}
+			set := false
+			for _, f := range []struct {
+				v   int32
+				dst **wrapperspb.UInt32Value
+			}{{cp.MaxConnections, &th.MaxConnections}, {cp.MaxPendingRequests, &th.MaxPendingRequests}, {cp.MaxRequests, &th.MaxRequests}, {cp.MaxRetries, &th.MaxRetries}} {
+				if f.v > 0 {
+					*f.dst, set = wrapperspb.UInt32(uint32(f.v)), true
+				}
+			}
+			if set {
+				c.CircuitBreakers = &cluster.CircuitBreakers{Thresholds: []*cluster.CircuitBreakers_Thresholds{th}}
+			}
+			if cp.ConnectTimeout != nil {
+				c.ConnectTimeout = durationpb.New(cp.ConnectTimeout.Duration)
+			}
+			maxPerConn = uint32(max(cp.MaxRequestsPerConnection, 0))
+		}
+	}
+	if opts := httpOptions(p.Protocol, maxPerConn); opts != nil {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(opts)}
 	}
 	return c
+}
+
+// httpOptions tells Envoy to speak HTTP/2 upstream to gRPC and HTTP/2
+// ports, and carries a request-per-connection limit; nil when neither
+// applies.
+func httpOptions(proto registry.Protocol, maxPerConn uint32) *upstreamhttp.HttpProtocolOptions {
+	h2 := proto == registry.ProtocolGRPC || proto == registry.ProtocolHTTP2
+	if !h2 && (maxPerConn == 0 || !proto.IsHTTP()) {
+		return nil
+	}
+	cfg := &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+		ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &core.Http1ProtocolOptions{}},
+	}
+	if h2 {
+		cfg.ProtocolConfig = &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{}}
+	}
+	opts := &upstreamhttp.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: cfg}}
+	if maxPerConn > 0 {
+		opts.CommonHttpProtocolOptions = &core.HttpProtocolOptions{MaxRequestsPerConnection: wrapperspb.UInt32(maxPerConn)}
+	}
+	return opts
+}
+
+// outlierDetection maps the engine's outlier detection (defaults filled
+// in) to Envoy's. Success-rate ejection, on by default in Envoy and in
+// grpc-go, is turned off: Meridian ejects on consecutive errors only, so
+// both behave alike. grpc-go ignores the consecutive-error checks (it only
+// implements success-rate and failure-percentage ejection), so proxyless
+// clients rely on EDS health and reachability to leave an endpoint.
+func outlierDetection(od v1alpha1.OutlierDetection) *cluster.OutlierDetection {
+	od = od.WithDefaults()
+	out := &cluster.OutlierDetection{
+		Consecutive_5Xx:                    wrapperspb.UInt32(uint32(*od.Consecutive5xxErrors)),
+		ConsecutiveGatewayFailure:          wrapperspb.UInt32(uint32(*od.ConsecutiveGatewayErrors)),
+		EnforcingConsecutive_5Xx:           wrapperspb.UInt32(100),
+		EnforcingConsecutiveGatewayFailure: wrapperspb.UInt32(100),
+		EnforcingSuccessRate:               wrapperspb.UInt32(0),
+		Interval:                           durationpb.New(od.Interval.Duration),
+		BaseEjectionTime:                   durationpb.New(od.BaseEjectionTime.Duration),
+		MaxEjectionPercent:                 wrapperspb.UInt32(uint32(*od.MaxEjectionPercent)),
+	}
+	if *od.Consecutive5xxErrors == 0 {
+		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(0)
+	}
+	if *od.ConsecutiveGatewayErrors == 0 {
+		out.EnforcingConsecutiveGatewayFailure = wrapperspb.UInt32(0)
+	}
+	return out
 }

@@ -25,6 +25,8 @@
 //
 //	resource                       name
 //	Cluster / ClusterLoadAssignment outbound|PORT||HOST   (EDS over ADS, one per service port)
+//	  a subset or pinned cluster   outbound|PORT|SUBSET|HOST, outbound|PORT|@CLUSTER|HOST,
+//	                               outbound|PORT|SUBSET@CLUSTER|HOST
 //	sidecar inbound Cluster        inbound|PORT||         (STATIC 127.0.0.1:PORT)
 //	sidecar fixed Clusters         PassthroughCluster (ORIGINAL_DST), BlackHoleCluster
 //	sidecar Listeners              virtualOutbound (0.0.0.0:15001, original destination),
@@ -96,6 +98,34 @@
 // Endpoint health is the registry's effective health (cluster state folded
 // in): Healthy and Stale are HEALTHY (control-plane silence is not proof of
 // data-plane death), Draining is DRAINING, Unhealthy is UNHEALTHY.
+//
+// # Policies
+//
+// CompilePolicies indexes a policy set (api/v1alpha1); Input.Policies
+// carries it. What each kind becomes:
+//
+//   - FailoverPolicy, ResidencyRule (and outlier detection): through the
+//     locality engine's Assignments — priorities, locality weights,
+//     distribute, and residency, which removes endpoints before any
+//     ordering so that no client of any mode ever gets them (not as a
+//     lower priority, not through a gateway). Every cluster carries the
+//     engine's outlier detection (consecutive 5xx and gateway errors;
+//     success-rate ejection off). grpc-go implements only success-rate and
+//     failure-percentage ejection, so proxyless clients leave endpoints on
+//     EDS health and reachability alone.
+//   - DestinationPolicy: load balancer (random becomes round-robin for
+//     grpc-go, with a warning), circuit breakers, connect timeout, requests
+//     per connection, and subsets, each a cluster of its own. Client TLS
+//     waits for the trust work (warned).
+//   - TrafficRoute with the mesh gateway: the HTTP rules of the service's
+//     virtual host for sidecars and proxyless clients, in order — matches
+//     (path, method, headers), weighted destinations by subset or pinned
+//     cluster, timeout, retries, mirror and faults (the fault filter is in
+//     every HTTP connection manager, inert unless a route sets it). A
+//     request no rule matches gets a 404, as with Istio's VirtualService.
+//
+// Not translated yet: TCP routes, routes bound to named gateways, the
+// Gateway and ServiceEntry kinds.
 //
 // # Departures from DESIGN.md
 //

@@ -11,13 +11,14 @@ import (
 	"github.com/meridian-mesh/meridian/registry"
 )
 
-// LoadAssignments returns the ClusterLoadAssignments of one service (one per
-// port) for an endpoint scope. Priorities and locality weights are
-// locality.Assign's; this only maps them to Envoy's model, keeps the
-// endpoints of each port, applies the mode's cluster filter, and reaches
-// endpoints on other networks through their cluster's east-west gateways.
-// A service without a definition has no load assignments: no cluster
-// refers to them.
+// LoadAssignments returns the ClusterLoadAssignments of one service for an
+// endpoint scope: one per port, and one per port and variant (subset or
+// pinned cluster) that a policy names. Priorities, locality weights and
+// residency are the locality engine's (locality.Engine.Assign); this only
+// maps them to Envoy's model, keeps each port's and variant's endpoints,
+// applies the mode's cluster filter, and reaches endpoints on other
+// networks through their cluster's east-west gateways. A service without a
+// definition has no load assignments: no cluster refers to them.
 func LoadAssignments(in Input, s Scope, k registry.ServiceKey) Result {
 	var r Result
 	def, ok := in.View.Service(k)
@@ -25,46 +26,62 @@ func LoadAssignments(in Input, s Scope, k registry.ServiceKey) Result {
 		return r
 	}
 	client := locality.Client{Locality: s.Locality, Cluster: s.Cluster}
-	var clientNet string
 	if seg := in.View.Segment(s.Cluster); seg != nil {
-		client.Labels = seg.Cluster().Labels
-		clientNet = seg.Cluster().Network
+		client.Network, client.Labels = seg.Cluster().Network, seg.Cluster().Labels
 	}
-	a := locality.Assign(in.View, k, client)
+	a := in.Policies.eng().Assign(in.View, k, client)
 	host := Host(k, in.domain())
 	for _, p := range def.Ports {
-		name := ClusterName(p.Port, host)
-		cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
-		// Levels left without endpoints are skipped, so priorities run from
-		// 0 without gaps, as grpc-go requires.
-		priority := uint32(0)
-		for _, level := range a.Levels {
-			var locs []*endpoint.LocalityLbEndpoints
-			for _, le := range level.Localities {
-				eps := endpointsOf(in.View, s, le.Endpoints, def, p, clientNet, name, &r)
-				if len(eps) == 0 {
-					continue
+		for _, v := range in.Policies.variantsOf(k) {
+			name := SubsetClusterName(p.Port, v.name(), host)
+			keep := func(e *registry.Endpoint) bool {
+				if !portMatches(def, p, e.PortName) || !in.Policies.selects(k, v, e) {
+					return false
 				}
-				locs = append(locs, &endpoint.LocalityLbEndpoints{
-					Locality:            &core.Locality{Region: le.Locality.Region, Zone: le.Locality.Zone, SubZone: le.Locality.Subzone},
-					LbEndpoints:         eps,
-					LoadBalancingWeight: wrapperspb.UInt32(max(le.Weight, 1)),
-					Priority:            priority,
-				})
+				switch s.Mode {
+				case ModeEastWest:
+					return e.Cluster == s.Cluster
+				case ModeEgress:
+					return e.Cluster != s.Cluster
+				}
+				return true
 			}
-			if len(locs) > 0 {
-				cla.Endpoints = append(cla.Endpoints, locs...)
-				priority++
-			}
+			r.add(name, loadAssignment(in.View, s, a, name, client.Network, keep, &r))
 		}
-		r.add(name, cla)
 	}
 	r.sort()
 	return r
 }
 
-// endpointsOf maps one locality's endpoints for one service port.
-func endpointsOf(v *registry.View, s Scope, eps []locality.Endpoint, def *registry.Service, p registry.ServicePort, clientNet, cluster string, r *Result) []*endpoint.LbEndpoint {
+func loadAssignment(v *registry.View, s Scope, a locality.Assignment, name, clientNet string, keep func(*registry.Endpoint) bool, r *Result) *endpoint.ClusterLoadAssignment {
+	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
+	// Levels left without endpoints are skipped, so priorities run from 0
+	// without gaps, as grpc-go requires.
+	priority := uint32(0)
+	for _, level := range a.Levels {
+		var locs []*endpoint.LocalityLbEndpoints
+		for _, le := range level.Localities {
+			eps := endpointsOf(v, s, le.Endpoints, keep, clientNet, name, r)
+			if len(eps) == 0 {
+				continue
+			}
+			locs = append(locs, &endpoint.LocalityLbEndpoints{
+				Locality:            &core.Locality{Region: le.Locality.Region, Zone: le.Locality.Zone, SubZone: le.Locality.Subzone},
+				LbEndpoints:         eps,
+				LoadBalancingWeight: wrapperspb.UInt32(max(le.Weight, 1)),
+				Priority:            priority,
+			})
+		}
+		if len(locs) > 0 {
+			cla.Endpoints = append(cla.Endpoints, locs...)
+			priority++
+		}
+	}
+	return cla
+}
+
+// endpointsOf maps the endpoints of one locality that keep accepts.
+func endpointsOf(v *registry.View, s Scope, eps []locality.Endpoint, keep func(*registry.Endpoint) bool, clientNet, cluster string, r *Result) []*endpoint.LbEndpoint {
 	var out []*endpoint.LbEndpoint
 	// Endpoints on another network are reached through their cluster's
 	// gateways: one LbEndpoint per gateway, weighted by the serving
@@ -76,18 +93,8 @@ func endpointsOf(v *registry.View, s Scope, eps []locality.Endpoint, def *regist
 	}
 	var remotes []*remote
 	for _, e := range eps {
-		if !portMatches(def, p, e.PortName) {
+		if !keep(e.Endpoint) {
 			continue
-		}
-		switch s.Mode {
-		case ModeEastWest:
-			if e.Cluster != s.Cluster {
-				continue
-			}
-		case ModeEgress:
-			if e.Cluster == s.Cluster {
-				continue
-			}
 		}
 		net := e.Network
 		if net == "" {

@@ -1,11 +1,40 @@
 package translate_test
 
 import (
+	"os"
 	"testing"
 	"time"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/xds/translate"
 )
+
+func labelled(e *registry.Endpoint, kv ...string) *registry.Endpoint {
+	e.Labels = map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		e.Labels[kv[i]] = kv[i+1]
+	}
+	return e
+}
+
+// policies loads testdata/policies.yaml.
+func policies(t testing.TB) *translate.Policies {
+	t.Helper()
+	b, err := os.ReadFile("testdata/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := v1alpha1.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := translate.CompilePolicies(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func svc(ns, name string, ports ...registry.ServicePort) *registry.Service {
 	return &registry.Service{Namespace: ns, Name: name, Ports: ports}
@@ -45,12 +74,15 @@ func threeClusters(t testing.TB) *registry.Registry {
 		registry.PutService(svc("shop", "frontend", http80)),
 		registry.PutService(svc("shop", "checkout", checkout...)),
 		registry.PutService(svc("shop", "lonely", registry.ServicePort{Port: 8080, Protocol: registry.ProtocolHTTP})),
-		registry.PutEndpoint(ep("shop", "frontend", "frontend-a1", "", 8080, "us-east-1/us-east-1a", registry.Healthy, "10.1.0.1", "fd00::1")),
-		registry.PutEndpoint(ep("shop", "frontend", "frontend-a2", "", 8080, "us-east-1/us-east-1a", registry.Draining, "10.1.0.2")),
+		registry.PutEndpoint(labelled(ep("shop", "frontend", "frontend-a1", "", 8080, "us-east-1/us-east-1a", registry.Healthy, "10.1.0.1", "fd00::1"), "version", "v1")),
+		registry.PutEndpoint(labelled(ep("shop", "frontend", "frontend-a2", "", 8080, "us-east-1/us-east-1a", registry.Draining, "10.1.0.2"), "version", "v2")),
 		registry.PutEndpoint(ep("shop", "frontend", "frontend-b1", "", 8080, "us-east-1/us-east-1b", registry.Healthy, "10.1.1.1")),
 		registry.PutEndpoint(ep("shop", "checkout", "checkout-a1", "grpc", 9090, "us-east-1/us-east-1a", registry.Healthy, "10.1.0.5")),
 		registry.PutEndpoint(ep("shop", "checkout", "checkout-a1", "http-metrics", 9102, "us-east-1/us-east-1a", registry.Healthy, "10.1.0.5")),
 		registry.PutEndpoint(ep("shop", "ghost", "ghost-1", "", 80, "us-east-1/us-east-1a", registry.Healthy, "10.1.0.9")),
+		// A ledger replica outside the EU: the residency rule of
+		// testdata/policies.yaml keeps it from every client.
+		registry.PutEndpoint(ep("data", "ledger", "ledger-us", "", 5432, "us-east-1/us-east-1a", registry.Healthy, "10.1.0.20")),
 	)
 	must(err)
 	_, err = r.Apply("eks-euw1",

@@ -23,23 +23,31 @@ var useast1a = registry.Locality{Region: "us-east-1", Zone: "us-east-1a"}
 // (plus an east-west gateway of the on-prem cluster), against the
 // three-cluster topology.
 var goldenProxies = []struct {
-	name  string
-	proxy translate.Proxy
+	name     string
+	proxy    translate.Proxy
+	policies bool // with testdata/policies.yaml
 }{
-	{"sidecar", translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a, InboundPorts: []uint32{8080, 9090}}},
-	{"ingress", translate.Proxy{ID: "in", Mode: translate.ModeIngress, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a, ListenerPort: 8080}},
-	{"egress", translate.Proxy{ID: "eg", Mode: translate.ModeEgress, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a, ListenerPort: 8080}},
-	{"east-west", translate.Proxy{ID: "ew", Mode: translate.ModeEastWest, Cluster: "onprem-dc1", Namespace: "gateways", Locality: registry.Locality{Region: "onprem-east", Zone: "dc1-z1"}, ListenerPort: 15443}},
-	{"proxyless", translate.Proxy{ID: "pl", Mode: translate.ModeProxyless, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a, NoOverprovisioning: true}},
+	{"sidecar", translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a, InboundPorts: []uint32{8080, 9090}}, false},
+	{"ingress", translate.Proxy{ID: "in", Mode: translate.ModeIngress, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a, ListenerPort: 8080}, false},
+	{"egress", translate.Proxy{ID: "eg", Mode: translate.ModeEgress, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a, ListenerPort: 8080}, false},
+	{"east-west", translate.Proxy{ID: "ew", Mode: translate.ModeEastWest, Cluster: "onprem-dc1", Namespace: "gateways", Locality: registry.Locality{Region: "onprem-east", Zone: "dc1-z1"}, ListenerPort: 15443}, false},
+	{"proxyless", translate.Proxy{ID: "pl", Mode: translate.ModeProxyless, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a, NoOverprovisioning: true}, false},
+	{"sidecar-policies", translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a}, true},
+	{"proxyless-policies", translate.Proxy{ID: "pl", Mode: translate.ModeProxyless, Cluster: "eks-euw1", Namespace: "shop", Locality: registry.Locality{Region: "eu-west-1", Zone: "eu-west-1a"}, NoOverprovisioning: true}, true},
 }
 
 // TestGolden renders every resource a proxy of each mode gets and compares
 // it with testdata/golden/MODE.json; `go test ./xds/translate -update`
 // rewrites the files after a deliberate change (review the diff).
 func TestGolden(t *testing.T) {
-	in := translate.Input{View: threeClusters(t).View()}
+	view := threeClusters(t).View()
+	pols := policies(t)
 	for _, tc := range goldenProxies {
 		t.Run(tc.name, func(t *testing.T) {
+			in := translate.Input{View: view}
+			if tc.policies {
+				in.Policies = pols
+			}
 			out := map[string]any{}
 			var warnings []string
 			for _, typ := range translate.Types {
@@ -58,6 +66,9 @@ func TestGolden(t *testing.T) {
 				}
 				out[s.String()] = byName
 				warnings = append(warnings, res.Warnings...)
+			}
+			if warnings == nil {
+				warnings = []string{}
 			}
 			out["warnings"] = warnings
 			got := normalize(t, out)

@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	fault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -172,6 +173,10 @@ func hcmConfig(statPrefix, route string) *hcm.HttpConnectionManager {
 			RouteConfigName: route,
 		}},
 		HttpFilters: []*hcm.HttpFilter{{
+			// Inert unless a route sets a fault (TypedPerFilterConfig).
+			Name:       faultFilter,
+			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&fault.HTTPFault{})},
+		}, {
 			Name:       wellknown.Router,
 			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&router.Router{})},
 		}},

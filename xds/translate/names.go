@@ -29,25 +29,28 @@ func Host(k registry.ServiceKey, domain string) string {
 
 // ClusterName names the outbound cluster (and its load assignment) of one
 // service port: outbound|PORT||HOST.
-func ClusterName(port uint32, host string) string {
-	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "||" + host
+func ClusterName(port uint32, host string) string { return SubsetClusterName(port, "", host) }
+
+// SubsetClusterName names the cluster of a part of a service port's
+// endpoints: outbound|PORT|SUBSET|HOST, where SUBSET is a DestinationPolicy
+// subset, @CLUSTER for a route destination pinned to a cluster, or
+// SUBSET@CLUSTER for both (subset names are DNS labels, so "@" is free).
+func SubsetClusterName(port uint32, subset, host string) string {
+	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host
 }
 
-// ParseClusterName splits an outbound cluster name into port and host.
-func ParseClusterName(name string) (port uint32, host string, err error) {
-	rest, ok := strings.CutPrefix(name, "outbound|")
-	if !ok {
-		return 0, "", fmt.Errorf("translate: cluster name %q does not start with outbound|", name)
+// ParseClusterName splits an outbound cluster name into port, subset and
+// host.
+func ParseClusterName(name string) (port uint32, subset, host string, err error) {
+	parts := strings.Split(name, "|")
+	if len(parts) != 4 || parts[0] != "outbound" || parts[3] == "" {
+		return 0, "", "", fmt.Errorf("translate: cluster name %q is not outbound|PORT|SUBSET|HOST", name)
 	}
-	ps, host, ok := strings.Cut(rest, "||")
-	if !ok || host == "" {
-		return 0, "", fmt.Errorf("translate: cluster name %q is not outbound|PORT||HOST", name)
-	}
-	p, err := strconv.ParseUint(ps, 10, 16)
+	p, err := strconv.ParseUint(parts[1], 10, 16)
 	if err != nil || p == 0 {
-		return 0, "", fmt.Errorf("translate: cluster name %q: bad port %q", name, ps)
+		return 0, "", "", fmt.Errorf("translate: cluster name %q: bad port %q", name, parts[1])
 	}
-	return uint32(p), host, nil
+	return uint32(p), parts[2], parts[3], nil
 }
 
 // InboundClusterName names a sidecar's cluster to its own workload's port.

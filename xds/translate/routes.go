@@ -2,9 +2,26 @@ package translate
 
 import (
 	"slices"
+	"strconv"
+	"strings"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	commonfault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	fault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 )
+
+// faultFilter is the name of Envoy's (and grpc-go's) fault injection
+// filter; every HTTP connection manager carries it, inert unless a route
+// configures it.
+const faultFilter = "envoy.filters.http.fault"
 
 func buildRoutes(in Input, s Scope, r *Result) {
 	switch s.Mode {
@@ -18,7 +35,7 @@ func buildRoutes(in Input, s Scope, r *Result) {
 				}
 				r.add(target, &route.RouteConfiguration{
 					Name:         target,
-					VirtualHosts: []*route.VirtualHost{virtualHost(target, domains, ClusterName(p.Port, svc.host))},
+					VirtualHosts: []*route.VirtualHost{meshVirtualHost(in, svc, p.Port, target, domains, r)},
 				})
 			}
 		}
@@ -27,7 +44,7 @@ func buildRoutes(in Input, s Scope, r *Result) {
 		for _, svc := range services(in) {
 			for _, p := range svc.def.Ports {
 				if p.Protocol.IsHTTP() {
-					byPort[p.Port] = append(byPort[p.Port], virtualHost(Target(svc.host, p.Port), sidecarDomains(svc, p.Port, s.Namespace), ClusterName(p.Port, svc.host)))
+					byPort[p.Port] = append(byPort[p.Port], meshVirtualHost(in, svc, p.Port, Target(svc.host, p.Port), sidecarDomains(svc, p.Port, s.Namespace), r))
 				}
 			}
 		}
@@ -77,12 +94,185 @@ func sidecarDomains(svc service, port uint32, proxyNamespace string) []string {
 }
 
 func virtualHost(name string, domains []string, cluster string) *route.VirtualHost {
-	return &route.VirtualHost{
-		Name:    name,
-		Domains: domains,
-		Routes: []*route.Route{{
-			Match:  &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: cluster}}},
-		}},
+	return &route.VirtualHost{Name: name, Domains: domains, Routes: []*route.Route{catchAll(cluster)}}
+}
+
+func catchAll(cluster string) *route.Route {
+	return &route.Route{
+		Match:  &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: cluster}}},
 	}
+}
+
+// meshVirtualHost is a service port's virtual host for sidecars and
+// proxyless clients: the HTTP rules of the mesh TrafficRoutes naming the
+// service, in order (first match wins; a request no rule matches gets a
+// 404, as with Istio's VirtualService), or one catch-all route to the
+// service when no route names it.
+func meshVirtualHost(in Input, svc service, port uint32, name string, domains []string, r *Result) *route.VirtualHost {
+	vh := &route.VirtualHost{Name: name, Domains: domains}
+	for _, tr := range in.Policies.routesFor(svc.key) {
+		for i := range tr.Spec.HTTP {
+			vh.Routes = append(vh.Routes, httpRoutes(in, tr, i, svc, port, r)...)
+		}
+	}
+	if len(vh.Routes) == 0 {
+		vh.Routes = []*route.Route{catchAll(ClusterName(port, svc.host))}
+	}
+	return vh
+}
+
+// httpRoutes translates one HTTP rule: an Envoy route per match (or one
+// matching every request), sharing one action.
+func httpRoutes(in Input, tr *v1alpha1.TrafficRoute, i int, svc service, port uint32, r *Result) []*route.Route {
+	rule := tr.Spec.HTTP[i]
+	where := "TrafficRoute " + tr.Namespace + "/" + tr.Name + " http[" + strconv.Itoa(i) + "]"
+	action := &route.RouteAction{}
+	var weighted []*route.WeightedCluster_ClusterWeight
+	for j, d := range rule.Route {
+		cl, ok := destinationCluster(in, tr.Namespace, d.Destination, port)
+		if !ok {
+			r.warnf("%s route[%d]: destination %q port %d is not a mesh service port: left out", where, j, d.Host, d.Port)
+			continue
+		}
+		w := uint32(max(d.Weight, 0))
+		if len(rule.Route) == 1 {
+			w = 1
+		}
+		if w > 0 {
+			weighted = append(weighted, &route.WeightedCluster_ClusterWeight{Name: cl, Weight: wrapperspb.UInt32(w)})
+		}
+	}
+	switch len(weighted) {
+	case 0:
+		r.warnf("%s: no destination left: the rule is left out of %s", where, svc.host)
+		return nil
+	case 1:
+		action.ClusterSpecifier = &route.RouteAction_Cluster{Cluster: weighted[0].Name}
+	default:
+		action.ClusterSpecifier = &route.RouteAction_WeightedClusters{WeightedClusters: &route.WeightedCluster{Clusters: weighted}}
+	}
+	if rule.Timeout != nil {
+		action.Timeout = durationpb.New(rule.Timeout.Duration)
+	}
+	if rt := rule.Retries; rt != nil {
+		rp := &route.RetryPolicy{NumRetries: wrapperspb.UInt32(uint32(max(rt.Attempts, 0)))}
+		on := make([]string, len(rt.RetryOn))
+		for k, c := range rt.RetryOn {
+			on[k] = string(c)
+		}
+		if len(on) == 0 {
+			on = []string{"connect-failure", "refused-stream", "unavailable", "cancelled", "reset"}
+		}
+		rp.RetryOn = strings.Join(on, ",")
+		if rt.PerTryTimeout != nil {
+			rp.PerTryTimeout = durationpb.New(rt.PerTryTimeout.Duration)
+		}
+		action.RetryPolicy = rp
+	}
+	if m := rule.Mirror; m != nil {
+		if cl, ok := destinationCluster(in, tr.Namespace, m.Destination, port); ok {
+			pct := 100.0
+			if m.Percent != nil {
+				pct = *m.Percent
+			}
+			action.RequestMirrorPolicies = []*route.RouteAction_RequestMirrorPolicy{{
+				Cluster:         cl,
+				RuntimeFraction: &core.RuntimeFractionalPercent{DefaultValue: fraction(pct)},
+			}}
+		} else {
+			r.warnf("%s mirror: destination %q is not a mesh service port: left out", where, m.Host)
+		}
+	}
+	var perFilter map[string]*anypb.Any
+	if f := rule.Fault; f != nil {
+		hf := &fault.HTTPFault{}
+		if a := f.Abort; a != nil {
+			hf.Abort = &fault.FaultAbort{ErrorType: &fault.FaultAbort_HttpStatus{HttpStatus: uint32(a.Status)}, Percentage: fraction(a.Percent)}
+		}
+		if d := f.Delay; d != nil {
+			hf.Delay = &commonfault.FaultDelay{FaultDelaySecifier: &commonfault.FaultDelay_FixedDelay{FixedDelay: durationpb.New(d.Delay.Duration)}, Percentage: fraction(d.Percent)}
+		}
+		perFilter = map[string]*anypb.Any{faultFilter: mustAny(hf)}
+	}
+	matches := rule.Match
+	if len(matches) == 0 {
+		matches = []v1alpha1.HTTPMatch{{}}
+	}
+	out := make([]*route.Route, 0, len(matches))
+	for _, m := range matches {
+		out = append(out, &route.Route{
+			Name:                 rule.Name,
+			Match:                routeMatch(m),
+			Action:               &route.Route_Route{Route: action},
+			TypedPerFilterConfig: perFilter,
+		})
+	}
+	return out
+}
+
+// destinationCluster names the cluster of a route destination, resolving
+// its host in the route's namespace and its port: the one given, the
+// service's only port, or the port the request came in on.
+func destinationCluster(in Input, ns string, d v1alpha1.Destination, inPort uint32) (string, bool) {
+	k, ok := serviceKey(d.Host, ns)
+	if !ok {
+		return "", false
+	}
+	def, ok := in.View.Service(k)
+	if !ok {
+		return "", false
+	}
+	port := uint32(d.Port)
+	switch {
+	case port != 0:
+	case len(def.Ports) == 1:
+		port = def.Ports[0].Port
+	default:
+		port = inPort
+	}
+	if _, ok := def.Port(port); !ok {
+		return "", false
+	}
+	return SubsetClusterName(port, variant{subset: d.Subset, cluster: d.Cluster}.name(), Host(k, in.domain())), true
+}
+
+func routeMatch(m v1alpha1.HTTPMatch) *route.RouteMatch {
+	rm := &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}}
+	if p := m.Path; p != nil {
+		switch {
+		case p.Exact != "":
+			rm.PathSpecifier = &route.RouteMatch_Path{Path: p.Exact}
+		case p.Prefix != "":
+			rm.PathSpecifier = &route.RouteMatch_Prefix{Prefix: p.Prefix}
+		case p.Regex != "":
+			rm.PathSpecifier = &route.RouteMatch_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: p.Regex}}
+		}
+	}
+	if m.Method != "" {
+		rm.Headers = append(rm.Headers, headerMatcher(":method", v1alpha1.StringMatch{Exact: m.Method}))
+	}
+	for _, h := range m.Headers {
+		rm.Headers = append(rm.Headers, headerMatcher(strings.ToLower(h.Name), h.StringMatch))
+	}
+	return rm
+}
+
+func headerMatcher(name string, m v1alpha1.StringMatch) *route.HeaderMatcher {
+	sm := &matcher.StringMatcher{}
+	switch {
+	case m.Exact != "":
+		sm.MatchPattern = &matcher.StringMatcher_Exact{Exact: m.Exact}
+	case m.Prefix != "":
+		sm.MatchPattern = &matcher.StringMatcher_Prefix{Prefix: m.Prefix}
+	default:
+		sm.MatchPattern = &matcher.StringMatcher_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: m.Regex}}
+	}
+	return &route.HeaderMatcher{Name: name, HeaderMatchSpecifier: &route.HeaderMatcher_StringMatch{StringMatch: sm}}
+}
+
+// fraction renders a percentage (0-100, fractions allowed) exactly enough:
+// in millionths.
+func fraction(percent float64) *typev3.FractionalPercent {
+	return &typev3.FractionalPercent{Numerator: uint32(percent*10_000 + 0.5), Denominator: typev3.FractionalPercent_MILLION}
 }

@@ -28,6 +28,8 @@ type Input struct {
 	View *registry.View
 	// Domain is the DNS domain of service hosts; DefaultDomain when empty.
 	Domain string
+	// Policies compiled by CompilePolicies; nil means none.
+	Policies *Policies
 }
 
 func (in Input) domain() string {
@@ -92,8 +94,11 @@ func (p Proxy) Scope(typeURL string) Scope {
 			s.Mode = p.Mode
 		}
 	case ClusterType:
-		if p.Mode == ModeSidecar {
+		switch p.Mode {
+		case ModeSidecar:
 			s.Mode, s.Inbound = p.Mode, joinPorts(p.InboundPorts)
+		case ModeProxyless:
+			s.Mode = p.Mode // only the load-balancing policies grpc-go knows
 		}
 	case ListenerType:
 		s.Mode = p.Mode

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
@@ -294,16 +295,72 @@ func TestNames(t *testing.T) {
 	if name != "outbound|80||frontend.shop.svc.cluster.local" {
 		t.Fatalf("cluster name = %q", name)
 	}
-	port, h, err := translate.ParseClusterName(name)
-	if err != nil || port != 80 || h != host {
-		t.Fatalf("ParseClusterName = %d %q %v", port, h, err)
+	port, subset, h, err := translate.ParseClusterName(name)
+	if err != nil || port != 80 || subset != "" || h != host {
+		t.Fatalf("ParseClusterName = %d %q %q %v", port, subset, h, err)
 	}
-	for _, bad := range []string{"inbound|80||x", "outbound|x||h", "outbound|80|h", "outbound|0||h", "outbound|80||"} {
-		if _, _, err := translate.ParseClusterName(bad); err == nil {
+	sub := translate.SubsetClusterName(80, "v2@eks-euw1", host)
+	if _, subset, _, err := translate.ParseClusterName(sub); err != nil || subset != "v2@eks-euw1" {
+		t.Fatalf("ParseClusterName(%q) subset = %q, %v", sub, subset, err)
+	}
+	for _, bad := range []string{"inbound|80||x", "outbound|x||h", "outbound|80|h", "outbound|0||h", "outbound|80||", "outbound|80|||h"} {
+		if _, _, _, err := translate.ParseClusterName(bad); err == nil {
 			t.Errorf("ParseClusterName(%q) accepted", bad)
 		}
 	}
 	if got := translate.Target(host, 9090); got != "frontend.shop.svc.cluster.local:9090" {
 		t.Errorf("target = %q", got)
+	}
+}
+
+// TestResidencyNeverLeaks: under the residency rule of
+// testdata/policies.yaml, the ledger replica outside the EU (and the
+// gateway of its cluster) reaches no client, of any mode, anywhere.
+func TestResidencyNeverLeaks(t *testing.T) {
+	in := translate.Input{View: threeClusters(t).View(), Policies: policies(t)}
+	ledger := registry.ServiceKey{Namespace: "data", Name: "ledger"}
+	forbidden := map[string]bool{"10.1.0.20": true, "198.51.100.1": true}
+	locs := []struct {
+		cluster string
+		loc     registry.Locality
+	}{
+		{"eks-use1", useast1a},
+		{"eks-use1", registry.Locality{Region: "us-east-1", Zone: "us-east-1b"}},
+		{"eks-euw1", registry.Locality{Region: "eu-west-1", Zone: "eu-west-1a"}},
+		{"onprem-dc1", registry.Locality{Region: "onprem-east", Zone: "dc1-z1"}},
+	}
+	for _, mode := range []translate.Mode{translate.ModeSidecar, translate.ModeIngress, translate.ModeEgress, translate.ModeEastWest, translate.ModeProxyless} {
+		for _, l := range locs {
+			p := translate.Proxy{ID: "x", Mode: mode, Cluster: l.cluster, Namespace: "data", Locality: l.loc}
+			for _, r := range translate.LoadAssignments(in, p.Scope(translate.EndpointType), ledger).Resources {
+				for _, le := range r.Message.(*endpoint.ClusterLoadAssignment).Endpoints {
+					for _, e := range le.LbEndpoints {
+						if a := e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress(); forbidden[a] {
+							t.Errorf("%s proxy in %s/%s got %s in %s", mode, l.cluster, l.loc, a, r.Name)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestCompilePoliciesRejectsInvalid(t *testing.T) {
+	objs, err := v1alpha1.Decode([]byte(`apiVersion: meridian.io/v1alpha1
+kind: TrafficRoute
+metadata: {name: broken, namespace: shop}
+spec:
+  hosts: [frontend]
+  http:
+  - route:
+    - {host: frontend, subset: v1, weight: 60}
+    - {host: frontend, subset: v2, weight: 60}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = translate.CompilePolicies(objs)
+	if err == nil || !strings.Contains(err.Error(), "TrafficRoute shop/broken") || !strings.Contains(err.Error(), "spec.http[0].route") {
+		t.Fatalf("error = %v, want one naming the object and the field", err)
 	}
 }
