@@ -80,6 +80,110 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{0}
 }
 
+type IdentifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Protocol      uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentifyRequest) Reset() {
+	*x = IdentifyRequest{}
+	mi := &file_federation_federationpb_federation_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentifyRequest) ProtoMessage() {}
+
+func (x *IdentifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federation_federationpb_federation_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentifyRequest.ProtoReflect.Descriptor instead.
+func (*IdentifyRequest) Descriptor() ([]byte, []int) {
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *IdentifyRequest) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *IdentifyRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type IdentifyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Protocol      uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentifyResponse) Reset() {
+	*x = IdentifyResponse{}
+	mi := &file_federation_federationpb_federation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentifyResponse) ProtoMessage() {}
+
+func (x *IdentifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federation_federationpb_federation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentifyResponse.ProtoReflect.Descriptor instead.
+func (*IdentifyResponse) Descriptor() ([]byte, []int) {
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *IdentifyResponse) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *IdentifyResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 // Meta is a member's memberlist metadata (at most 512 bytes).
 type Meta struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -105,7 +209,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[0]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -117,7 +221,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[0]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -130,7 +234,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{0}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Meta) GetCluster() string {
@@ -213,7 +317,7 @@ type SegmentAnnounce struct {
 
 func (x *SegmentAnnounce) Reset() {
 	*x = SegmentAnnounce{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[1]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +329,7 @@ func (x *SegmentAnnounce) String() string {
 func (*SegmentAnnounce) ProtoMessage() {}
 
 func (x *SegmentAnnounce) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[1]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +342,7 @@ func (x *SegmentAnnounce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentAnnounce.ProtoReflect.Descriptor instead.
 func (*SegmentAnnounce) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{1}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SegmentAnnounce) GetCluster() string {
@@ -282,7 +386,7 @@ type PolicyAnnounce struct {
 
 func (x *PolicyAnnounce) Reset() {
 	*x = PolicyAnnounce{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[2]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +398,7 @@ func (x *PolicyAnnounce) String() string {
 func (*PolicyAnnounce) ProtoMessage() {}
 
 func (x *PolicyAnnounce) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[2]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +411,7 @@ func (x *PolicyAnnounce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyAnnounce.ProtoReflect.Descriptor instead.
 func (*PolicyAnnounce) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{2}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PolicyAnnounce) GetOrigin() string {
@@ -342,7 +446,7 @@ type SegmentVersion struct {
 
 func (x *SegmentVersion) Reset() {
 	*x = SegmentVersion{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[3]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +458,7 @@ func (x *SegmentVersion) String() string {
 func (*SegmentVersion) ProtoMessage() {}
 
 func (x *SegmentVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[3]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +471,7 @@ func (x *SegmentVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentVersion.ProtoReflect.Descriptor instead.
 func (*SegmentVersion) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{3}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SegmentVersion) GetCluster() string {
@@ -401,7 +505,7 @@ type VectorEntry struct {
 
 func (x *VectorEntry) Reset() {
 	*x = VectorEntry{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[4]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +517,7 @@ func (x *VectorEntry) String() string {
 func (*VectorEntry) ProtoMessage() {}
 
 func (x *VectorEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[4]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +530,7 @@ func (x *VectorEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorEntry.ProtoReflect.Descriptor instead.
 func (*VectorEntry) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{4}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VectorEntry) GetOrigin() string {
@@ -457,7 +561,7 @@ type PushPullState struct {
 
 func (x *PushPullState) Reset() {
 	*x = PushPullState{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +573,7 @@ func (x *PushPullState) String() string {
 func (*PushPullState) ProtoMessage() {}
 
 func (x *PushPullState) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +586,7 @@ func (x *PushPullState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushPullState.ProtoReflect.Descriptor instead.
 func (*PushPullState) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{5}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PushPullState) GetNode() string {
@@ -517,7 +621,7 @@ type Locality struct {
 
 func (x *Locality) Reset() {
 	*x = Locality{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +633,7 @@ func (x *Locality) String() string {
 func (*Locality) ProtoMessage() {}
 
 func (x *Locality) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +646,7 @@ func (x *Locality) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Locality.ProtoReflect.Descriptor instead.
 func (*Locality) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{6}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Locality) GetRegion() string {
@@ -579,7 +683,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +695,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +708,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{7}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Cluster) GetName() string {
@@ -653,7 +757,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +769,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +782,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{8}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ServicePort) GetName() string {
@@ -715,7 +819,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +831,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +844,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{9}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Service) GetNamespace() string {
@@ -798,7 +902,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +914,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +927,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{10}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Endpoint) GetNamespace() string {
@@ -924,7 +1028,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1040,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1053,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{11}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Change) GetDelete() bool {
@@ -1012,7 +1116,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1128,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1141,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{12}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Batch) GetEpoch() uint64 {
@@ -1081,7 +1185,7 @@ type PullSegmentRequest struct {
 
 func (x *PullSegmentRequest) Reset() {
 	*x = PullSegmentRequest{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1197,7 @@ func (x *PullSegmentRequest) String() string {
 func (*PullSegmentRequest) ProtoMessage() {}
 
 func (x *PullSegmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1210,7 @@ func (x *PullSegmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullSegmentRequest.ProtoReflect.Descriptor instead.
 func (*PullSegmentRequest) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{13}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PullSegmentRequest) GetProtocol() uint32 {
@@ -1153,7 +1257,7 @@ type SegmentChunk struct {
 
 func (x *SegmentChunk) Reset() {
 	*x = SegmentChunk{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1269,7 @@ func (x *SegmentChunk) String() string {
 func (*SegmentChunk) ProtoMessage() {}
 
 func (x *SegmentChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1282,7 @@ func (x *SegmentChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentChunk.ProtoReflect.Descriptor instead.
 func (*SegmentChunk) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{14}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SegmentChunk) GetProtocol() uint32 {
@@ -1229,7 +1333,7 @@ type SegmentHeader struct {
 
 func (x *SegmentHeader) Reset() {
 	*x = SegmentHeader{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1345,7 @@ func (x *SegmentHeader) String() string {
 func (*SegmentHeader) ProtoMessage() {}
 
 func (x *SegmentHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1358,7 @@ func (x *SegmentHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentHeader.ProtoReflect.Descriptor instead.
 func (*SegmentHeader) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{15}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SegmentHeader) GetCluster() *Cluster {
@@ -1307,7 +1411,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1423,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1436,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{16}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Policy) GetKind() string {
@@ -1398,7 +1502,7 @@ type PullPoliciesRequest struct {
 
 func (x *PullPoliciesRequest) Reset() {
 	*x = PullPoliciesRequest{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1514,7 @@ func (x *PullPoliciesRequest) String() string {
 func (*PullPoliciesRequest) ProtoMessage() {}
 
 func (x *PullPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1527,7 @@ func (x *PullPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*PullPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{17}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PullPoliciesRequest) GetProtocol() uint32 {
@@ -1452,16 +1556,20 @@ type PolicyChunk struct {
 	Protocol uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	Policies []*Policy              `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"`
 	// Set on the last chunk only.
-	Last          bool           `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
-	Vector        []*VectorEntry `protobuf:"bytes,4,rep,name=vector,proto3" json:"vector,omitempty"`
-	Horizon       uint64         `protobuf:"varint,5,opt,name=horizon,proto3" json:"horizon,omitempty"`
+	Last    bool           `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	Vector  []*VectorEntry `protobuf:"bytes,4,rep,name=vector,proto3" json:"vector,omitempty"`
+	Horizon uint64         `protobuf:"varint,5,opt,name=horizon,proto3" json:"horizon,omitempty"`
+	// The policies are everything the server holds (the caller's vector was
+	// older than the server's horizon): the caller drops what they lack, up
+	// to the horizon.
+	Full          bool `protobuf:"varint,6,opt,name=full,proto3" json:"full,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyChunk) Reset() {
 	*x = PolicyChunk{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1581,7 @@ func (x *PolicyChunk) String() string {
 func (*PolicyChunk) ProtoMessage() {}
 
 func (x *PolicyChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1594,7 @@ func (x *PolicyChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChunk.ProtoReflect.Descriptor instead.
 func (*PolicyChunk) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{18}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PolicyChunk) GetProtocol() uint32 {
@@ -1524,11 +1632,24 @@ func (x *PolicyChunk) GetHorizon() uint64 {
 	return 0
 }
 
+func (x *PolicyChunk) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
 var File_federation_federationpb_federation_proto protoreflect.FileDescriptor
 
 const file_federation_federationpb_federation_proto_rawDesc = "" +
 	"\n" +
-	"(federation/federationpb/federation.proto\x12\x16meridian.federation.v1\"\x97\x02\n" +
+	"(federation/federationpb/federation.proto\x12\x16meridian.federation.v1\"A\n" +
+	"\x0fIdentifyRequest\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"B\n" +
+	"\x10IdentifyResponse\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"\x97\x02\n" +
 	"\x04Meta\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1d\n" +
 	"\n" +
@@ -1642,21 +1763,23 @@ const file_federation_federationpb_federation_proto_rawDesc = "" +
 	"\x13PullPoliciesRequest\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12;\n" +
 	"\x06vector\x18\x02 \x03(\v2#.meridian.federation.v1.VectorEntryR\x06vector\x12\x12\n" +
-	"\x04full\x18\x03 \x01(\bR\x04full\"\xd0\x01\n" +
+	"\x04full\x18\x03 \x01(\bR\x04full\"\xe4\x01\n" +
 	"\vPolicyChunk\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12:\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x1e.meridian.federation.v1.PolicyR\bpolicies\x12\x12\n" +
 	"\x04last\x18\x03 \x01(\bR\x04last\x12;\n" +
 	"\x06vector\x18\x04 \x03(\v2#.meridian.federation.v1.VectorEntryR\x06vector\x12\x18\n" +
-	"\ahorizon\x18\x05 \x01(\x04R\ahorizon*@\n" +
+	"\ahorizon\x18\x05 \x01(\x04R\ahorizon\x12\x12\n" +
+	"\x04full\x18\x06 \x01(\bR\x04full*@\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_LEADER\x10\x01\x12\x11\n" +
-	"\rROLE_FOLLOWER\x10\x022\xd3\x01\n" +
+	"\rROLE_FOLLOWER\x10\x022\xb2\x02\n" +
 	"\n" +
 	"Federation\x12a\n" +
 	"\vPullSegment\x12*.meridian.federation.v1.PullSegmentRequest\x1a$.meridian.federation.v1.SegmentChunk0\x01\x12b\n" +
-	"\fPullPolicies\x12+.meridian.federation.v1.PullPoliciesRequest\x1a#.meridian.federation.v1.PolicyChunk0\x01B;Z9github.com/meridian-mesh/meridian/federation/federationpbb\x06proto3"
+	"\fPullPolicies\x12+.meridian.federation.v1.PullPoliciesRequest\x1a#.meridian.federation.v1.PolicyChunk0\x01\x12]\n" +
+	"\bIdentify\x12'.meridian.federation.v1.IdentifyRequest\x1a(.meridian.federation.v1.IdentifyResponseB;Z9github.com/meridian-mesh/meridian/federation/federationpbb\x06proto3"
 
 var (
 	file_federation_federationpb_federation_proto_rawDescOnce sync.Once
@@ -1671,58 +1794,62 @@ func file_federation_federationpb_federation_proto_rawDescGZIP() []byte {
 }
 
 var file_federation_federationpb_federation_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_federation_federationpb_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_federation_federationpb_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_federation_federationpb_federation_proto_goTypes = []any{
 	(Role)(0),                   // 0: meridian.federation.v1.Role
-	(*Meta)(nil),                // 1: meridian.federation.v1.Meta
-	(*SegmentAnnounce)(nil),     // 2: meridian.federation.v1.SegmentAnnounce
-	(*PolicyAnnounce)(nil),      // 3: meridian.federation.v1.PolicyAnnounce
-	(*SegmentVersion)(nil),      // 4: meridian.federation.v1.SegmentVersion
-	(*VectorEntry)(nil),         // 5: meridian.federation.v1.VectorEntry
-	(*PushPullState)(nil),       // 6: meridian.federation.v1.PushPullState
-	(*Locality)(nil),            // 7: meridian.federation.v1.Locality
-	(*Cluster)(nil),             // 8: meridian.federation.v1.Cluster
-	(*ServicePort)(nil),         // 9: meridian.federation.v1.ServicePort
-	(*Service)(nil),             // 10: meridian.federation.v1.Service
-	(*Endpoint)(nil),            // 11: meridian.federation.v1.Endpoint
-	(*Change)(nil),              // 12: meridian.federation.v1.Change
-	(*Batch)(nil),               // 13: meridian.federation.v1.Batch
-	(*PullSegmentRequest)(nil),  // 14: meridian.federation.v1.PullSegmentRequest
-	(*SegmentChunk)(nil),        // 15: meridian.federation.v1.SegmentChunk
-	(*SegmentHeader)(nil),       // 16: meridian.federation.v1.SegmentHeader
-	(*Policy)(nil),              // 17: meridian.federation.v1.Policy
-	(*PullPoliciesRequest)(nil), // 18: meridian.federation.v1.PullPoliciesRequest
-	(*PolicyChunk)(nil),         // 19: meridian.federation.v1.PolicyChunk
-	nil,                         // 20: meridian.federation.v1.Cluster.LabelsEntry
-	nil,                         // 21: meridian.federation.v1.Service.LabelsEntry
-	nil,                         // 22: meridian.federation.v1.Endpoint.LabelsEntry
+	(*IdentifyRequest)(nil),     // 1: meridian.federation.v1.IdentifyRequest
+	(*IdentifyResponse)(nil),    // 2: meridian.federation.v1.IdentifyResponse
+	(*Meta)(nil),                // 3: meridian.federation.v1.Meta
+	(*SegmentAnnounce)(nil),     // 4: meridian.federation.v1.SegmentAnnounce
+	(*PolicyAnnounce)(nil),      // 5: meridian.federation.v1.PolicyAnnounce
+	(*SegmentVersion)(nil),      // 6: meridian.federation.v1.SegmentVersion
+	(*VectorEntry)(nil),         // 7: meridian.federation.v1.VectorEntry
+	(*PushPullState)(nil),       // 8: meridian.federation.v1.PushPullState
+	(*Locality)(nil),            // 9: meridian.federation.v1.Locality
+	(*Cluster)(nil),             // 10: meridian.federation.v1.Cluster
+	(*ServicePort)(nil),         // 11: meridian.federation.v1.ServicePort
+	(*Service)(nil),             // 12: meridian.federation.v1.Service
+	(*Endpoint)(nil),            // 13: meridian.federation.v1.Endpoint
+	(*Change)(nil),              // 14: meridian.federation.v1.Change
+	(*Batch)(nil),               // 15: meridian.federation.v1.Batch
+	(*PullSegmentRequest)(nil),  // 16: meridian.federation.v1.PullSegmentRequest
+	(*SegmentChunk)(nil),        // 17: meridian.federation.v1.SegmentChunk
+	(*SegmentHeader)(nil),       // 18: meridian.federation.v1.SegmentHeader
+	(*Policy)(nil),              // 19: meridian.federation.v1.Policy
+	(*PullPoliciesRequest)(nil), // 20: meridian.federation.v1.PullPoliciesRequest
+	(*PolicyChunk)(nil),         // 21: meridian.federation.v1.PolicyChunk
+	nil,                         // 22: meridian.federation.v1.Cluster.LabelsEntry
+	nil,                         // 23: meridian.federation.v1.Service.LabelsEntry
+	nil,                         // 24: meridian.federation.v1.Endpoint.LabelsEntry
 }
 var file_federation_federationpb_federation_proto_depIdxs = []int32{
 	0,  // 0: meridian.federation.v1.Meta.role:type_name -> meridian.federation.v1.Role
-	4,  // 1: meridian.federation.v1.PushPullState.segments:type_name -> meridian.federation.v1.SegmentVersion
-	5,  // 2: meridian.federation.v1.PushPullState.policy_vector:type_name -> meridian.federation.v1.VectorEntry
-	20, // 3: meridian.federation.v1.Cluster.labels:type_name -> meridian.federation.v1.Cluster.LabelsEntry
-	9,  // 4: meridian.federation.v1.Service.ports:type_name -> meridian.federation.v1.ServicePort
-	21, // 5: meridian.federation.v1.Service.labels:type_name -> meridian.federation.v1.Service.LabelsEntry
-	7,  // 6: meridian.federation.v1.Endpoint.locality:type_name -> meridian.federation.v1.Locality
-	22, // 7: meridian.federation.v1.Endpoint.labels:type_name -> meridian.federation.v1.Endpoint.LabelsEntry
-	10, // 8: meridian.federation.v1.Change.service:type_name -> meridian.federation.v1.Service
-	11, // 9: meridian.federation.v1.Change.endpoint:type_name -> meridian.federation.v1.Endpoint
-	12, // 10: meridian.federation.v1.Batch.changes:type_name -> meridian.federation.v1.Change
-	13, // 11: meridian.federation.v1.SegmentChunk.batches:type_name -> meridian.federation.v1.Batch
-	16, // 12: meridian.federation.v1.SegmentChunk.full:type_name -> meridian.federation.v1.SegmentHeader
-	10, // 13: meridian.federation.v1.SegmentChunk.services:type_name -> meridian.federation.v1.Service
-	11, // 14: meridian.federation.v1.SegmentChunk.endpoints:type_name -> meridian.federation.v1.Endpoint
-	8,  // 15: meridian.federation.v1.SegmentHeader.cluster:type_name -> meridian.federation.v1.Cluster
-	5,  // 16: meridian.federation.v1.PullPoliciesRequest.vector:type_name -> meridian.federation.v1.VectorEntry
-	17, // 17: meridian.federation.v1.PolicyChunk.policies:type_name -> meridian.federation.v1.Policy
-	5,  // 18: meridian.federation.v1.PolicyChunk.vector:type_name -> meridian.federation.v1.VectorEntry
-	14, // 19: meridian.federation.v1.Federation.PullSegment:input_type -> meridian.federation.v1.PullSegmentRequest
-	18, // 20: meridian.federation.v1.Federation.PullPolicies:input_type -> meridian.federation.v1.PullPoliciesRequest
-	15, // 21: meridian.federation.v1.Federation.PullSegment:output_type -> meridian.federation.v1.SegmentChunk
-	19, // 22: meridian.federation.v1.Federation.PullPolicies:output_type -> meridian.federation.v1.PolicyChunk
-	21, // [21:23] is the sub-list for method output_type
-	19, // [19:21] is the sub-list for method input_type
+	6,  // 1: meridian.federation.v1.PushPullState.segments:type_name -> meridian.federation.v1.SegmentVersion
+	7,  // 2: meridian.federation.v1.PushPullState.policy_vector:type_name -> meridian.federation.v1.VectorEntry
+	22, // 3: meridian.federation.v1.Cluster.labels:type_name -> meridian.federation.v1.Cluster.LabelsEntry
+	11, // 4: meridian.federation.v1.Service.ports:type_name -> meridian.federation.v1.ServicePort
+	23, // 5: meridian.federation.v1.Service.labels:type_name -> meridian.federation.v1.Service.LabelsEntry
+	9,  // 6: meridian.federation.v1.Endpoint.locality:type_name -> meridian.federation.v1.Locality
+	24, // 7: meridian.federation.v1.Endpoint.labels:type_name -> meridian.federation.v1.Endpoint.LabelsEntry
+	12, // 8: meridian.federation.v1.Change.service:type_name -> meridian.federation.v1.Service
+	13, // 9: meridian.federation.v1.Change.endpoint:type_name -> meridian.federation.v1.Endpoint
+	14, // 10: meridian.federation.v1.Batch.changes:type_name -> meridian.federation.v1.Change
+	15, // 11: meridian.federation.v1.SegmentChunk.batches:type_name -> meridian.federation.v1.Batch
+	18, // 12: meridian.federation.v1.SegmentChunk.full:type_name -> meridian.federation.v1.SegmentHeader
+	12, // 13: meridian.federation.v1.SegmentChunk.services:type_name -> meridian.federation.v1.Service
+	13, // 14: meridian.federation.v1.SegmentChunk.endpoints:type_name -> meridian.federation.v1.Endpoint
+	10, // 15: meridian.federation.v1.SegmentHeader.cluster:type_name -> meridian.federation.v1.Cluster
+	7,  // 16: meridian.federation.v1.PullPoliciesRequest.vector:type_name -> meridian.federation.v1.VectorEntry
+	19, // 17: meridian.federation.v1.PolicyChunk.policies:type_name -> meridian.federation.v1.Policy
+	7,  // 18: meridian.federation.v1.PolicyChunk.vector:type_name -> meridian.federation.v1.VectorEntry
+	16, // 19: meridian.federation.v1.Federation.PullSegment:input_type -> meridian.federation.v1.PullSegmentRequest
+	20, // 20: meridian.federation.v1.Federation.PullPolicies:input_type -> meridian.federation.v1.PullPoliciesRequest
+	1,  // 21: meridian.federation.v1.Federation.Identify:input_type -> meridian.federation.v1.IdentifyRequest
+	17, // 22: meridian.federation.v1.Federation.PullSegment:output_type -> meridian.federation.v1.SegmentChunk
+	21, // 23: meridian.federation.v1.Federation.PullPolicies:output_type -> meridian.federation.v1.PolicyChunk
+	2,  // 24: meridian.federation.v1.Federation.Identify:output_type -> meridian.federation.v1.IdentifyResponse
+	22, // [22:25] is the sub-list for method output_type
+	19, // [19:22] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -1733,7 +1860,7 @@ func file_federation_federationpb_federation_proto_init() {
 	if File_federation_federationpb_federation_proto != nil {
 		return
 	}
-	file_federation_federationpb_federation_proto_msgTypes[11].OneofWrappers = []any{
+	file_federation_federationpb_federation_proto_msgTypes[13].OneofWrappers = []any{
 		(*Change_Service)(nil),
 		(*Change_Endpoint)(nil),
 	}
@@ -1743,7 +1870,7 @@ func file_federation_federationpb_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federation_federationpb_federation_proto_rawDesc), len(file_federation_federationpb_federation_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

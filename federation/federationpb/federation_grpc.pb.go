@@ -28,6 +28,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Federation_PullSegment_FullMethodName  = "/meridian.federation.v1.Federation/PullSegment"
 	Federation_PullPolicies_FullMethodName = "/meridian.federation.v1.Federation/PullPolicies"
+	Federation_Identify_FullMethodName     = "/meridian.federation.v1.Federation/Identify"
 )
 
 // FederationClient is the client API for Federation service.
@@ -47,6 +48,10 @@ type FederationClient interface {
 	// its version vector, or every record when the caller asks for a full
 	// copy. The last chunk carries the server's vector and horizon.
 	PullPolicies(ctx context.Context, in *PullPoliciesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PolicyChunk], error)
+	// Identify names the server. A member calls it on every new member when
+	// an authenticator is configured: the TLS handshake proves the
+	// identity, the answer says which cluster the server claims.
+	Identify(ctx context.Context, in *IdentifyRequest, opts ...grpc.CallOption) (*IdentifyResponse, error)
 }
 
 type federationClient struct {
@@ -95,6 +100,16 @@ func (c *federationClient) PullPolicies(ctx context.Context, in *PullPoliciesReq
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Federation_PullPoliciesClient = grpc.ServerStreamingClient[PolicyChunk]
 
+func (c *federationClient) Identify(ctx context.Context, in *IdentifyRequest, opts ...grpc.CallOption) (*IdentifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IdentifyResponse)
+	err := c.cc.Invoke(ctx, Federation_Identify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServer is the server API for Federation service.
 // All implementations must embed UnimplementedFederationServer
 // for forward compatibility.
@@ -112,6 +127,10 @@ type FederationServer interface {
 	// its version vector, or every record when the caller asks for a full
 	// copy. The last chunk carries the server's vector and horizon.
 	PullPolicies(*PullPoliciesRequest, grpc.ServerStreamingServer[PolicyChunk]) error
+	// Identify names the server. A member calls it on every new member when
+	// an authenticator is configured: the TLS handshake proves the
+	// identity, the answer says which cluster the server claims.
+	Identify(context.Context, *IdentifyRequest) (*IdentifyResponse, error)
 	mustEmbedUnimplementedFederationServer()
 }
 
@@ -127,6 +146,9 @@ func (UnimplementedFederationServer) PullSegment(*PullSegmentRequest, grpc.Serve
 }
 func (UnimplementedFederationServer) PullPolicies(*PullPoliciesRequest, grpc.ServerStreamingServer[PolicyChunk]) error {
 	return status.Error(codes.Unimplemented, "method PullPolicies not implemented")
+}
+func (UnimplementedFederationServer) Identify(context.Context, *IdentifyRequest) (*IdentifyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Identify not implemented")
 }
 func (UnimplementedFederationServer) mustEmbedUnimplementedFederationServer() {}
 func (UnimplementedFederationServer) testEmbeddedByValue()                    {}
@@ -171,13 +193,36 @@ func _Federation_PullPolicies_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Federation_PullPoliciesServer = grpc.ServerStreamingServer[PolicyChunk]
 
+func _Federation_Identify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IdentifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServer).Identify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Federation_Identify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServer).Identify(ctx, req.(*IdentifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Federation_ServiceDesc is the grpc.ServiceDesc for Federation service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var Federation_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "meridian.federation.v1.Federation",
 	HandlerType: (*FederationServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Identify",
+			Handler:    _Federation_Identify_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "PullSegment",

@@ -52,7 +52,9 @@ func (s *Snapshot) List(kind string) []*Resource {
 	return out
 }
 
-// lookup returns a resource or tombstone.
+// Lookup returns a resource or its tombstone.
+func (s *Snapshot) Lookup(k Key) (*Resource, bool) { return s.tree.Get(k.treeKey()) }
+
 func (s *Snapshot) lookup(k Key) (*Resource, bool) { return s.tree.Get(k.treeKey()) }
 
 // each calls fn for every resource and tombstone.

@@ -135,6 +135,9 @@ func (s *Store) Close() {
 // Snapshot returns the current snapshot. It never blocks.
 func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
 
+// MaxResources is the most resources and tombstones the store holds.
+func (s *Store) MaxResources() int { return s.opts.MaxResources }
+
 // Clock returns the store's hybrid logical clock.
 func (s *Store) Clock() *Clock { return s.clock }
 
@@ -222,8 +225,10 @@ type Sync struct {
 }
 
 // Changes returns what a member with vector since lacks, or everything when
-// full is set. The result is consistent: the vector it carries covers
-// exactly what the records hold.
+// full is set — or when since does not reach this store's collection
+// horizon for some origin: that member may hold records whose deletes were
+// collected here, and only a full copy tells it which. The result is
+// consistent: the vector it carries covers exactly what the records hold.
 func (s *Store) Changes(since Vector, full bool) Sync {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -233,6 +238,12 @@ func (s *Store) Changes(since Vector, full bool) Sync {
 	// Under writeMu no local write is in flight: every local record is
 	// stamped before now.
 	out.Vector[s.opts.Node] = s.clock.Now()
+	for o := range out.Vector {
+		if since[o] < s.gcHorizon {
+			out.Full = true
+		}
+	}
+	full = out.Full
 	s.Snapshot().each(func(r *Resource) {
 		if full || r.Stamp > since[r.Origin] {
 			out.Records = append(out.Records, *r)
