@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/discovery/workload"
 	"github.com/meridian-mesh/meridian/discovery/workload/workloadpb"
 	"github.com/meridian-mesh/meridian/internal/testutil"
@@ -98,8 +99,9 @@ func (e *echo) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.Si
 	return &testgrpc.SimpleResponse{ServerId: e.name}, nil
 }
 
-// backend starts a gRPC backend and registers it as service echo.shop.
-func (l *lab) backend(name, locality string) *backend {
+// backend starts a gRPC backend and registers it as service echo.shop,
+// with labels as key, value pairs.
+func (l *lab) backend(name, locality string, labels ...string) *backend {
 	l.t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	l.must(err)
@@ -108,9 +110,13 @@ func (l *lab) backend(name, locality string) *backend {
 	go func() { _ = gs.Serve(lis) }()
 	l.t.Cleanup(gs.Stop)
 	b := &backend{name: name, locality: locality, port: lis.Addr().(*net.TCPAddr).Port}
+	lbls := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		lbls[labels[i]] = labels[i+1]
+	}
 	resp, err := l.workload.Register(context.Background(), &workloadpb.RegisterRequest{
 		Service: "echo", Namespace: "shop", Address: lis.Addr().String(), PortName: "grpc", Protocol: "grpc",
-		Locality: locality, Ttl: durationpb.New(ttl),
+		Locality: locality, Ttl: durationpb.New(ttl), Labels: lbls,
 	})
 	l.must(err)
 	b.id = resp.GetWorkload().GetId()
@@ -297,5 +303,65 @@ func TestProxylessUnknownTargetAndBadNode(t *testing.T) {
 	}
 	if logs := l.logs.String(); !contains(logs, "node=garbage") || !contains(logs, "node.metadata[mode]") || !contains(logs, "nosuch.shop.svc.cluster.local:1") {
 		t.Errorf("no log lines for the garbage node and the unknown listener:\n%s", logs)
+	}
+}
+
+// TestProxylessWeightedRoute: a TrafficRoute splitting echo 90/10 between
+// two subsets of a DestinationPolicy reaches grpc-go as weighted clusters,
+// and 2,000 RPCs split accordingly.
+func TestProxylessWeightedRoute(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	l.backend("v1-a", "r1/z1", "version", "v1")
+	l.backend("v1-b", "r1/z1", "version", "v1")
+	l.backend("v2-a", "r1/z1", "version", "v2")
+	objs, err := v1alpha1.Decode([]byte(`apiVersion: meridian.io/v1alpha1
+kind: DestinationPolicy
+metadata: {name: echo, namespace: shop}
+spec:
+  host: echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: meridian.io/v1alpha1
+kind: TrafficRoute
+metadata: {name: echo-canary, namespace: shop}
+spec:
+  hosts: [echo]
+  http:
+  - route:
+    - {host: echo, subset: v1, weight: 90}
+    - {host: echo, subset: v2, weight: 10}
+`))
+	l.must(err)
+	l.must(l.xds.SetPolicies(objs))
+	c := l.client(l.target(), clientNode)
+	testutil.Eventually(t, 20*time.Second, func() error {
+		got := calls(t, c, 100)
+		if got["v2-a"] == 0 || got["v2-a"] > 30 {
+			return fmt.Errorf("answers %v, want the 90/10 split in force", got)
+		}
+		return nil
+	})
+	got := calls(t, c, 2000)
+	v1 := got["v1-a"] + got["v1-b"]
+	t.Logf("2000 RPCs: %v", got)
+	if share := float64(v1) / 2000; share < 0.85 || share > 0.95 {
+		t.Errorf("subset v1 got %.1f%% of RPCs, want 90%% ± 5%%", share*100)
+	}
+	if share := float64(got["v2-a"]) / 2000; share < 0.05 || share > 0.15 {
+		t.Errorf("subset v2 got %.1f%% of RPCs, want 10%% ± 5%%", share*100)
+	}
+
+	// A bad policy set is refused and changes nothing.
+	bad := []v1alpha1.Object{&v1alpha1.TrafficRoute{}}
+	bad[0].SetName("nameless-hosts")
+	bad[0].SetNamespace("shop")
+	if err := l.xds.SetPolicies(bad); err == nil || !contains(err.Error(), "TrafficRoute shop/nameless-hosts") {
+		t.Fatalf("SetPolicies(bad) = %v, want an error naming the object", err)
+	}
+	if got := calls(t, c, 200); got["v2-a"] == 0 || got["v1-a"]+got["v1-b"] < 150 {
+		t.Fatalf("after a refused policy set: %v", got)
 	}
 }

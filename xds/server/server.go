@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
@@ -46,6 +47,8 @@ type Config struct {
 	// Metrics registers the server's metrics; default a private registry
 	// (metrics are then only visible to tests).
 	Metrics prometheus.Registerer
+	// Policies in force at start; SetPolicies replaces them.
+	Policies []v1alpha1.Object
 }
 
 // Server translates the registry for every connected proxy and serves it
@@ -61,11 +64,16 @@ type Server struct {
 	// go-control-plane's servers take a context at construction and end
 	// their streams when it is done; Run cancels it when it returns.
 	stop    context.CancelFunc
-	running atomic.Bool
-	kick    chan struct{}
+	running    atomic.Bool
+	kick       chan struct{} // a group was created
+	policyKick chan struct{} // SetPolicies was called
 
 	mu        sync.Mutex
 	view      *registry.View // the view the groups were last built from
+	policies  *translate.Policies
+	// nextPolicies, when set, are applied (with a full rebuild) by the
+	// next update.
+	nextPolicies *translate.Policies
 	groups    map[translate.Scope]*group
 	unbuilt   []*group
 	streams   map[streamKey]*stream
@@ -95,6 +103,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
+	pol, err := translate.CompilePolicies(cfg.Policies)
+	if err != nil {
+		return nil, fmt.Errorf("xds: config: policies: %w", err)
+	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("xds: metrics: %w", err)
@@ -105,6 +117,8 @@ func New(cfg Config) (*Server, error) {
 		metrics:      m,
 		nodeDefaults: translate.NodeDefaults{Cluster: cfg.Cluster},
 		kick:         make(chan struct{}, 1),
+		policyKick:   make(chan struct{}, 1),
+		policies:     pol,
 		groups:       map[translate.Scope]*group{},
 		streams:      map[streamKey]*stream{},
 		reqStream:    map[any]*stream{},
@@ -138,6 +152,25 @@ func (a ads) DeltaAggregatedResources(st discovery.AggregatedDiscoveryService_De
 	return a.s.delta.DeltaStreamHandler(st, "")
 }
 
+// SetPolicies replaces the policies in force. Invalid objects are refused,
+// with an error naming the object and field, and nothing changes;
+// otherwise the next push (after the debounce period) rebuilds every
+// resource under the new policies.
+func (s *Server) SetPolicies(objs []v1alpha1.Object) error {
+	pol, err := translate.CompilePolicies(objs)
+	if err != nil {
+		return fmt.Errorf("xds: policies: %w", err)
+	}
+	s.mu.Lock()
+	s.nextPolicies = pol
+	s.mu.Unlock()
+	select {
+	case s.policyKick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // Run follows the registry and pushes its changes until ctx is done, then
 // ends every stream. It must run for anything to be served: it builds the
 // resources of each new group of proxies, and debounces, translates and
@@ -159,14 +192,20 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-s.kick:
+			continue
 		case <-sub.Ready():
-			start := time.Now()
-			if s.debounce(ctx, sub, start) != nil {
-				return nil
-			}
-			if v, d := sub.Take(); !d.Empty() {
-				s.update(v, d, start)
-			}
+		case <-s.policyKick:
+		}
+		start := time.Now()
+		if s.debounce(ctx, sub, start) != nil {
+			return nil
+		}
+		v, d := sub.Take()
+		s.mu.Lock()
+		policies := s.nextPolicies != nil
+		s.mu.Unlock()
+		if !d.Empty() || policies {
+			s.update(v, d, start)
 		}
 	}
 }
@@ -201,7 +240,7 @@ func (s *Server) buildNewGroups() {
 	s.mu.Lock()
 	gs := s.unbuilt
 	s.unbuilt = nil
-	in := s.input(s.view)
+	in := translate.Input{View: s.view, Domain: s.cfg.Domain, Policies: s.policies}
 	s.mu.Unlock()
 	if len(gs) == 0 {
 		return
@@ -231,6 +270,10 @@ func (s *Server) update(v *registry.View, d registry.Delta, start time.Time) {
 	t0 := time.Now()
 	s.mu.Lock()
 	old := s.view
+	pol, newPolicies := s.policies, s.nextPolicies != nil
+	if newPolicies {
+		pol, s.nextPolicies = s.nextPolicies, nil
+	}
 	var gs []*group
 	for _, g := range s.groups {
 		if g.ready {
@@ -239,8 +282,8 @@ func (s *Server) update(v *registry.View, d registry.Delta, start time.Time) {
 	}
 	s.mu.Unlock()
 
-	in := s.input(v)
-	everything := d.Full || len(d.Clusters) > 0
+	in := translate.Input{View: v, Domain: s.cfg.Domain, Policies: pol}
+	everything := d.Full || len(d.Clusters) > 0 || newPolicies
 	defs := everything || definitionsChanged(old, v, d.Services)
 	type job struct {
 		g    *group
@@ -268,7 +311,7 @@ func (s *Server) update(v *registry.View, d registry.Delta, start time.Time) {
 
 	rd := &round{start: start}
 	s.mu.Lock()
-	s.view = v
+	s.view, s.policies = v, pol
 	for _, p := range plans {
 		if s.groups[p.g.scope] != p.g {
 			continue
@@ -285,10 +328,6 @@ func (s *Server) update(v *registry.View, d registry.Delta, start time.Time) {
 	s.maybeConverged(rd, time.Now())
 	s.mu.Unlock()
 	s.metrics.recompute.Observe(time.Since(t0).Seconds())
-}
-
-func (s *Server) input(v *registry.View) translate.Input {
-	return translate.Input{View: v, Domain: s.cfg.Domain}
 }
 
 // definitionsChanged reports whether any of the services was added,
