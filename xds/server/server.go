@@ -63,21 +63,21 @@ type Server struct {
 	delta        delta.Server
 	// go-control-plane's servers take a context at construction and end
 	// their streams when it is done; Run cancels it when it returns.
-	stop    context.CancelFunc
+	stop       context.CancelFunc
 	running    atomic.Bool
 	kick       chan struct{} // a group was created
 	policyKick chan struct{} // SetPolicies was called
 
-	mu        sync.Mutex
-	view      *registry.View // the view the groups were last built from
-	policies  *translate.Policies
+	mu       sync.Mutex
+	view     *registry.View // the view the groups were last built from
+	policies *translate.Policies
 	// nextPolicies, when set, are applied (with a full rebuild) by the
 	// next update.
 	nextPolicies *translate.Policies
-	groups    map[translate.Scope]*group
-	unbuilt   []*group
-	streams   map[streamKey]*stream
-	reqStream map[any]*stream
+	groups       map[translate.Scope]*group
+	unbuilt      []*group
+	streams      map[streamKey]*stream
+	reqStream    map[any]*stream
 
 	warnMu sync.Mutex
 	warned map[string]struct{}
