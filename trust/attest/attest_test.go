@@ -41,7 +41,7 @@ func TestJoinTokens(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	now := time.Now()
 	clock := func() time.Time { return now }
-	jt := attest.NewJoinTokens(attest.JoinTokensConfig{Client: cli, Prefix: "/meridian/trust", Registerer: reg, Logger: trusttest.Logger(), Now: func() time.Time { return clock() }})
+	jt := attest.NewJoinTokens(attest.JoinTokensConfig{Client: cli, Prefix: "/meridian/trust", Registerer: reg, Now: func() time.Time { return clock() }})
 	id := spiffeid.RequireFromString("spiffe://mesh.test/ns/vm/sa/billing")
 
 	tok, exp, err := jt.Create(ctx, id, 10*time.Minute)
@@ -96,7 +96,7 @@ func TestJoinTokens(t *testing.T) {
 // Many callers racing with one token: exactly one wins.
 func TestJoinTokenRedeemedOnce(t *testing.T) {
 	ctx := context.Background()
-	jt := attest.NewJoinTokens(attest.JoinTokensConfig{Client: trusttest.Etcd(t), Prefix: "/t", Logger: trusttest.Logger()})
+	jt := attest.NewJoinTokens(attest.JoinTokensConfig{Client: trusttest.Etcd(t), Prefix: "/t"})
 	tok, _, err := jt.Create(ctx, spiffeid.RequireFromString("spiffe://mesh.test/ns/a/sa/b"), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func TestKubeRefusalsFromReview(t *testing.T) {
 		"unauthenticated": {authnv1.TokenReviewStatus{Error: "invalid bearer token"}, attest.ReasonUnauthenticated},
 	} {
 		t.Run(name, func(t *testing.T) {
-			k := attest.NewKube(attest.KubeConfig{Reviewer: fakeReviewer(tc.st), TrustDomain: trusttest.TD, Logger: trusttest.Logger()})
+			k := attest.NewKube(attest.KubeConfig{Reviewer: fakeReviewer(tc.st), TrustDomain: trusttest.TD})
 			_, err := k.Attest(context.Background(), "token")
 			wantRefusal(t, err, tc.reason)
 		})
@@ -170,7 +170,7 @@ func TestKubeAttestWithAPIServer(t *testing.T) {
 		return tr.Status.Token
 	}
 	reg := prometheus.NewRegistry()
-	k := attest.NewKube(attest.KubeConfig{Reviewer: attest.NewTokenReviewer(cs), TrustDomain: trusttest.TD, Registerer: reg, Logger: trusttest.Logger()})
+	k := attest.NewKube(attest.KubeConfig{Reviewer: attest.NewTokenReviewer(cs), TrustDomain: trusttest.TD, Registerer: reg})
 
 	id, err := k.Attest(ctx, token("web", "meridian"))
 	if err != nil {

@@ -12,10 +12,10 @@
 //
 // Refusals are *trust.RefusedError (reasons: malformed, forged, replayed,
 // expired, unauthenticated, audience, not_service_account, trust_domain),
-// logged once here and counted in meridian_trust_attestation_refused_total
-// {method,reason}. Whether the ID then matches what the caller asks for is
-// the caller's check (package casvc), and the CSR's content the CA's
-// (package ca).
+// counted here in meridian_trust_attestation_refused_total{method,reason}
+// and returned; the server edge logs them. Whether the ID then matches what
+// the caller asks for is the caller's check (package casvc), and the CSR's
+// content the CA's (package ca).
 //
 // Local processes on the Workload API socket are attested differently, by
 // their peer credentials; see package workloadapi.

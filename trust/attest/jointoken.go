@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -53,7 +52,6 @@ type JoinTokens struct {
 	cli     *clientv3.Client
 	prefix  string
 	now     func() time.Time
-	log     *slog.Logger
 	refused *prometheus.CounterVec
 }
 
@@ -63,7 +61,6 @@ type JoinTokensConfig struct {
 	// client and store.Key("trust")). Required.
 	Client *clientv3.Client
 	Prefix string
-	Logger *slog.Logger
 	// Registerer receives meridian_trust_attestation_refused_total
 	// {method="join_token",reason}.
 	Registerer prometheus.Registerer
@@ -77,15 +74,7 @@ func NewJoinTokens(cfg JoinTokensConfig) *JoinTokens {
 	if now == nil {
 		now = time.Now
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	return &JoinTokens{
-		cli: cfg.Client, prefix: cfg.Prefix, now: now,
-		log:     log.With("component", "trust.attest"),
-		refused: refusedCounter(cfg.Registerer),
-	}
+	return &JoinTokens{cli: cfg.Client, prefix: cfg.Prefix, now: now, refused: refusedCounter(cfg.Registerer)}
 }
 
 func refusedCounter(reg prometheus.Registerer) *prometheus.CounterVec {
@@ -145,7 +134,6 @@ func (j *JoinTokens) Redeem(ctx context.Context, token string) (spiffeid.ID, err
 	id, err := j.redeem(ctx, token)
 	if r, ok := errors.AsType[*trust.RefusedError](err); ok {
 		j.refused.WithLabelValues("join_token", r.Reason).Inc()
-		j.log.Warn("join token refused", "reason", r.Reason, "detail", r.Detail)
 	}
 	if err != nil {
 		return spiffeid.ID{}, fmt.Errorf("attest: join token: %w", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 
@@ -67,7 +66,6 @@ type Kube struct {
 	reviewer  TokenReviewer
 	td        spiffeid.TrustDomain
 	audiences []string
-	log       *slog.Logger
 	refused   *prometheus.CounterVec
 }
 
@@ -77,7 +75,6 @@ type KubeConfig struct {
 	TrustDomain spiffeid.TrustDomain // required
 	// Audiences the token must carry one of; default [DefaultAudience].
 	Audiences  []string
-	Logger     *slog.Logger
 	Registerer prometheus.Registerer // meridian_trust_attestation_refused_total{method="k8s_sat"}
 }
 
@@ -87,11 +84,7 @@ func NewKube(cfg KubeConfig) *Kube {
 	if len(aud) == 0 {
 		aud = []string{DefaultAudience}
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Kube{reviewer: cfg.Reviewer, td: cfg.TrustDomain, audiences: aud, log: log.With("component", "trust.attest"), refused: refusedCounter(cfg.Registerer)}
+	return &Kube{reviewer: cfg.Reviewer, td: cfg.TrustDomain, audiences: aud, refused: refusedCounter(cfg.Registerer)}
 }
 
 // Attest returns the SPIFFE ID of the service account whose token this is.
@@ -101,7 +94,6 @@ func (k *Kube) Attest(ctx context.Context, token string) (spiffeid.ID, error) {
 	id, err := k.attest(ctx, token)
 	if r, ok := errors.AsType[*trust.RefusedError](err); ok {
 		k.refused.WithLabelValues("k8s_sat", r.Reason).Inc()
-		k.log.Warn("service-account token refused", "reason", r.Reason, "detail", r.Detail)
 	}
 	if err != nil {
 		return spiffeid.ID{}, fmt.Errorf("attest: service-account token: %w", err)

@@ -49,7 +49,7 @@ func (a *Authority) checkRequest(req SignRequest) (crypto.PublicKey, error) {
 	if err != nil {
 		return nil, trust.Refuse(ReasonMalformed, "CSR does not parse: %v", err)
 	}
-	if err := checkPublicKey(csr.PublicKey); err != nil {
+	if err := CheckPublicKey(csr.PublicKey); err != nil {
 		return nil, trust.Refuse(ReasonKeyType, "%v", err)
 	}
 	if err := csr.CheckSignature(); err != nil {

@@ -48,10 +48,10 @@ func GenerateKey(t KeyType) (crypto.Signer, error) {
 	}
 }
 
-// checkPublicKey accepts the keys every TLS stack of the mesh verifies:
+// CheckPublicKey accepts the keys every TLS stack of the mesh verifies:
 // ECDSA on P-256 or P-384, RSA from 2048 to 4096 bits. Ed25519 and other
 // curves are refused because Envoy and older clients do not all take them.
-func checkPublicKey(pub crypto.PublicKey) error {
+func CheckPublicKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		if k.Curve == elliptic.P256() || k.Curve == elliptic.P384() {

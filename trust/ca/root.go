@@ -106,7 +106,7 @@ func ParseRoot(td spiffeid.TrustDomain, certPEM, keyPEM []byte) (*Root, error) {
 	if cert.MaxPathLen == 0 && cert.MaxPathLenZero {
 		return nil, errors.New("ca: import root certificate: path length 0 leaves no room for cluster intermediates")
 	}
-	if err := checkPublicKey(cert.PublicKey); err != nil {
+	if err := CheckPublicKey(cert.PublicKey); err != nil {
 		return nil, fmt.Errorf("ca: import root certificate: %w", err)
 	}
 	key, err := ParsePrivateKey(keyPEM)
@@ -163,7 +163,7 @@ func (r *Root) IssueIntermediate(req IntermediateRequest) (*x509.Certificate, er
 	if err != nil {
 		return nil, fmt.Errorf("ca: intermediate: %w", err)
 	}
-	if err := checkPublicKey(req.PublicKey); err != nil {
+	if err := CheckPublicKey(req.PublicKey); err != nil {
 		return nil, fmt.Errorf("ca: intermediate for %s: %w", req.Cluster, err)
 	}
 	now := clock(req.Now)()
@@ -270,7 +270,7 @@ func ParsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 	if !ok {
 		return nil, fmt.Errorf("%T is not a signing key", key)
 	}
-	if err := checkPublicKey(s.Public()); err != nil {
+	if err := CheckPublicKey(s.Public()); err != nil {
 		return nil, err
 	}
 	return s, nil
