@@ -51,6 +51,9 @@ type typeState struct {
 	inflight *push // sent, waiting for ACK or NACK
 	carry    []*round
 	last     *push // last sent, for the debug view
+	// sentGroup is the group version of the last push sent: while the
+	// group is still at it, the stream's returned resources are current.
+	sentGroup uint64
 	ackAt    time.Time
 	acked    string // last ACKed version
 	nack     *nack  // last NACK, cleared by a later ACK
@@ -68,6 +71,7 @@ type nack struct {
 type push struct {
 	typ     string
 	version string
+	group   uint64 // group version the push was built from
 	resp    any // *discovery.DiscoveryResponse or *discovery.DeltaDiscoveryResponse
 	sotw    *cache.PassthroughResponse
 	delta   *cache.DeltaPassthroughResponse
@@ -283,7 +287,7 @@ func (s *Server) sent(key streamKey, typ string, resp any, nonce string) {
 		// carries everything the older one did.
 		p.rounds = append(p.rounds, ts.inflight.rounds...)
 	}
-	ts.inflight, ts.last = p, p
+	ts.inflight, ts.last, ts.sentGroup = p, p, p.group
 	s.metrics.pushes.WithLabelValues(typeLabel(typ)).Inc()
 	s.metrics.pushBytes.WithLabelValues(typeLabel(typ)).Observe(float64(p.size))
 }
