@@ -63,7 +63,6 @@ type validator interface {
 	ValidateAll() error
 }
 
-
 // decodeAs unmarshals a resource, applies Envoy's own field rules, then
 // compiles it. Errors carry the resource name when it is known.
 func decodeAs[M any, PM interface {
