@@ -88,4 +88,3 @@ func AttestStream(ctx context.Context, kube *attest.Kube) (spiffeid.ID, error) {
 	}
 	return spiffeid.ID{}, fmt.Errorf("sds: the stream carries no bearer token")
 }
-
