@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"reflect"
 	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -87,6 +88,19 @@ func LookupKind(name string) (Kind, bool) {
 		return Kind{}, false
 	}
 	return kinds[i], true
+}
+
+// ResolveKind finds a kind as kubectl users write it: its Name, its
+// plural, its singular or one of its short names, in any case
+// ("FailoverPolicy", "failoverpolicies", "failoverpolicy", "fop").
+func ResolveKind(s string) (Kind, bool) {
+	s = strings.ToLower(s)
+	for _, k := range kinds {
+		if s == strings.ToLower(k.Name) || s == k.Plural || slices.Contains(k.ShortNames, s) {
+			return k, true
+		}
+	}
+	return Kind{}, false
 }
 
 func kindNames() []string {
