@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meridian-mesh/meridian/inject"
 	"github.com/meridian-mesh/meridian/registry"
 )
 
@@ -38,6 +39,8 @@ type Config struct {
 	Kube      Kube     `json:"kube,omitempty"`
 	Workload  Workload `json:"workload,omitempty"`
 	Log       Log      `json:"log,omitempty"`
+	// Inject configures the sidecar-injection webhook (package inject).
+	Inject inject.Settings `json:"inject,omitzero"`
 	// ShutdownTimeout bounds how long in-flight requests may finish after
 	// SIGTERM before they are cut. Default 10s.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout,omitempty"`
@@ -101,6 +104,7 @@ func DefaultConfig() Config {
 		Workload:        Workload{DefaultTTL: metav1.Duration{Duration: 30 * time.Second}, Grace: metav1.Duration{Duration: time.Minute}},
 		Log:             Log{Format: "text", Level: "info"},
 		ShutdownTimeout: metav1.Duration{Duration: 10 * time.Second},
+		Inject:          inject.DefaultSettings(),
 	}
 }
 
@@ -179,6 +183,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, field.Invalid(field.NewPath("shutdownTimeout"), c.ShutdownTimeout.Duration.String(), "must be positive"))
 	}
 	errs = append(errs, validateLog(c.Log, field.NewPath("log"))...)
+	errs = append(errs, c.Inject.Validate(field.NewPath("inject"))...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -84,6 +84,7 @@ var wiring = []struct {
 }{
 	{"workload", wireWorkload},
 	{"kube", wireKube},
+	{"inject", wireInject},
 }
 
 // New validates cfg and assembles a daemon: it opens etcd (starting the
