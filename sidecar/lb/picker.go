@@ -1,0 +1,296 @@
+package lb
+
+import (
+	"math"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/meridian-mesh/meridian/locality"
+	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
+)
+
+// maxSchedule bounds a weighted round-robin schedule; weights are scaled
+// down to fit, which costs at most a fraction of a percent of accuracy.
+const maxSchedule = 4096
+
+// picker is an immutable view of a cluster's hosts and health, built on
+// every change and shared by every request until the next.
+type picker struct {
+	// The cluster settings requests read, copied so that SetConfig never
+	// races with a pick.
+	policy  xdsconfig.LBPolicy
+	choices int
+	outlier *xdsconfig.Outlier
+	now     func() time.Time
+
+	load  locality.Load
+	opts  locality.LoadOptions
+	prios []*prioSet
+	drops []xdsconfig.Drop
+}
+
+type prioSet struct {
+	healthy, degraded, all *hostSet
+}
+
+// hostSet is the hosts one pick chooses from: by locality first when the
+// cluster is locality-weighted, else all together.
+type hostSet struct {
+	locs  []*localitySet
+	sched schedule // over locs; empty when there is one locality
+}
+
+type localitySet struct {
+	hs    []*Host
+	sched schedule // over hs, by weight; empty when weights are equal
+}
+
+// schedule is a weighted round robin: a smooth interleaving of indexes,
+// walked by an atomic counter.
+type schedule struct {
+	seq []uint16
+	ctr *atomic.Uint64
+}
+
+func (s schedule) next(n int) int {
+	if len(s.seq) == 0 {
+		if n == 1 {
+			return 0
+		}
+		return int(s.ctr.Add(1) % uint64(n))
+	}
+	return int(s.seq[s.ctr.Add(1)%uint64(len(s.seq))])
+}
+
+func (s *hostSet) hosts() []*Host {
+	var out []*Host
+	for _, l := range s.locs {
+		out = append(out, l.hs...)
+	}
+	return out
+}
+
+func (s *hostSet) pick(policy xdsconfig.LBPolicy, choices int) *Host {
+	if len(s.locs) == 0 {
+		return nil
+	}
+	l := s.locs[0]
+	if len(s.locs) > 1 {
+		l = s.locs[s.sched.next(len(s.locs))]
+	}
+	switch policy {
+	case xdsconfig.LBLeastRequest:
+		return leastOf(l.hs, l.sched.seq, choices)
+	case xdsconfig.LBRandom:
+		if len(l.sched.seq) > 0 {
+			return l.hs[l.sched.seq[rand.IntN(len(l.sched.seq))]]
+		}
+		return l.hs[rand.IntN(len(l.hs))]
+	default:
+		return l.hs[l.sched.next(len(l.hs))]
+	}
+}
+
+// leastOf is least request with the power of N choices: N random
+// candidates (drawn by weight when weights differ), the one with the
+// fewest requests in flight relative to its weight wins.
+func leastOf(hs []*Host, weighted []uint16, choices int) *Host {
+	if len(hs) == 1 {
+		return hs[0]
+	}
+	var best *Host
+	bestScore := math.Inf(1)
+	for range choices {
+		var h *Host
+		if len(weighted) > 0 {
+			h = hs[weighted[rand.IntN(len(weighted))]]
+		} else {
+			h = hs[rand.IntN(len(hs))]
+		}
+		score := float64(h.Active()+1) / float64(max(h.Weight, 1))
+		if score < bestScore {
+			best, bestScore = h, score
+		}
+	}
+	return best
+}
+
+func buildPicker(hosts []*Host, cfg Config, overprov uint32, drops []xdsconfig.Drop) *picker {
+	p := &picker{policy: cfg.Policy, choices: cfg.ChoiceCount, outlier: cfg.Outlier, now: cfg.Now, drops: drops, opts: locality.LoadOptions{OverprovisioningFactor: overprov, PanicThreshold: cfg.PanicThreshold, DisablePanic: cfg.PanicThreshold == 0}}
+	if len(hosts) == 0 {
+		return p
+	}
+	maxPrio := uint32(0)
+	for _, h := range hosts {
+		maxPrio = max(maxPrio, h.Priority)
+	}
+	byPrio := make([][]*Host, maxPrio+1)
+	for _, h := range hosts {
+		byPrio[h.Priority] = append(byPrio[h.Priority], h)
+	}
+	levels := make([]locality.LevelHealth, len(byPrio))
+	for i, hs := range byPrio {
+		for _, h := range hs {
+			levels[i].Total++
+			if h.healthy() {
+				levels[i].Healthy++
+			} else if h.degraded() {
+				levels[i].Degraded++
+			}
+		}
+	}
+	p.load = locality.PriorityLoad(levels, p.opts)
+	factor := float64(overprov) / 100
+	for _, hs := range byPrio {
+		p.prios = append(p.prios, &prioSet{
+			healthy:  newHostSet(hs, (*Host).healthy, cfg.LocalityWeighted, factor),
+			degraded: newHostSet(hs, (*Host).degraded, cfg.LocalityWeighted, factor),
+			all:      newHostSet(hs, func(*Host) bool { return true }, cfg.LocalityWeighted, 0),
+		})
+	}
+	return p
+}
+
+// newHostSet groups the hosts that pass keep. With locality weighting,
+// each locality's weight is scaled by its availability, min(1, factor ×
+// kept / hosts), as Envoy scales it (factor 0: no scaling, the panic set).
+func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, factor float64) *hostSet {
+	s := &hostSet{sched: schedule{ctr: new(atomic.Uint64)}}
+	if !localityWeighted {
+		var hs []*Host
+		for _, h := range all {
+			if keep(h) {
+				hs = append(hs, h)
+			}
+		}
+		if len(hs) > 0 {
+			s.locs = []*localitySet{newLocalitySet(hs)}
+		}
+		return s
+	}
+	type group struct {
+		loc          registry.Locality
+		kept, total  int
+		hs           []*Host
+		weight       uint32
+		firstAtIndex int
+	}
+	groups := map[registry.Locality]*group{}
+	var order []*group
+	for i, h := range all {
+		g := groups[h.Locality]
+		if g == nil {
+			g = &group{loc: h.Locality, firstAtIndex: i}
+			groups[h.Locality] = g
+			order = append(order, g)
+		}
+		g.total++
+		if keep(h) {
+			g.kept++
+			g.hs = append(g.hs, h)
+		}
+	}
+	weights := make([]float64, 0, len(order))
+	for _, g := range order {
+		if g.kept == 0 {
+			continue
+		}
+		w := float64(localityWeight(g.hs))
+		if factor > 0 {
+			w *= min(1, factor*float64(g.kept)/float64(g.total))
+		}
+		if w <= 0 {
+			continue
+		}
+		s.locs = append(s.locs, newLocalitySet(g.hs))
+		weights = append(weights, w)
+	}
+	if len(s.locs) > 1 {
+		s.sched.seq = smooth(weights)
+	}
+	return s
+}
+
+// localityWeight is the locality's weight from EDS, carried on its hosts
+// (see Balancer.Update); 1 when unset.
+func localityWeight(hs []*Host) uint32 {
+	return max(1, hs[0].locWeight())
+}
+
+func newLocalitySet(hs []*Host) *localitySet {
+	l := &localitySet{hs: hs, sched: schedule{ctr: new(atomic.Uint64)}}
+	equal := true
+	for _, h := range hs[1:] {
+		equal = equal && h.Weight == hs[0].Weight
+	}
+	if !equal {
+		ws := make([]float64, len(hs))
+		for i, h := range hs {
+			ws[i] = float64(max(h.Weight, 1))
+		}
+		l.sched.seq = smooth(ws)
+	}
+	// Start each set at a random place, so that many proxies that got the
+	// same update do not all send their first request to the same host.
+	l.sched.ctr.Store(rand.Uint64())
+	return l
+}
+
+// smooth builds a smooth weighted round-robin sequence (nginx's
+// algorithm) over the given weights, scaled to at most maxSchedule slots.
+func smooth(weights []float64) []uint16 {
+	total := 0.0
+	for _, w := range weights {
+		total += w
+	}
+	// Integer weights that fit are used as they are (exact); others are
+	// scaled to the full schedule for resolution, and the gcd below brings
+	// simple ratios back to short sequences.
+	scale := 1.0
+	for _, w := range weights {
+		if w != math.Trunc(w) || total > maxSchedule {
+			scale = maxSchedule / total
+			break
+		}
+	}
+	// Integer weights keep the sequence exact; tiny weights keep one slot.
+	iw := make([]int, len(weights))
+	sum := 0
+	for i, w := range weights {
+		iw[i] = max(1, int(math.Round(w*scale)))
+		sum += iw[i]
+	}
+	if g := gcdAll(iw); g > 1 {
+		sum = 0
+		for i := range iw {
+			iw[i] /= g
+			sum += iw[i]
+		}
+	}
+	seq := make([]uint16, 0, sum)
+	cur := make([]int, len(iw))
+	for range sum {
+		best := 0
+		for i := range iw {
+			cur[i] += iw[i]
+			if cur[i] > cur[best] {
+				best = i
+			}
+		}
+		cur[best] -= sum
+		seq = append(seq, uint16(best))
+	}
+	return seq
+}
+
+func gcdAll(v []int) int {
+	g := 0
+	for _, x := range v {
+		for x != 0 {
+			g, x = x, g%x
+		}
+	}
+	return g
+}
