@@ -63,6 +63,9 @@ var kinds = []Kind{
 	kind[DestinationPolicy]("destinationpolicies", "dp"),
 	kind[ServiceEntry]("serviceentries", "se"),
 	kind[Gateway]("gateways", "gw"),
+	kind[PeerAuthentication]("peerauthentications", "pa"),
+	kind[AuthorizationPolicy]("authorizationpolicies", "ap"),
+	kind[RequestAuthentication]("requestauthentications", "ra"),
 }
 
 func kind[T any, PT interface {
