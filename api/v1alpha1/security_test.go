@@ -84,8 +84,12 @@ func TestSecurityValidation(t *testing.T) {
 		}
 		return objs
 	}
-	pa := func(o []v1alpha1.Object) *v1alpha1.PeerAuthenticationSpec { return &o[1].(*v1alpha1.PeerAuthentication).Spec }
-	ap := func(o []v1alpha1.Object) *v1alpha1.AuthorizationPolicySpec { return &o[2].(*v1alpha1.AuthorizationPolicy).Spec }
+	pa := func(o []v1alpha1.Object) *v1alpha1.PeerAuthenticationSpec {
+		return &o[1].(*v1alpha1.PeerAuthentication).Spec
+	}
+	ap := func(o []v1alpha1.Object) *v1alpha1.AuthorizationPolicySpec {
+		return &o[2].(*v1alpha1.AuthorizationPolicy).Spec
+	}
 	ra := func(o []v1alpha1.Object) *v1alpha1.RequestAuthenticationSpec {
 		return &o[3].(*v1alpha1.RequestAuthentication).Spec
 	}
