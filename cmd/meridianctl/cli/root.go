@@ -28,6 +28,7 @@ import (
 // groups are meridianctl's command groups, one file each.
 var groups = []func(*Globals) *cobra.Command{
 	newWorkloadCommand,
+	newInstallCommand,
 }
 
 // Globals holds the flags every command shares and the output streams.
