@@ -29,10 +29,10 @@ const (
 
 // keySet is an issuer's keys: inline, or fetched from a URL and cached.
 type keySet struct {
-	url   string
-	ttl   time.Duration
-	http  *http.Client
-	now   func() time.Time
+	url  string
+	ttl  time.Duration
+	http *http.Client
+	now  func() time.Time
 	// fetching is held during a fetch: concurrent callers wait for it and
 	// then find the set fresh instead of fetching again.
 	fetching sync.Mutex
