@@ -1,0 +1,85 @@
+package deploy_test
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meridian-mesh/meridian/internal/meshtest"
+)
+
+// TestKindConfigs: the lab's kind configurations parse strictly as kind's
+// own v1alpha4 Cluster type, give every cluster pod and service CIDRs that
+// overlap no other's, and label every node with the region and a zone of
+// the lab (internal/meshtest), and the jurisdiction of its cluster.
+func TestKindConfigs(t *testing.T) {
+	var prefixes []netip.Prefix
+	for _, want := range meshtest.Clusters() {
+		path := filepath.Join("kind", want.Name+".yaml")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c v1alpha4.Cluster
+		if err := yaml.UnmarshalStrict(raw, &c); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if c.Kind != "Cluster" || c.APIVersion != "kind.x-k8s.io/v1alpha4" || c.Name != want.Name {
+			t.Errorf("%s: %s %s named %q", path, c.APIVersion, c.Kind, c.Name)
+		}
+		for _, s := range []string{c.Networking.PodSubnet, c.Networking.ServiceSubnet} {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				t.Fatalf("%s: subnet %q: %v", path, s, err)
+			}
+			for _, q := range prefixes {
+				if p.Overlaps(q) {
+					t.Errorf("%s: %s overlaps %s of another cluster or its own", path, p, q)
+				}
+			}
+			prefixes = append(prefixes, p)
+		}
+		zones := map[string]bool{}
+		for i, n := range c.Nodes {
+			if n.Labels["topology.kubernetes.io/region"] != want.Region {
+				t.Errorf("%s: node %d region %q; want %q", path, i, n.Labels["topology.kubernetes.io/region"], want.Region)
+			}
+			z := n.Labels["topology.kubernetes.io/zone"]
+			if !slices.Contains(meshtest.Zones[want.Name], z) {
+				t.Errorf("%s: node %d zone %q; want one of %v", path, i, z, meshtest.Zones[want.Name])
+			}
+			zones[z] = true
+			if n.Labels["meridian.io/jurisdiction"] != want.Labels["jurisdiction"] {
+				t.Errorf("%s: node %d jurisdiction %q; want %q", path, i, n.Labels["meridian.io/jurisdiction"], want.Labels["jurisdiction"])
+			}
+		}
+		if len(zones) != len(meshtest.Zones[want.Name]) {
+			t.Errorf("%s: nodes in zones %v; want every zone of %v", path, zones, meshtest.Zones[want.Name])
+		}
+	}
+}
+
+// TestKindScript: lab.sh parses, and passes shellcheck (installed from
+// Debian by scripts/apt.sh when missing). Running it needs Docker.
+func TestKindScript(t *testing.T) {
+	if out, err := exec.Command("bash", "-n", "kind/lab.sh").CombinedOutput(); err != nil {
+		t.Fatalf("bash -n kind/lab.sh: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("bash", "../scripts/apt.sh", "shellcheck").CombinedOutput(); err != nil {
+		t.Fatalf("scripts/apt.sh shellcheck: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("shellcheck", "kind/lab.sh", "../scripts/helm.sh").CombinedOutput(); err != nil {
+		t.Fatalf("shellcheck: %v\n%s", err, out)
+	}
+	// Without a command it prints its usage and fails, touching nothing.
+	out, err := exec.Command("bash", "kind/lab.sh").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || string(out) == "" {
+		t.Fatalf("lab.sh without a command: %v %q; want usage and exit 2", err, out)
+	}
+}
