@@ -104,6 +104,15 @@ type Gossip struct {
 	// identity, delegate, transport, keyring and logging fields are set by
 	// the federation and ignored here.
 	Memberlist *memberlist.Config
+	// HeartbeatInterval is how often this member gossips a heartbeat.
+	// Heartbeats tell every member when each other was last heard from,
+	// through any path: the age of stale data.
+	HeartbeatInterval time.Duration
+	// SuspectAfter: a member not heard from for this long, and not yet
+	// declared dead by memberlist, is Suspect (its cluster's endpoints turn
+	// stale). Memberlist keeps its own suspicion to itself; this is the
+	// federation's.
+	SuspectAfter time.Duration
 	// StaleAfter: a cluster whose control plane is alive by gossip but
 	// whose segment this member has been unable to bring up to date for
 	// this long is Unreachable (its endpoints turn stale).
@@ -147,16 +156,18 @@ func LAN() Gossip {
 	ml.PushPullInterval = 15 * time.Second     // LAN default 30s: anti-entropy for lost announcements
 	ml.GossipToTheDeadTime = 30 * time.Second
 	return Gossip{
-		Memberlist:      ml,
-		StaleAfter:      3 * time.Second,
-		RejoinInterval:  5 * time.Second,
-		StatusInterval:  100 * time.Millisecond,
-		MetaInterval:    2 * time.Second,
-		RetryInterval:   500 * time.Millisecond,
-		PullTimeout:     10 * time.Second,
-		LeaseTTL:        5 * time.Second,
-		CollectInterval: time.Minute,
-		ForgetAfter:     72 * time.Hour,
+		Memberlist:        ml,
+		HeartbeatInterval: 500 * time.Millisecond,
+		SuspectAfter:      1500 * time.Millisecond,
+		StaleAfter:        3 * time.Second,
+		RejoinInterval:    5 * time.Second,
+		StatusInterval:    100 * time.Millisecond,
+		MetaInterval:      2 * time.Second,
+		RetryInterval:     500 * time.Millisecond,
+		PullTimeout:       10 * time.Second,
+		LeaseTTL:          5 * time.Second,
+		CollectInterval:   time.Minute,
+		ForgetAfter:       72 * time.Hour,
 	}
 }
 
@@ -168,6 +179,8 @@ func WAN() Gossip {
 	ml := memberlist.DefaultWANConfig()
 	ml.GossipInterval = 200 * time.Millisecond // WAN default 500ms
 	g.Memberlist = ml
+	g.HeartbeatInterval = 2 * time.Second
+	g.SuspectAfter = 8 * time.Second
 	g.StaleAfter = 15 * time.Second
 	g.RejoinInterval = 15 * time.Second
 	g.StatusInterval = 250 * time.Millisecond
@@ -191,6 +204,8 @@ func Local() Gossip {
 	ml.PushPullInterval = 5 * time.Second // Local default 15s
 	ml.GossipToTheDeadTime = 10 * time.Second
 	g.Memberlist = ml
+	g.HeartbeatInterval = 200 * time.Millisecond
+	g.SuspectAfter = 800 * time.Millisecond
 	g.StaleAfter = 2 * time.Second
 	g.RejoinInterval = time.Second
 	g.StatusInterval = 50 * time.Millisecond
@@ -208,7 +223,7 @@ func (g Gossip) withDefaults() Gossip {
 		g.Memberlist = d.Memberlist
 	}
 	for _, p := range []struct{ v, d *time.Duration }{
-		{&g.StaleAfter, &d.StaleAfter}, {&g.RejoinInterval, &d.RejoinInterval}, {&g.StatusInterval, &d.StatusInterval},
+		{&g.HeartbeatInterval, &d.HeartbeatInterval}, {&g.SuspectAfter, &d.SuspectAfter}, {&g.StaleAfter, &d.StaleAfter}, {&g.RejoinInterval, &d.RejoinInterval}, {&g.StatusInterval, &d.StatusInterval},
 		{&g.MetaInterval, &d.MetaInterval}, {&g.RetryInterval, &d.RetryInterval}, {&g.PullTimeout, &d.PullTimeout},
 		{&g.LeaseTTL, &d.LeaseTTL}, {&g.CollectInterval, &d.CollectInterval}, {&g.ForgetAfter, &d.ForgetAfter},
 	} {

@@ -43,6 +43,10 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		d.f.repl.segmentAnnounced(m)
 	case *pb.PolicyAnnounce:
 		d.f.repl.policyAnnounced(m)
+	case *pb.Heartbeat:
+		if m.GetNode() != d.f.node && d.f.members.heartbeat(m.GetNode(), m.GetSeq(), m.GetLeaving()) {
+			d.f.bcast.QueueBroadcast(&broadcast{name: "h/" + m.GetNode(), msg: append([]byte(nil), buf...)})
+		}
 	default:
 		d.f.m.drop(dropInvalid)
 		d.f.log.Debug("dropped gossip message", "err", "unexpected message type", "type", buf[1])
@@ -100,7 +104,7 @@ func (d *delegate) NotifyAlive(n *memberlist.Node) error { return d.f.members.ad
 func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
 	t := d.f.members
 	for _, n := range peers {
-		if n.Name == d.f.node {
+		if n.Name == d.f.node || n.State == memberlist.StateDead || n.State == memberlist.StateLeft {
 			continue
 		}
 		msg, err := decodeGossip(n.Meta, memberlist.MetaMaxSize)

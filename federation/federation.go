@@ -66,6 +66,8 @@ type Federation struct {
 	leading     atomic.Bool
 	horizon     atomic.Uint64 // advertised policy coverage
 	liveMembers atomic.Int64
+	hbSeq       atomic.Uint64
+	leaving     atomic.Bool
 	metaNow     chan struct{} // 1-buffered: re-advertise metadata now
 
 	runOnce   sync.Once
@@ -84,6 +86,7 @@ func New(cfg Config) (*Federation, error) {
 		cfg: cfg, reg: cfg.Registry, node: cfg.Cluster.Name + "/" + cfg.Replica,
 		metaNow: make(chan struct{}, 1),
 	}
+	f.hbSeq.Store(uint64(time.Now().UnixNano()))
 	f.log = cfg.Logger.With("component", "federation", "cluster", cfg.Cluster.Name, "node", f.node)
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
@@ -247,26 +250,31 @@ func (f *Federation) run(ctx context.Context) error {
 	f.ml.Store(ml)
 	f.log.Info("federation member started", "gossip", f.GossipAddr(), "grpc", f.grpcAddr, "encrypted", f.keyring != nil)
 
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- f.grpcSrv.Serve(f.grpcLis) }()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := f.grpcSrv.Serve(f.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		select {
+		case err := <-serveDone:
+			serveDone <- err // for the wait below
 			return fmt.Errorf("federation: gRPC server: %w", err)
+		case <-gctx.Done():
+			return nil
 		}
-		return nil
 	})
 	g.Go(func() error { f.repl.run(gctx); return nil })
 	g.Go(func() error { f.statusLoop(gctx); return nil })
 	g.Go(func() error { f.metaLoop(gctx); return nil })
 	g.Go(func() error { f.rejoinLoop(gctx); return nil })
+	g.Go(func() error { f.heartbeatLoop(gctx); return nil })
 	g.Go(func() error { f.policyLoop(gctx); return nil })
 	g.Go(func() error { f.members.verifyLoop(gctx); return nil })
 	g.Go(func() error { return f.leadLoop(gctx) })
-	g.Go(func() error {
-		<-gctx.Done()
-		f.shutdown(ml)
-		return nil
-	})
 	err = g.Wait()
+	// Every loop has stopped (leadership handed back, no metadata update
+	// can overtake the leave message): say goodbye, then stop serving.
+	f.shutdown(ml)
+	<-serveDone
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -276,9 +284,15 @@ func (f *Federation) run(ctx context.Context) error {
 // shutdown leaves gossip and stops serving. Leadership was given up by
 // leadLoop on the same cancel.
 func (f *Federation) shutdown(ml *memberlist.Memberlist) {
+	f.heartbeat(true)
+	gossip := f.cfg.Gossip.Memberlist.GossipInterval
 	if err := ml.Leave(2 * f.cfg.Gossip.Memberlist.ProbeInterval); err != nil {
 		f.log.Debug("leave", "err", err)
 	}
+	// Leave returns once the message was handed out, possibly before the
+	// last packet left: give it a few gossip rounds (serf's
+	// LeavePropagateDelay) before closing the sockets.
+	time.Sleep(3 * gossip)
 	if err := ml.Shutdown(); err != nil {
 		f.log.Debug("gossip shutdown", "err", err)
 	}
@@ -456,6 +470,29 @@ func (f *Federation) rejoinLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// heartbeatLoop gossips this member's heartbeat.
+func (f *Federation) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(f.cfg.Gossip.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f.heartbeat(false)
+		}
+	}
+}
+
+func (f *Federation) heartbeat(leaving bool) {
+	// Once the leaving heartbeat is queued, no ordinary one may replace it.
+	if f.leaving.Load() || (leaving && f.leaving.Swap(true)) {
+		return
+	}
+	msg := encode(msgHeartbeat, &pb.Heartbeat{Node: f.node, Seq: f.hbSeq.Add(1), Leaving: leaving})
+	f.bcast.QueueBroadcast(&broadcast{name: "h/" + f.node, msg: msg})
 }
 
 // broadcast is one announcement in the gossip queue. A newer announcement

@@ -34,14 +34,14 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 // addresses map to names as members register.
 type network struct {
 	mu    sync.Mutex
-	addrs map[string]string          // gossip or gRPC address → member
-	cut   map[[2]string]bool         // sorted pair → cut
-	conns map[[2]string][]net.Conn   // (from, to) → gRPC connections to close on a cut
-	hooks map[string]func(to string) // test-only observers
+	addrs map[string]string        // gossip or gRPC address → member
+	cut   map[[2]string]bool       // sorted pair → cut
+	noRPC map[string]bool          // members whose gRPC nobody reaches
+	conns map[[2]string][]net.Conn // (from, to) → gRPC connections to close on a cut
 }
 
 func newNetwork() *network {
-	return &network{addrs: map[string]string{}, cut: map[[2]string]bool{}, conns: map[[2]string][]net.Conn{}}
+	return &network{addrs: map[string]string{}, cut: map[[2]string]bool{}, noRPC: map[string]bool{}, conns: map[[2]string][]net.Conn{}}
 }
 
 func pair(a, b string) [2]string {
@@ -75,6 +75,26 @@ func (n *network) Cut(a, b string) {
 		if pair(k[0], k[1]) == pair(a, b) {
 			doomed = append(doomed, cs...)
 			delete(n.conns, k)
+		}
+	}
+	n.mu.Unlock()
+	for _, c := range doomed {
+		c.Close()
+	}
+}
+
+// CutRPC makes a member's gRPC unreachable, both ways, while its gossip
+// still flows: the others learn of its changes but cannot pull them.
+func (n *network) CutRPC(name string, cut bool) {
+	n.mu.Lock()
+	n.noRPC[name] = cut
+	var doomed []net.Conn
+	if cut {
+		for k, cs := range n.conns {
+			if k[0] == name || k[1] == name {
+				doomed = append(doomed, cs...)
+				delete(n.conns, k)
+			}
 		}
 	}
 	n.mu.Unlock()
@@ -137,7 +157,10 @@ func (t *cutTransport) DialAddressTimeout(a memberlist.Address, timeout time.Dur
 // dialer is a member's gRPC dialer on the test network.
 func (n *network) dialer(from string) func(ctx context.Context, addr string) (net.Conn, error) {
 	return func(ctx context.Context, addr string) (net.Conn, error) {
-		if n.blocked(from, addr) {
+		n.mu.Lock()
+		noRPC := n.noRPC[from] || n.noRPC[n.addrs[addr]]
+		n.mu.Unlock()
+		if noRPC || n.blocked(from, addr) {
 			return nil, errCut
 		}
 		var d net.Dialer
@@ -231,12 +254,6 @@ func (l *lab) start(cluster string, o memberOpts) *member {
 		metrics: prometheus.NewRegistry(),
 		dataDir: o.dataDir, gossip: o.gossip, grpcPort: o.grpcPort,
 	}
-	if m.gossip == 0 {
-		m.gossip = testutil.FreePort(t)
-	}
-	if m.grpcPort == 0 {
-		m.grpcPort = testutil.FreePort(t)
-	}
 	ctx := context.Background()
 	switch {
 	case o.sharedEtcd != "":
@@ -265,11 +282,16 @@ func (l *lab) start(cluster string, o memberOpts) *member {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	f, err := federation.New(cfg)
-	if err != nil {
-		t.Fatalf("start %s: %v", m.name, err)
-	}
+	// A restart binds the ports it had; a connection may hold one for a
+	// moment after the old listener closed.
+	var f *federation.Federation
+	var err error
+	testutil.Eventually(t, 10*time.Second, func() error {
+		f, err = federation.New(cfg)
+		return err
+	})
 	m.f = f
+	m.gossip, m.grpcPort = port(t, f.GossipAddr()), port(t, f.GRPCAddr())
 	l.net.register(m.name, f.GossipAddr(), f.GRPCAddr())
 	rctx, cancel := context.WithCancel(context.Background())
 	m.cancel, m.done = cancel, make(chan error, 1)
@@ -279,6 +301,15 @@ func (l *lab) start(cluster string, o memberOpts) *member {
 		l.seeds = append(l.seeds, f.GossipAddr())
 	}
 	return m
+}
+
+func port(t *testing.T, addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // kill stops a member as a crash does: its links are cut first, so it
@@ -395,6 +426,15 @@ func sameSegment(a, b *member, cluster string) error {
 // converged checks that every member holds every cluster's segment as its
 // owner does.
 func (l *lab) converged() error {
+	led := map[string]bool{}
+	for _, m := range l.all() {
+		led[m.cluster.Name] = led[m.cluster.Name] || m.f.Leading()
+	}
+	for c, ok := range led {
+		if !ok {
+			return fmt.Errorf("cluster %s has no leader", c)
+		}
+	}
 	for _, owner := range l.all() {
 		if !owner.f.Leading() {
 			continue

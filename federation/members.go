@@ -51,6 +51,8 @@ type memberTable struct {
 	f  *Federation
 	mu sync.Mutex
 	m  map[string]*member
+	// heard is the newest heartbeat of every member, known or not yet.
+	heard map[string]heard
 	// refusedAt rate-limits the split-brain log: memberlist repeats a
 	// refused alive message with every gossip round.
 	refusedAt map[string]time.Time
@@ -58,7 +60,29 @@ type memberTable struct {
 }
 
 func newMemberTable(f *Federation) *memberTable {
-	return &memberTable{f: f, m: map[string]*member{}, refusedAt: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+	return &memberTable{f: f, m: map[string]*member{}, heard: map[string]heard{}, refusedAt: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+}
+
+type heard struct {
+	seq     uint64
+	at      time.Time
+	leaving bool
+}
+
+// heartbeat records a member's heartbeat and reports whether it is newer
+// than any heard before (then it is passed on).
+func (t *memberTable) heartbeat(node string, seq uint64, leaving bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.heard[node]
+	if seq <= h.seq {
+		return false
+	}
+	t.heard[node] = heard{seq: seq, at: time.Now(), leaving: leaving}
+	if m := t.m[node]; m != nil && leaving && m.state == MemberDead {
+		m.state = MemberLeft
+	}
+	return true
 }
 
 // conflict returns the member that holds meta's cluster under another
@@ -142,6 +166,10 @@ func (t *memberTable) upsert(n *memberlist.Node) {
 		m.state, m.since = MemberAlive, now
 	}
 	m.meta, m.addr, m.lastAlive = meta, n.Address(), now
+	if h := t.heard[n.Name]; h.at.Before(now) {
+		h.at, h.leaving = now, false
+		t.heard[n.Name] = h
+	}
 	verified := m.verified
 	t.mu.Unlock()
 	if !verified {
@@ -151,40 +179,46 @@ func (t *memberTable) upsert(n *memberlist.Node) {
 	t.f.repl.observeMeta(n.Name, meta)
 }
 
-// gone records a member declared dead or that left.
+// gone records a member declared dead, or that left: memberlist does not
+// say which (its Node.State is not filled in), the member's last heartbeat
+// does.
 func (t *memberTable) gone(n *memberlist.Node) {
+	t.mu.Lock()
 	state := MemberDead
-	if n.State == memberlist.StateLeft {
+	if t.heard[n.Name].leaving {
 		state = MemberLeft
 	}
-	t.mu.Lock()
 	if m := t.m[n.Name]; m != nil && m.state != state {
 		m.state, m.since = state, time.Now()
 	}
 	t.mu.Unlock()
 }
 
-// poll folds memberlist's current view (which knows suspicion) into the
-// table.
+// poll folds memberlist's current view into the table: members it lists
+// are alive, or suspect when not heard from for SuspectAfter; dead and left
+// come as events.
 func (t *memberTable) poll(nodes []*memberlist.Node, now time.Time) {
-	live := make(map[string]memberlist.NodeStateType, len(nodes))
+	listed := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
-		live[n.Name] = n.State
+		listed[n.Name] = true
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for name, m := range t.m {
-		st, ok := live[name]
-		switch {
-		case !ok:
-			continue // dead and left come as events
-		case st == memberlist.StateSuspect && m.state != MemberSuspect:
-			m.state, m.since = MemberSuspect, now
-		case st == memberlist.StateAlive:
-			if m.state != MemberAlive {
-				m.state, m.since = MemberAlive, now
-			}
-			m.lastAlive = now
+		if !listed[name] || !m.state.live() {
+			continue
+		}
+		last := t.heard[name].at
+		if name == t.f.node {
+			last = now
+		}
+		m.lastAlive = last
+		st := MemberAlive
+		if now.Sub(last) > t.f.cfg.Gossip.SuspectAfter {
+			st = MemberSuspect
+		}
+		if m.state != st {
+			m.state, m.since = st, now
 		}
 	}
 }
@@ -198,6 +232,7 @@ func (t *memberTable) forget(now time.Time) []string {
 	for name, m := range t.m {
 		if !m.state.live() && now.Sub(m.since) > t.f.cfg.Gossip.ForgetAfter {
 			delete(t.m, name)
+			delete(t.heard, name)
 			gone = append(gone, m.meta.GetCluster())
 		}
 	}

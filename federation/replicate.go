@@ -223,7 +223,9 @@ func (r *replicator) schedule(ctx context.Context) {
 	defer r.mu.Unlock()
 	for cluster, t := range r.tracks {
 		if cluster == r.f.cfg.Cluster.Name && r.f.leading.Load() {
-			delete(r.tracks, cluster)
+			if !t.inflight {
+				delete(r.tracks, cluster)
+			}
 			continue
 		}
 		if !r.f.haveVersion(cluster).less(t.target) {
@@ -322,6 +324,9 @@ func (r *replicator) pullSegment(ctx context.Context, cluster string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := r.tracks[cluster]
+	if t == nil {
+		return
+	}
 	t.inflight = false
 	if done {
 		t.failures, t.behindSince = 0, time.Time{}

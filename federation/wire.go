@@ -30,6 +30,7 @@ const (
 	msgSegmentAnnounce byte = 2
 	msgPolicyAnnounce  byte = 3
 	msgPushPull        byte = 4
+	msgHeartbeat       byte = 5
 )
 
 // Reasons a message from the network is dropped; the label values of
@@ -77,7 +78,7 @@ func encode(typ byte, m proto.Message) []byte {
 
 // decodeGossip parses and validates one gossip payload of at most limit
 // bytes. The result is a *federationpb.Meta, *SegmentAnnounce,
-// *PolicyAnnounce or *PushPullState.
+// *PolicyAnnounce, *PushPullState or *Heartbeat.
 func decodeGossip(buf []byte, limit int) (proto.Message, error) {
 	if len(buf) > limit {
 		return nil, refuse(dropOversized, "%d bytes, limit %d", len(buf), limit)
@@ -98,6 +99,8 @@ func decodeGossip(buf []byte, limit int) (proto.Message, error) {
 		m = &federationpb.PolicyAnnounce{}
 	case msgPushPull:
 		m = &federationpb.PushPullState{}
+	case msgHeartbeat:
+		m = &federationpb.Heartbeat{}
 	default:
 		return nil, refuse(dropUnknownVersion, "message type %d", buf[1])
 	}
@@ -121,6 +124,11 @@ func validateGossip(m proto.Message) error {
 			return errors.New("stamp: required")
 		}
 		return errors.Join(validNodeName(m.GetOrigin()), validNodeName(m.GetHolder()))
+	case *federationpb.Heartbeat:
+		if m.GetSeq() == 0 {
+			return errors.New("seq: required")
+		}
+		return validNodeName(m.GetNode())
 	case *federationpb.PushPullState:
 		errs := []error{validNodeName(m.GetNode())}
 		for _, s := range m.GetSegments() {

@@ -435,6 +435,72 @@ func (x *PolicyAnnounce) GetHolder() string {
 	return ""
 }
 
+// Heartbeat is gossiped by every member every heartbeat interval and
+// passed on by every member that hears a newer one, so that each member
+// knows when every other was last heard from, directly or not: the age of
+// stale data, and the suspicion memberlist does not expose. A member that
+// leaves on purpose sends one with leaving set.
+type Heartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Grows with every heartbeat, across restarts too.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Leaving       bool   `protobuf:"varint,3,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Heartbeat) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Heartbeat) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
+}
+
 type SegmentVersion struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
@@ -446,7 +512,7 @@ type SegmentVersion struct {
 
 func (x *SegmentVersion) Reset() {
 	*x = SegmentVersion{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +524,7 @@ func (x *SegmentVersion) String() string {
 func (*SegmentVersion) ProtoMessage() {}
 
 func (x *SegmentVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +537,7 @@ func (x *SegmentVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentVersion.ProtoReflect.Descriptor instead.
 func (*SegmentVersion) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{5}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SegmentVersion) GetCluster() string {
@@ -505,7 +571,7 @@ type VectorEntry struct {
 
 func (x *VectorEntry) Reset() {
 	*x = VectorEntry{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +583,7 @@ func (x *VectorEntry) String() string {
 func (*VectorEntry) ProtoMessage() {}
 
 func (x *VectorEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +596,7 @@ func (x *VectorEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorEntry.ProtoReflect.Descriptor instead.
 func (*VectorEntry) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{6}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VectorEntry) GetOrigin() string {
@@ -561,7 +627,7 @@ type PushPullState struct {
 
 func (x *PushPullState) Reset() {
 	*x = PushPullState{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +639,7 @@ func (x *PushPullState) String() string {
 func (*PushPullState) ProtoMessage() {}
 
 func (x *PushPullState) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +652,7 @@ func (x *PushPullState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushPullState.ProtoReflect.Descriptor instead.
 func (*PushPullState) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{7}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PushPullState) GetNode() string {
@@ -621,7 +687,7 @@ type Locality struct {
 
 func (x *Locality) Reset() {
 	*x = Locality{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +699,7 @@ func (x *Locality) String() string {
 func (*Locality) ProtoMessage() {}
 
 func (x *Locality) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +712,7 @@ func (x *Locality) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Locality.ProtoReflect.Descriptor instead.
 func (*Locality) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{8}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Locality) GetRegion() string {
@@ -683,7 +749,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +761,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +774,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{9}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Cluster) GetName() string {
@@ -757,7 +823,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +835,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +848,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{10}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ServicePort) GetName() string {
@@ -819,7 +885,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +897,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +910,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{11}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Service) GetNamespace() string {
@@ -902,7 +968,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +980,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +993,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{12}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Endpoint) GetNamespace() string {
@@ -1028,7 +1094,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1106,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1119,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{13}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Change) GetDelete() bool {
@@ -1116,7 +1182,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1194,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1207,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{14}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Batch) GetEpoch() uint64 {
@@ -1185,7 +1251,7 @@ type PullSegmentRequest struct {
 
 func (x *PullSegmentRequest) Reset() {
 	*x = PullSegmentRequest{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1263,7 @@ func (x *PullSegmentRequest) String() string {
 func (*PullSegmentRequest) ProtoMessage() {}
 
 func (x *PullSegmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1276,7 @@ func (x *PullSegmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullSegmentRequest.ProtoReflect.Descriptor instead.
 func (*PullSegmentRequest) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{15}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PullSegmentRequest) GetProtocol() uint32 {
@@ -1257,7 +1323,7 @@ type SegmentChunk struct {
 
 func (x *SegmentChunk) Reset() {
 	*x = SegmentChunk{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1335,7 @@ func (x *SegmentChunk) String() string {
 func (*SegmentChunk) ProtoMessage() {}
 
 func (x *SegmentChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1348,7 @@ func (x *SegmentChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentChunk.ProtoReflect.Descriptor instead.
 func (*SegmentChunk) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{16}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SegmentChunk) GetProtocol() uint32 {
@@ -1333,7 +1399,7 @@ type SegmentHeader struct {
 
 func (x *SegmentHeader) Reset() {
 	*x = SegmentHeader{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1411,7 @@ func (x *SegmentHeader) String() string {
 func (*SegmentHeader) ProtoMessage() {}
 
 func (x *SegmentHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1424,7 @@ func (x *SegmentHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentHeader.ProtoReflect.Descriptor instead.
 func (*SegmentHeader) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{17}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SegmentHeader) GetCluster() *Cluster {
@@ -1411,7 +1477,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1489,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1502,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{18}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Policy) GetKind() string {
@@ -1502,7 +1568,7 @@ type PullPoliciesRequest struct {
 
 func (x *PullPoliciesRequest) Reset() {
 	*x = PullPoliciesRequest{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1580,7 @@ func (x *PullPoliciesRequest) String() string {
 func (*PullPoliciesRequest) ProtoMessage() {}
 
 func (x *PullPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1593,7 @@ func (x *PullPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*PullPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{19}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PullPoliciesRequest) GetProtocol() uint32 {
@@ -1569,7 +1635,7 @@ type PolicyChunk struct {
 
 func (x *PolicyChunk) Reset() {
 	*x = PolicyChunk{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1647,7 @@ func (x *PolicyChunk) String() string {
 func (*PolicyChunk) ProtoMessage() {}
 
 func (x *PolicyChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1660,7 @@ func (x *PolicyChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChunk.ProtoReflect.Descriptor instead.
 func (*PolicyChunk) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{20}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PolicyChunk) GetProtocol() uint32 {
@@ -1669,7 +1735,11 @@ const file_federation_federationpb_federation_proto_rawDesc = "" +
 	"\x0ePolicyAnnounce\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x14\n" +
 	"\x05stamp\x18\x02 \x01(\x04R\x05stamp\x12\x16\n" +
-	"\x06holder\x18\x03 \x01(\tR\x06holder\"Z\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\"K\n" +
+	"\tHeartbeat\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
+	"\aleaving\x18\x03 \x01(\bR\aleaving\"Z\n" +
 	"\x0eSegmentVersion\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x18\n" +
@@ -1794,7 +1864,7 @@ func file_federation_federationpb_federation_proto_rawDescGZIP() []byte {
 }
 
 var file_federation_federationpb_federation_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_federation_federationpb_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_federation_federationpb_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_federation_federationpb_federation_proto_goTypes = []any{
 	(Role)(0),                   // 0: meridian.federation.v1.Role
 	(*IdentifyRequest)(nil),     // 1: meridian.federation.v1.IdentifyRequest
@@ -1802,51 +1872,52 @@ var file_federation_federationpb_federation_proto_goTypes = []any{
 	(*Meta)(nil),                // 3: meridian.federation.v1.Meta
 	(*SegmentAnnounce)(nil),     // 4: meridian.federation.v1.SegmentAnnounce
 	(*PolicyAnnounce)(nil),      // 5: meridian.federation.v1.PolicyAnnounce
-	(*SegmentVersion)(nil),      // 6: meridian.federation.v1.SegmentVersion
-	(*VectorEntry)(nil),         // 7: meridian.federation.v1.VectorEntry
-	(*PushPullState)(nil),       // 8: meridian.federation.v1.PushPullState
-	(*Locality)(nil),            // 9: meridian.federation.v1.Locality
-	(*Cluster)(nil),             // 10: meridian.federation.v1.Cluster
-	(*ServicePort)(nil),         // 11: meridian.federation.v1.ServicePort
-	(*Service)(nil),             // 12: meridian.federation.v1.Service
-	(*Endpoint)(nil),            // 13: meridian.federation.v1.Endpoint
-	(*Change)(nil),              // 14: meridian.federation.v1.Change
-	(*Batch)(nil),               // 15: meridian.federation.v1.Batch
-	(*PullSegmentRequest)(nil),  // 16: meridian.federation.v1.PullSegmentRequest
-	(*SegmentChunk)(nil),        // 17: meridian.federation.v1.SegmentChunk
-	(*SegmentHeader)(nil),       // 18: meridian.federation.v1.SegmentHeader
-	(*Policy)(nil),              // 19: meridian.federation.v1.Policy
-	(*PullPoliciesRequest)(nil), // 20: meridian.federation.v1.PullPoliciesRequest
-	(*PolicyChunk)(nil),         // 21: meridian.federation.v1.PolicyChunk
-	nil,                         // 22: meridian.federation.v1.Cluster.LabelsEntry
-	nil,                         // 23: meridian.federation.v1.Service.LabelsEntry
-	nil,                         // 24: meridian.federation.v1.Endpoint.LabelsEntry
+	(*Heartbeat)(nil),           // 6: meridian.federation.v1.Heartbeat
+	(*SegmentVersion)(nil),      // 7: meridian.federation.v1.SegmentVersion
+	(*VectorEntry)(nil),         // 8: meridian.federation.v1.VectorEntry
+	(*PushPullState)(nil),       // 9: meridian.federation.v1.PushPullState
+	(*Locality)(nil),            // 10: meridian.federation.v1.Locality
+	(*Cluster)(nil),             // 11: meridian.federation.v1.Cluster
+	(*ServicePort)(nil),         // 12: meridian.federation.v1.ServicePort
+	(*Service)(nil),             // 13: meridian.federation.v1.Service
+	(*Endpoint)(nil),            // 14: meridian.federation.v1.Endpoint
+	(*Change)(nil),              // 15: meridian.federation.v1.Change
+	(*Batch)(nil),               // 16: meridian.federation.v1.Batch
+	(*PullSegmentRequest)(nil),  // 17: meridian.federation.v1.PullSegmentRequest
+	(*SegmentChunk)(nil),        // 18: meridian.federation.v1.SegmentChunk
+	(*SegmentHeader)(nil),       // 19: meridian.federation.v1.SegmentHeader
+	(*Policy)(nil),              // 20: meridian.federation.v1.Policy
+	(*PullPoliciesRequest)(nil), // 21: meridian.federation.v1.PullPoliciesRequest
+	(*PolicyChunk)(nil),         // 22: meridian.federation.v1.PolicyChunk
+	nil,                         // 23: meridian.federation.v1.Cluster.LabelsEntry
+	nil,                         // 24: meridian.federation.v1.Service.LabelsEntry
+	nil,                         // 25: meridian.federation.v1.Endpoint.LabelsEntry
 }
 var file_federation_federationpb_federation_proto_depIdxs = []int32{
 	0,  // 0: meridian.federation.v1.Meta.role:type_name -> meridian.federation.v1.Role
-	6,  // 1: meridian.federation.v1.PushPullState.segments:type_name -> meridian.federation.v1.SegmentVersion
-	7,  // 2: meridian.federation.v1.PushPullState.policy_vector:type_name -> meridian.federation.v1.VectorEntry
-	22, // 3: meridian.federation.v1.Cluster.labels:type_name -> meridian.federation.v1.Cluster.LabelsEntry
-	11, // 4: meridian.federation.v1.Service.ports:type_name -> meridian.federation.v1.ServicePort
-	23, // 5: meridian.federation.v1.Service.labels:type_name -> meridian.federation.v1.Service.LabelsEntry
-	9,  // 6: meridian.federation.v1.Endpoint.locality:type_name -> meridian.federation.v1.Locality
-	24, // 7: meridian.federation.v1.Endpoint.labels:type_name -> meridian.federation.v1.Endpoint.LabelsEntry
-	12, // 8: meridian.federation.v1.Change.service:type_name -> meridian.federation.v1.Service
-	13, // 9: meridian.federation.v1.Change.endpoint:type_name -> meridian.federation.v1.Endpoint
-	14, // 10: meridian.federation.v1.Batch.changes:type_name -> meridian.federation.v1.Change
-	15, // 11: meridian.federation.v1.SegmentChunk.batches:type_name -> meridian.federation.v1.Batch
-	18, // 12: meridian.federation.v1.SegmentChunk.full:type_name -> meridian.federation.v1.SegmentHeader
-	12, // 13: meridian.federation.v1.SegmentChunk.services:type_name -> meridian.federation.v1.Service
-	13, // 14: meridian.federation.v1.SegmentChunk.endpoints:type_name -> meridian.federation.v1.Endpoint
-	10, // 15: meridian.federation.v1.SegmentHeader.cluster:type_name -> meridian.federation.v1.Cluster
-	7,  // 16: meridian.federation.v1.PullPoliciesRequest.vector:type_name -> meridian.federation.v1.VectorEntry
-	19, // 17: meridian.federation.v1.PolicyChunk.policies:type_name -> meridian.federation.v1.Policy
-	7,  // 18: meridian.federation.v1.PolicyChunk.vector:type_name -> meridian.federation.v1.VectorEntry
-	16, // 19: meridian.federation.v1.Federation.PullSegment:input_type -> meridian.federation.v1.PullSegmentRequest
-	20, // 20: meridian.federation.v1.Federation.PullPolicies:input_type -> meridian.federation.v1.PullPoliciesRequest
+	7,  // 1: meridian.federation.v1.PushPullState.segments:type_name -> meridian.federation.v1.SegmentVersion
+	8,  // 2: meridian.federation.v1.PushPullState.policy_vector:type_name -> meridian.federation.v1.VectorEntry
+	23, // 3: meridian.federation.v1.Cluster.labels:type_name -> meridian.federation.v1.Cluster.LabelsEntry
+	12, // 4: meridian.federation.v1.Service.ports:type_name -> meridian.federation.v1.ServicePort
+	24, // 5: meridian.federation.v1.Service.labels:type_name -> meridian.federation.v1.Service.LabelsEntry
+	10, // 6: meridian.federation.v1.Endpoint.locality:type_name -> meridian.federation.v1.Locality
+	25, // 7: meridian.federation.v1.Endpoint.labels:type_name -> meridian.federation.v1.Endpoint.LabelsEntry
+	13, // 8: meridian.federation.v1.Change.service:type_name -> meridian.federation.v1.Service
+	14, // 9: meridian.federation.v1.Change.endpoint:type_name -> meridian.federation.v1.Endpoint
+	15, // 10: meridian.federation.v1.Batch.changes:type_name -> meridian.federation.v1.Change
+	16, // 11: meridian.federation.v1.SegmentChunk.batches:type_name -> meridian.federation.v1.Batch
+	19, // 12: meridian.federation.v1.SegmentChunk.full:type_name -> meridian.federation.v1.SegmentHeader
+	13, // 13: meridian.federation.v1.SegmentChunk.services:type_name -> meridian.federation.v1.Service
+	14, // 14: meridian.federation.v1.SegmentChunk.endpoints:type_name -> meridian.federation.v1.Endpoint
+	11, // 15: meridian.federation.v1.SegmentHeader.cluster:type_name -> meridian.federation.v1.Cluster
+	8,  // 16: meridian.federation.v1.PullPoliciesRequest.vector:type_name -> meridian.federation.v1.VectorEntry
+	20, // 17: meridian.federation.v1.PolicyChunk.policies:type_name -> meridian.federation.v1.Policy
+	8,  // 18: meridian.federation.v1.PolicyChunk.vector:type_name -> meridian.federation.v1.VectorEntry
+	17, // 19: meridian.federation.v1.Federation.PullSegment:input_type -> meridian.federation.v1.PullSegmentRequest
+	21, // 20: meridian.federation.v1.Federation.PullPolicies:input_type -> meridian.federation.v1.PullPoliciesRequest
 	1,  // 21: meridian.federation.v1.Federation.Identify:input_type -> meridian.federation.v1.IdentifyRequest
-	17, // 22: meridian.federation.v1.Federation.PullSegment:output_type -> meridian.federation.v1.SegmentChunk
-	21, // 23: meridian.federation.v1.Federation.PullPolicies:output_type -> meridian.federation.v1.PolicyChunk
+	18, // 22: meridian.federation.v1.Federation.PullSegment:output_type -> meridian.federation.v1.SegmentChunk
+	22, // 23: meridian.federation.v1.Federation.PullPolicies:output_type -> meridian.federation.v1.PolicyChunk
 	2,  // 24: meridian.federation.v1.Federation.Identify:output_type -> meridian.federation.v1.IdentifyResponse
 	22, // [22:25] is the sub-list for method output_type
 	19, // [19:22] is the sub-list for method input_type
@@ -1860,7 +1931,7 @@ func file_federation_federationpb_federation_proto_init() {
 	if File_federation_federationpb_federation_proto != nil {
 		return
 	}
-	file_federation_federationpb_federation_proto_msgTypes[13].OneofWrappers = []any{
+	file_federation_federationpb_federation_proto_msgTypes[14].OneofWrappers = []any{
 		(*Change_Service)(nil),
 		(*Change_Endpoint)(nil),
 	}
@@ -1870,7 +1941,7 @@ func file_federation_federationpb_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federation_federationpb_federation_proto_rawDesc), len(file_federation_federationpb_federation_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
