@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
 
@@ -81,5 +82,34 @@ func TestKindScript(t *testing.T) {
 	out, err := exec.Command("bash", "kind/lab.sh").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || string(out) == "" {
 		t.Fatalf("lab.sh without a command: %v %q; want usage and exit 2", err, out)
+	}
+}
+
+// TestDockerfileTargets: the image targets lab.sh (and make image) build
+// exist in the Dockerfile, and the final image is built from scratch.
+func TestDockerfileTargets(t *testing.T) {
+	df, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile("kind/lab.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := map[string]string{} // name → base
+	for _, m := range regexp.MustCompile(`(?m)^FROM (\S+) AS (\S+)$`).FindAllStringSubmatch(string(df), -1) {
+		stages[m[2]] = m[1]
+	}
+	used := regexp.MustCompile(`--target (\w+)`).FindAllStringSubmatch(string(script), -1)
+	if len(used) == 0 {
+		t.Fatal("lab.sh builds no target")
+	}
+	for _, m := range used {
+		if _, ok := stages[m[1]]; !ok {
+			t.Errorf("lab.sh builds target %q; the Dockerfile has %v", m[1], stages)
+		}
+	}
+	if stages["meridian"] != "scratch" {
+		t.Errorf("the meridian image is built FROM %q; want scratch (static binaries only)", stages["meridian"])
 	}
 }
