@@ -2,9 +2,6 @@ package v1alpha1_test
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,16 +11,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/internal/kubetest"
+	"github.com/meridian-mesh/meridian/internal/meshtest"
 	"github.com/meridian-mesh/meridian/internal/testutil"
 )
-
-var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // TestCRDsOnKubeAPIServer installs the generated CRDs into a real
 // kube-apiserver, which must accept them (structural schemas) and establish
@@ -35,34 +29,7 @@ func TestCRDsOnKubeAPIServer(t *testing.T) {
 	ctx := t.Context()
 	dyn := dynamic.NewForConfigOrDie(s.RESTConfig())
 
-	for _, k := range v1alpha1.Kinds() {
-		b, err := os.ReadFile(filepath.Join("../../deploy/crds", v1alpha1.Group+"_"+k.Plural+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var u unstructured.Unstructured
-		if err := yaml.Unmarshal(b, &u.Object); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dyn.Resource(crdResource).Create(ctx, &u, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("kube-apiserver refused the CRD of %s: %v", k.Name, err)
-		}
-	}
-	for _, k := range v1alpha1.Kinds() {
-		testutil.Eventually(t, time.Minute, func() error {
-			crd, err := dyn.Resource(crdResource).Get(ctx, k.Plural+"."+v1alpha1.Group, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-			for _, c := range conds {
-				if m, _ := c.(map[string]any); m["type"] == "Established" && m["status"] == "True" {
-					return nil
-				}
-			}
-			return fmt.Errorf("CRD %s not established: %v", k.Name, conds)
-		})
-	}
+	meshtest.InstallCRDs(t, s.RESTConfig())
 
 	for _, ns := range []string{"shop", "payments"} {
 		if _, err := s.Clientset().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {

@@ -29,6 +29,11 @@ import (
 var groups = []func(*Globals) *cobra.Command{
 	newWorkloadCommand,
 	newInstallCommand,
+	newGetCommand,
+	newApplyCommand,
+	newDeleteCommand,
+	newExplainCommand,
+	newDrillCommand,
 }
 
 // Globals holds the flags every command shares and the output streams.
