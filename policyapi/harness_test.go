@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,7 @@ type env struct {
 	etcd     *store.Store
 	srv      *policyapi.Server
 	applied  atomic.Pointer[translate.Policies]
+	metrics  *prometheus.Registry
 	policies policyapipb.PolicyServiceClient
 	locality policyapipb.LocalityServiceClient
 }
@@ -56,7 +58,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.cluster == "" {
 		o.cluster = meshtest.USE1.Name
 	}
-	e := &env{t: t, reg: o.reg, pol: o.pol}
+	e := &env{t: t, reg: o.reg, pol: o.pol, metrics: prometheus.NewRegistry()}
 	if e.reg == nil {
 		e.reg = meshtest.Lab(t, web, payments)
 	}
@@ -77,7 +79,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e.srv, err = policyapi.New(policyapi.Config{
 		Cluster: o.cluster, Registry: e.reg, Policies: e.pol, Etcd: e.etcd,
 		Apply:         func(p *translate.Policies) { e.applied.Store(p) },
-		DrillLeaseTTL: 2 * time.Second, ProgressInterval: 50 * time.Millisecond,
+		DrillLeaseTTL: 2 * time.Second, ProgressInterval: 50 * time.Millisecond, Metrics: e.metrics,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -156,4 +158,25 @@ func containsAll(t *testing.T, got []string, want ...string) {
 			t.Errorf("violations lack %q:\n%s", w, all)
 		}
 	}
+}
+
+// counter reads a counter of the server's metrics whose one label has the
+// given value.
+func counter(t *testing.T, e *env, name, label string) float64 {
+	t.Helper()
+	mfs, err := e.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

@@ -12,6 +12,7 @@ type metrics struct {
 	compiles      prometheus.Counter
 	compileErrors prometheus.Counter
 	drills        *prometheus.CounterVec // event: started, ended
+	kube          *prometheus.CounterVec // outcome: written, invalid, deleted
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
@@ -36,6 +37,13 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Name: "meridian_drills_total",
 			Help: "Live drills, by event: started here, or ended (their record deleted by this control plane).",
 		}, []string{"event"}),
+		kube: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_policy_kube_objects_total",
+			Help: "Custom resources read from Kubernetes, by outcome: written to the policy store, invalid (not written) or deleted.",
+		}, []string{"outcome"}),
+	}
+	for _, o := range []string{"written", "invalid", "deleted"} {
+		m.kube.WithLabelValues(o)
 	}
 	for _, r := range []string{"invalid", "set"} {
 		m.refused.WithLabelValues(r)
@@ -43,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	for _, e := range []string{"started", "ended"} {
 		m.drills.WithLabelValues(e)
 	}
-	cs := []prometheus.Collector{m.refused, m.ignored, m.compiles, m.compileErrors, m.drills,
+	cs := []prometheus.Collector{m.refused, m.ignored, m.compiles, m.compileErrors, m.drills, m.kube,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meridian_policy_objects",
 			Help: "Policy objects in force (valid objects of the replicated store).",

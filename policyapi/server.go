@@ -105,6 +105,8 @@ type Server struct {
 	state   atomic.Pointer[state]
 	writeMu sync.Mutex // serializes admission and writes in this process
 	running atomic.Bool
+	// kubeSynced: RunKube read every kind once.
+	kubeSynced atomic.Bool
 }
 
 // state is one compiled policy set: immutable, replaced as a whole.
