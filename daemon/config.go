@@ -41,6 +41,8 @@ type Config struct {
 	Log       Log      `json:"log,omitempty"`
 	// Inject configures the sidecar-injection webhook (package inject).
 	Inject inject.Settings `json:"inject,omitzero"`
+	// Federation joins this control plane to the mesh (package federation).
+	Federation Federation `json:"federation,omitzero"`
 	// ShutdownTimeout bounds how long in-flight requests may finish after
 	// SIGTERM before they are cut. Default 10s.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout,omitempty"`
@@ -184,6 +186,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, validateLog(c.Log, field.NewPath("log"))...)
 	errs = append(errs, c.Inject.Validate(field.NewPath("inject"))...)
+	errs = append(errs, c.Federation.validate(field.NewPath("federation"))...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/meridian-mesh/meridian/federation"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/store"
 )
@@ -43,6 +44,9 @@ type Daemon struct {
 	GRPC *grpc.Server
 	// Admin is the admin HTTP server's mux on AdminAddr.
 	Admin *http.ServeMux
+	// Federation is the mesh membership and replication (nil unless
+	// federation.enabled): its Policies() is the replicated policy store.
+	Federation *federation.Federation
 
 	baseLog *slog.Logger // Log without the cluster attribute
 	health  *health.Server
@@ -85,6 +89,7 @@ var wiring = []struct {
 	{"workload", wireWorkload},
 	{"kube", wireKube},
 	{"inject", wireInject},
+	{"federation", wireFederation},
 }
 
 // New validates cfg and assembles a daemon: it opens etcd (starting the

@@ -43,6 +43,9 @@ func flagOf(path string) string {
 		if f, ok := flags[path]; ok {
 			return f
 		}
+		if f, ok := federationFlags[path]; ok {
+			return f
+		}
 		i := strings.LastIndexAny(path, ".[")
 		if i < 0 {
 			return ""
@@ -79,6 +82,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout.Duration, "shutdown-timeout", c.ShutdownTimeout.Duration, "how long in-flight requests may finish on SIGTERM")
+	c.Federation.bindFlags(fs)
 }
 
 // ConfigFromArgs returns the configuration meridiand's command line asks

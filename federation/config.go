@@ -93,7 +93,10 @@ type Config struct {
 	// client.
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 
-	Logger  *slog.Logger
+	// Logger should carry the "cluster" attribute (meridiand's does); the
+	// federation adds "component" and "node".
+	Logger *slog.Logger
+	// Metrics receives the federation's metrics; nil keeps them private.
 	Metrics prometheus.Registerer
 }
 
@@ -215,6 +218,19 @@ func Local() Gossip {
 	g.LeaseTTL = 2 * time.Second
 	g.CollectInterval = 5 * time.Second
 	return g
+}
+
+// Preset returns the preset of a name: "lan" (or ""), "wan" or "local".
+func Preset(name string) (Gossip, error) {
+	switch strings.ToLower(name) {
+	case "", "lan":
+		return LAN(), nil
+	case "wan":
+		return WAN(), nil
+	case "local":
+		return Local(), nil
+	}
+	return Gossip{}, fmt.Errorf("federation: preset %q: want lan, wan or local", name)
 }
 
 func (g Gossip) withDefaults() Gossip {

@@ -1,116 +1,69 @@
 package federation
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/meridian-mesh/meridian/federation/federationpb"
+	"github.com/meridian-mesh/meridian/registry"
 )
 
-// Status is what this member knows of the federation: what
-// /debug/federation serves and `meridianctl status` prints.
-type Status struct {
-	Node          string          `json:"node"`
-	Cluster       string          `json:"cluster"`
-	Leader        bool            `json:"leader"`
-	Epoch         uint64          `json:"epoch"`
-	Version       uint64          `json:"version"`
-	Members       []MemberStatus  `json:"members"`
-	Clusters      []ClusterStatus `json:"clusters"`
-	Policies      PolicyStatus    `json:"policies"`
-	BytesSent     int64           `json:"bytesSent"`
-	BytesReceived int64           `json:"bytesReceived"`
-	Dropped       int64           `json:"droppedMessages"`
-}
-
-// MemberStatus is one member of the federation (one meridiand replica).
-type MemberStatus struct {
-	Name       string      `json:"name"`
-	Cluster    string      `json:"cluster"`
-	Role       string      `json:"role"`
-	State      MemberState `json:"state"`
-	Since      time.Time   `json:"since"`
-	LastAlive  time.Time   `json:"lastAlive"`
-	GossipAddr string      `json:"gossipAddr"`
-	GRPCAddr   string      `json:"grpcAddr"`
-	Epoch      uint64      `json:"epoch"`
-	Version    uint64      `json:"version"`
-	Verified   bool        `json:"verified"`
-}
-
-// ClusterStatus is one cluster as this member's registry holds it.
-type ClusterStatus struct {
-	Name   string `json:"name"`
-	Region string `json:"region"`
-	State  string `json:"state"`
-	// Since: when the cluster entered State.
-	Since time.Time `json:"since"`
-	// LastSeen: when its control plane was last heard from (or its copy
-	// last current); StaleFor is the age of the data when not Alive.
-	LastSeen time.Time     `json:"lastSeen"`
-	StaleFor time.Duration `json:"staleFor,omitempty"`
-	// Epoch and Version held here; Known* the newest this member has heard
-	// of; LagVersions the difference.
-	Epoch        uint64 `json:"epoch"`
-	Version      uint64 `json:"version"`
-	KnownEpoch   uint64 `json:"knownEpoch"`
-	KnownVersion uint64 `json:"knownVersion"`
-	LagVersions  uint64 `json:"lagVersions"`
-	Services     int    `json:"services"`
-	Endpoints    int    `json:"endpoints"`
-}
-
-// PolicyStatus summarizes the policy store.
-type PolicyStatus struct {
-	Live       int    `json:"live"`
-	Tombstones int    `json:"tombstones"`
-	Horizon    string `json:"horizon"`
-}
-
-// Status reports what this member knows now.
-func (f *Federation) Status() Status {
+// Status reports what this member knows of the federation now: every
+// cluster with its state, staleness and segment version, every member, the
+// policy store, the bytes on the wire and the messages dropped.
+func (f *Federation) Status() *pb.Status {
 	now := time.Now()
 	own := f.haveVersion(f.cfg.Cluster.Name)
-	st := Status{
+	st := &pb.Status{
 		Node: f.node, Cluster: f.cfg.Cluster.Name, Leader: f.leading.Load(), Epoch: own.epoch, Version: own.version,
-		BytesSent: f.m.sent.Load(), BytesReceived: f.m.received.Load(), Dropped: f.m.droppedTotal.Load(),
+		BytesSent: f.m.sent.Load(), BytesReceived: f.m.received.Load(), DroppedMessages: f.m.droppedTotal.Load(),
 	}
 	for _, m := range f.members.snapshot() {
-		st.Members = append(st.Members, MemberStatus{
+		st.Members = append(st.Members, &pb.MemberStatus{
 			Name: m.name, Cluster: m.meta.GetCluster(), Role: strings.TrimPrefix(strings.ToLower(m.meta.GetRole().String()), "role_"),
-			State: m.state, Since: m.since, LastAlive: m.lastAlive, GossipAddr: m.addr, GRPCAddr: m.meta.GetGrpcAddr(),
-			Epoch: m.meta.GetEpoch(), Version: m.meta.GetVersion(), Verified: m.verified,
+			State: string(m.state), Since: timestamp(m.since), LastSeen: timestamp(m.lastAlive),
+			GossipAddr: m.addr, GrpcAddr: m.meta.GetGrpcAddr(), Epoch: m.meta.GetEpoch(), Version: m.meta.GetVersion(), Verified: m.verified,
 		})
 	}
 	view := f.reg.View()
 	for _, name := range view.Clusters() {
 		seg := view.Segment(name)
 		cs := view.Status(name)
-		target := f.repl.target(name)
 		_, lag := f.repl.behind(name)
-		c := ClusterStatus{
-			Name: name, Region: seg.Cluster().Region, State: cs.State.String(), Since: cs.Since, LastSeen: cs.LastSeen,
-			Epoch: seg.Epoch(), Version: seg.Version(), KnownEpoch: max(target.epoch, seg.Epoch()), LagVersions: lag,
-			Services: seg.ServiceCount(), Endpoints: seg.EndpointCount(),
+		c := &pb.ClusterStatus{
+			Name: name, Region: seg.Cluster().Region, State: cs.State.String(), Since: timestamp(cs.Since), LastSeen: timestamp(cs.LastSeen),
+			Epoch: seg.Epoch(), Version: seg.Version(), LagVersions: lag,
+			Services: uint32(seg.ServiceCount()), Endpoints: uint32(seg.EndpointCount()),
 		}
-		c.KnownVersion = seg.Version() + lag
-		if target.epoch > seg.Epoch() {
-			c.KnownVersion = target.version
-		}
-		if cs.State.String() != "alive" && !cs.LastSeen.IsZero() {
-			c.StaleFor = now.Sub(cs.LastSeen).Round(time.Millisecond)
+		if cs.State != registry.Alive && !cs.LastSeen.IsZero() {
+			c.StaleFor = durationpb.New(now.Sub(cs.LastSeen).Round(time.Millisecond))
 		}
 		st.Clusters = append(st.Clusters, c)
 	}
 	snap := f.pol.Snapshot()
-	st.Policies = PolicyStatus{Live: snap.Len(), Tombstones: snap.Tombstones(), Horizon: f.pol.Horizon().String()}
+	st.Policies = &pb.PolicyStatus{Live: uint32(snap.Len()), Tombstones: uint32(snap.Tombstones()), Horizon: f.pol.Horizon().String()}
 	return st
 }
 
-// Handler serves /debug/federation: a text summary, or the Status as JSON
-// with ?format=json or "Accept: application/json".
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// Handler serves /debug/federation: the Status as tables, or as JSON with
+// ?format=json or "Accept: application/json".
 func (f *Federation) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -120,10 +73,13 @@ func (f *Federation) Handler() http.Handler {
 		}
 		st := f.Status()
 		if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
+			b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(st)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 			w.Header().Set("Content-Type", "application/json")
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(st)
+			_, _ = w.Write(append(b, '\n'))
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -131,37 +87,56 @@ func (f *Federation) Handler() http.Handler {
 	})
 }
 
-// WriteStatus prints a Status as tables, the way meridianctl status shows
-// it.
-func WriteStatus(w interface{ Write([]byte) (int, error) }, st Status) {
+// WriteStatus prints a Status as tables: what /debug/federation shows and
+// `meridianctl status` prints.
+func WriteStatus(w io.Writer, st *pb.Status) {
 	role := "follower"
-	if st.Leader {
+	if st.GetLeader() {
 		role = "leader"
 	}
-	fmt.Fprintf(w, "node %s (cluster %s, %s), segment %d.%d\n\n", st.Node, st.Cluster, role, st.Epoch, st.Version)
+	fmt.Fprintf(w, "%s (cluster %s, %s), own segment %d.%d\n\n", st.GetNode(), st.GetCluster(), role, st.GetEpoch(), st.GetVersion())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLUSTER\tREGION\tSTATE\tSINCE\tSTALE FOR\tSEGMENT\tLAG\tSERVICES\tENDPOINTS")
-	for _, c := range st.Clusters {
+	for _, c := range st.GetClusters() {
 		stale := "-"
-		if c.StaleFor > 0 {
-			stale = c.StaleFor.Round(time.Second).String()
+		if c.GetStaleFor() != nil {
+			stale = c.GetStaleFor().AsDuration().Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d.%d\t%d\t%d\t%d\n", c.Name, c.Region, c.State, ago(c.Since), stale, c.Epoch, c.Version, c.LagVersions, c.Services, c.Endpoints)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d.%d\t%d\t%d\t%d\n", c.GetName(), c.GetRegion(), c.GetState(), ago(c.GetSince()), stale,
+			c.GetEpoch(), c.GetVersion(), c.GetLagVersions(), c.GetServices(), c.GetEndpoints())
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(tw, "MEMBER\tROLE\tSTATE\tSINCE\tGOSSIP\tGRPC\tVERIFIED")
-	for _, m := range st.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", m.Name, m.Role, m.State, ago(m.Since), m.GossipAddr, m.GRPCAddr, m.Verified)
+	fmt.Fprintln(tw, "MEMBER\tROLE\tSTATE\tSINCE\tLAST SEEN\tGOSSIP\tFEDERATION GRPC\tVERIFIED")
+	for _, m := range st.GetMembers() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\n", m.GetName(), m.GetRole(), m.GetState(), ago(m.GetSince()), ago(m.GetLastSeen()),
+			m.GetGossipAddr(), m.GetGrpcAddr(), m.GetVerified())
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\npolicies: %d live, %d tombstones, collected up to %s\n", st.Policies.Live, st.Policies.Tombstones, st.Policies.Horizon)
-	fmt.Fprintf(w, "wire: %d bytes sent, %d received; %d messages dropped\n", st.BytesSent, st.BytesReceived, st.Dropped)
+	p := st.GetPolicies()
+	fmt.Fprintf(w, "\npolicies: %d live, %d tombstones, collected up to %s\n", p.GetLive(), p.GetTombstones(), p.GetHorizon())
+	fmt.Fprintf(w, "wire: %d bytes sent, %d received; %d messages dropped\n", st.GetBytesSent(), st.GetBytesReceived(), st.GetDroppedMessages())
 }
 
-func ago(t time.Time) string {
-	if t.IsZero() {
+func ago(t *timestamppb.Timestamp) string {
+	if t == nil {
 		return "-"
 	}
-	return time.Since(t).Round(time.Second).String() + " ago"
+	return time.Since(t.AsTime()).Round(time.Second).String() + " ago"
+}
+
+// RegisterStatus serves the FederationStatus service (what `meridianctl
+// status` asks) on a gRPC server meant for clients, such as meridiand's
+// shared one.
+func (f *Federation) RegisterStatus(s *grpc.Server) {
+	pb.RegisterFederationStatusServer(s, statusServer{f: f})
+}
+
+type statusServer struct {
+	pb.UnimplementedFederationStatusServer
+	f *Federation
+}
+
+func (s statusServer) GetStatus(context.Context, *pb.GetStatusRequest) (*pb.Status, error) {
+	return s.f.Status(), nil
 }

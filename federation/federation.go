@@ -87,7 +87,7 @@ func New(cfg Config) (*Federation, error) {
 		metaNow: make(chan struct{}, 1),
 	}
 	f.hbSeq.Store(uint64(time.Now().UnixNano()))
-	f.log = cfg.Logger.With("component", "federation", "cluster", cfg.Cluster.Name, "node", f.node)
+	f.log = cfg.Logger.With("component", "federation", "node", f.node)
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("federation: metrics: %w", err)

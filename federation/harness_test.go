@@ -277,7 +277,7 @@ func (l *lab) start(cluster string, o memberOpts) *member {
 		GossipAddr: "127.0.0.1:" + strconv.Itoa(m.gossip), GRPCAddr: "127.0.0.1:" + strconv.Itoa(m.grpcPort),
 		Seeds: l.seeds, Keys: [][]byte{testKey}, Gossip: l.preset,
 		WrapTransport: l.net.transport(m.name), Dialer: l.net.dialer(m.name),
-		Logger: l.logger, Metrics: m.metrics,
+		Logger: l.logger.With("cluster", cluster), Metrics: m.metrics,
 	}
 	if o.cfg != nil {
 		o.cfg(&cfg)

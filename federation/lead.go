@@ -106,7 +106,9 @@ func (f *Federation) lead(ctx context.Context, e *concurrency.Election) {
 // promote installs the local segment under a new epoch: the fresher of
 // what etcd holds and what this replica holds (a follower's copy of the
 // previous leader's segment can be ahead of etcd), so nothing the previous
-// leader published is lost.
+// leader published is lost. When local sources wrote the segment in this
+// process before any federation epoch (epoch 0), they are the truth and
+// nothing is restored over them.
 func (f *Federation) promote(ctx context.Context, ps *segmentStore, fence clientv3.Cmp) (uint64, error) {
 	name := f.cfg.Cluster.Name
 	var data registry.SegmentData
@@ -117,7 +119,7 @@ func (f *Federation) promote(ctx context.Context, ps *segmentStore, fence client
 		if data, stored, err = ps.load(ctx); err != nil {
 			return 0, err
 		}
-		if mine := f.reg.View().Segment(name); mine != nil && stored.less(segVer{mine.Epoch(), mine.Version()}) {
+		if mine := f.reg.View().Segment(name); mine != nil && (stored.less(segVer{mine.Epoch(), mine.Version()}) || mine.Epoch() == 0 && mine.Version() > 0) {
 			data = mine.Data()
 		}
 		if epoch, err = ps.nextEpoch(ctx, fence); err != nil {

@@ -317,7 +317,7 @@ func (r *replicator) pullSegment(ctx context.Context, cluster string) {
 		err := r.f.pullSegmentFrom(ctx, node, cluster)
 		r.result(node, err)
 		if err != nil {
-			r.f.log.Debug("pull segment", "cluster", cluster, "from", node, "err", err)
+			r.f.log.Debug("pull segment", "remote", cluster, "from", node, "err", err)
 		}
 	}
 	done := caughtUp()

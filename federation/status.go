@@ -74,7 +74,7 @@ func (f *Federation) refreshStatus(now time.Time, set map[string]registry.Cluste
 	for name, a := range aggs {
 		if view.Segment(name) == nil {
 			if err := f.reg.SetCluster(registry.Cluster{Name: name, Region: a.region, Network: a.network}); err != nil {
-				f.log.Warn("adding cluster", "cluster", name, "err", err)
+				f.log.Warn("adding cluster", "remote", name, "err", err)
 				continue
 			}
 		}
@@ -97,11 +97,11 @@ func (f *Federation) refreshStatus(now time.Time, set map[string]registry.Cluste
 		}
 		st.Since = now
 		if err := f.reg.SetStatus(name, st); err != nil {
-			f.log.Warn("cluster status", "cluster", name, "err", err)
+			f.log.Warn("cluster status", "remote", name, "err", err)
 			continue
 		}
 		set[name] = st
-		f.log.Info("cluster state", "cluster", name, "state", st.State.String())
+		f.log.Info("cluster state", "remote", name, "state", st.State.String())
 	}
 	for _, name := range view.Clusters() {
 		since, versions := f.repl.behind(name)
@@ -120,6 +120,6 @@ func (f *Federation) refreshStatus(now time.Time, set map[string]registry.Cluste
 		delete(set, c)
 		f.m.lagVersions.DeleteLabelValues(c)
 		f.m.lagSeconds.DeleteLabelValues(c)
-		f.log.Info("forgot cluster", "cluster", c)
+		f.log.Info("forgot cluster", "remote", c)
 	}
 }

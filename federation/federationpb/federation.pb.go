@@ -16,6 +16,8 @@ package federationpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -184,6 +186,483 @@ func (x *IdentifyResponse) GetNode() string {
 	return ""
 }
 
+type GetStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusRequest) Reset() {
+	*x = GetStatusRequest{}
+	mi := &file_federation_federationpb_federation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusRequest) ProtoMessage() {}
+
+func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federation_federationpb_federation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetStatusRequest) Descriptor() ([]byte, []int) {
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{2}
+}
+
+// Status is what one member knows of the federation.
+type Status struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Cluster string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Leader  bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// This member's copy of its own cluster's segment.
+	Epoch           uint64           `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Version         uint64           `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	Clusters        []*ClusterStatus `protobuf:"bytes,6,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	Members         []*MemberStatus  `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	Policies        *PolicyStatus    `protobuf:"bytes,8,opt,name=policies,proto3" json:"policies,omitempty"`
+	BytesSent       int64            `protobuf:"varint,9,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	BytesReceived   int64            `protobuf:"varint,10,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	DroppedMessages int64            `protobuf:"varint,11,opt,name=dropped_messages,json=droppedMessages,proto3" json:"dropped_messages,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Status) Reset() {
+	*x = Status{}
+	mi := &file_federation_federationpb_federation_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Status) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Status) ProtoMessage() {}
+
+func (x *Status) ProtoReflect() protoreflect.Message {
+	mi := &file_federation_federationpb_federation_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Status.ProtoReflect.Descriptor instead.
+func (*Status) Descriptor() ([]byte, []int) {
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Status) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Status) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *Status) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *Status) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Status) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Status) GetClusters() []*ClusterStatus {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+func (x *Status) GetMembers() []*MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *Status) GetPolicies() *PolicyStatus {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *Status) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *Status) GetBytesReceived() int64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
+func (x *Status) GetDroppedMessages() int64 {
+	if x != nil {
+		return x.DroppedMessages
+	}
+	return 0
+}
+
+// ClusterStatus is one cluster as this member's registry holds it.
+type ClusterStatus struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Region string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// alive, suspect, unreachable, dead or left.
+	State string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// When its control plane was last heard from, or its copy last current.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// Age of the data, when the cluster is not alive.
+	StaleFor *durationpb.Duration `protobuf:"bytes,6,opt,name=stale_for,json=staleFor,proto3" json:"stale_for,omitempty"`
+	Epoch    uint64               `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Version  uint64               `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	// Versions this member knows exist and does not hold yet.
+	LagVersions   uint64 `protobuf:"varint,9,opt,name=lag_versions,json=lagVersions,proto3" json:"lag_versions,omitempty"`
+	Services      uint32 `protobuf:"varint,10,opt,name=services,proto3" json:"services,omitempty"`
+	Endpoints     uint32 `protobuf:"varint,11,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatus) Reset() {
+	*x = ClusterStatus{}
+	mi := &file_federation_federationpb_federation_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatus) ProtoMessage() {}
+
+func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_federation_federationpb_federation_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
+func (*ClusterStatus) Descriptor() ([]byte, []int) {
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ClusterStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClusterStatus) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ClusterStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ClusterStatus) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ClusterStatus) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *ClusterStatus) GetStaleFor() *durationpb.Duration {
+	if x != nil {
+		return x.StaleFor
+	}
+	return nil
+}
+
+func (x *ClusterStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ClusterStatus) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ClusterStatus) GetLagVersions() uint64 {
+	if x != nil {
+		return x.LagVersions
+	}
+	return 0
+}
+
+func (x *ClusterStatus) GetServices() uint32 {
+	if x != nil {
+		return x.Services
+	}
+	return 0
+}
+
+func (x *ClusterStatus) GetEndpoints() uint32 {
+	if x != nil {
+		return x.Endpoints
+	}
+	return 0
+}
+
+// MemberStatus is one member (one meridiand replica).
+type MemberStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	GossipAddr    string                 `protobuf:"bytes,7,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	GrpcAddr      string                 `protobuf:"bytes,8,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,9,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Version       uint64                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	Verified      bool                   `protobuf:"varint,11,opt,name=verified,proto3" json:"verified,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberStatus) Reset() {
+	*x = MemberStatus{}
+	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberStatus) ProtoMessage() {}
+
+func (x *MemberStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
+func (*MemberStatus) Descriptor() ([]byte, []int) {
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *MemberStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *MemberStatus) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *MemberStatus) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
+type PolicyStatus struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Live       uint32                 `protobuf:"varint,1,opt,name=live,proto3" json:"live,omitempty"`
+	Tombstones uint32                 `protobuf:"varint,2,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
+	// Tombstones stamped at or before this were collected.
+	Horizon       string `protobuf:"bytes,3,opt,name=horizon,proto3" json:"horizon,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyStatus) Reset() {
+	*x = PolicyStatus{}
+	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyStatus) ProtoMessage() {}
+
+func (x *PolicyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyStatus.ProtoReflect.Descriptor instead.
+func (*PolicyStatus) Descriptor() ([]byte, []int) {
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PolicyStatus) GetLive() uint32 {
+	if x != nil {
+		return x.Live
+	}
+	return 0
+}
+
+func (x *PolicyStatus) GetTombstones() uint32 {
+	if x != nil {
+		return x.Tombstones
+	}
+	return 0
+}
+
+func (x *PolicyStatus) GetHorizon() string {
+	if x != nil {
+		return x.Horizon
+	}
+	return ""
+}
+
 // Meta is a member's memberlist metadata (at most 512 bytes).
 type Meta struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -209,7 +688,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[2]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +700,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[2]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +713,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{2}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Meta) GetCluster() string {
@@ -317,7 +796,7 @@ type SegmentAnnounce struct {
 
 func (x *SegmentAnnounce) Reset() {
 	*x = SegmentAnnounce{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[3]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +808,7 @@ func (x *SegmentAnnounce) String() string {
 func (*SegmentAnnounce) ProtoMessage() {}
 
 func (x *SegmentAnnounce) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[3]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +821,7 @@ func (x *SegmentAnnounce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentAnnounce.ProtoReflect.Descriptor instead.
 func (*SegmentAnnounce) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{3}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SegmentAnnounce) GetCluster() string {
@@ -386,7 +865,7 @@ type PolicyAnnounce struct {
 
 func (x *PolicyAnnounce) Reset() {
 	*x = PolicyAnnounce{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[4]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +877,7 @@ func (x *PolicyAnnounce) String() string {
 func (*PolicyAnnounce) ProtoMessage() {}
 
 func (x *PolicyAnnounce) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[4]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +890,7 @@ func (x *PolicyAnnounce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyAnnounce.ProtoReflect.Descriptor instead.
 func (*PolicyAnnounce) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{4}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PolicyAnnounce) GetOrigin() string {
@@ -452,7 +931,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +943,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[5]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +956,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{5}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Heartbeat) GetNode() string {
@@ -512,7 +991,7 @@ type SegmentVersion struct {
 
 func (x *SegmentVersion) Reset() {
 	*x = SegmentVersion{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +1003,7 @@ func (x *SegmentVersion) String() string {
 func (*SegmentVersion) ProtoMessage() {}
 
 func (x *SegmentVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[6]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +1016,7 @@ func (x *SegmentVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentVersion.ProtoReflect.Descriptor instead.
 func (*SegmentVersion) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{6}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SegmentVersion) GetCluster() string {
@@ -571,7 +1050,7 @@ type VectorEntry struct {
 
 func (x *VectorEntry) Reset() {
 	*x = VectorEntry{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +1062,7 @@ func (x *VectorEntry) String() string {
 func (*VectorEntry) ProtoMessage() {}
 
 func (x *VectorEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[7]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +1075,7 @@ func (x *VectorEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorEntry.ProtoReflect.Descriptor instead.
 func (*VectorEntry) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{7}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *VectorEntry) GetOrigin() string {
@@ -627,7 +1106,7 @@ type PushPullState struct {
 
 func (x *PushPullState) Reset() {
 	*x = PushPullState{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +1118,7 @@ func (x *PushPullState) String() string {
 func (*PushPullState) ProtoMessage() {}
 
 func (x *PushPullState) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[8]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +1131,7 @@ func (x *PushPullState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushPullState.ProtoReflect.Descriptor instead.
 func (*PushPullState) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{8}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PushPullState) GetNode() string {
@@ -687,7 +1166,7 @@ type Locality struct {
 
 func (x *Locality) Reset() {
 	*x = Locality{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +1178,7 @@ func (x *Locality) String() string {
 func (*Locality) ProtoMessage() {}
 
 func (x *Locality) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[9]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +1191,7 @@ func (x *Locality) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Locality.ProtoReflect.Descriptor instead.
 func (*Locality) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{9}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Locality) GetRegion() string {
@@ -749,7 +1228,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +1240,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[10]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +1253,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{10}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Cluster) GetName() string {
@@ -823,7 +1302,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1314,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[11]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1327,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{11}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ServicePort) GetName() string {
@@ -885,7 +1364,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1376,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[12]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1389,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{12}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Service) GetNamespace() string {
@@ -968,7 +1447,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1459,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[13]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1472,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{13}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Endpoint) GetNamespace() string {
@@ -1094,7 +1573,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1585,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[14]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1598,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{14}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Change) GetDelete() bool {
@@ -1182,7 +1661,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1673,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[15]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1686,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{15}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Batch) GetEpoch() uint64 {
@@ -1251,7 +1730,7 @@ type PullSegmentRequest struct {
 
 func (x *PullSegmentRequest) Reset() {
 	*x = PullSegmentRequest{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1742,7 @@ func (x *PullSegmentRequest) String() string {
 func (*PullSegmentRequest) ProtoMessage() {}
 
 func (x *PullSegmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[16]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1755,7 @@ func (x *PullSegmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullSegmentRequest.ProtoReflect.Descriptor instead.
 func (*PullSegmentRequest) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{16}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PullSegmentRequest) GetProtocol() uint32 {
@@ -1323,7 +1802,7 @@ type SegmentChunk struct {
 
 func (x *SegmentChunk) Reset() {
 	*x = SegmentChunk{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1814,7 @@ func (x *SegmentChunk) String() string {
 func (*SegmentChunk) ProtoMessage() {}
 
 func (x *SegmentChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[17]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1827,7 @@ func (x *SegmentChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentChunk.ProtoReflect.Descriptor instead.
 func (*SegmentChunk) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{17}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SegmentChunk) GetProtocol() uint32 {
@@ -1399,7 +1878,7 @@ type SegmentHeader struct {
 
 func (x *SegmentHeader) Reset() {
 	*x = SegmentHeader{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1890,7 @@ func (x *SegmentHeader) String() string {
 func (*SegmentHeader) ProtoMessage() {}
 
 func (x *SegmentHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[18]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1903,7 @@ func (x *SegmentHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentHeader.ProtoReflect.Descriptor instead.
 func (*SegmentHeader) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{18}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SegmentHeader) GetCluster() *Cluster {
@@ -1477,7 +1956,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1968,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[19]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1981,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{19}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Policy) GetKind() string {
@@ -1568,7 +2047,7 @@ type PullPoliciesRequest struct {
 
 func (x *PullPoliciesRequest) Reset() {
 	*x = PullPoliciesRequest{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +2059,7 @@ func (x *PullPoliciesRequest) String() string {
 func (*PullPoliciesRequest) ProtoMessage() {}
 
 func (x *PullPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[20]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +2072,7 @@ func (x *PullPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*PullPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{20}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PullPoliciesRequest) GetProtocol() uint32 {
@@ -1635,7 +2114,7 @@ type PolicyChunk struct {
 
 func (x *PolicyChunk) Reset() {
 	*x = PolicyChunk{}
-	mi := &file_federation_federationpb_federation_proto_msgTypes[21]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +2126,7 @@ func (x *PolicyChunk) String() string {
 func (*PolicyChunk) ProtoMessage() {}
 
 func (x *PolicyChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federation_federationpb_federation_proto_msgTypes[21]
+	mi := &file_federation_federationpb_federation_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +2139,7 @@ func (x *PolicyChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChunk.ProtoReflect.Descriptor instead.
 func (*PolicyChunk) Descriptor() ([]byte, []int) {
-	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{21}
+	return file_federation_federationpb_federation_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PolicyChunk) GetProtocol() uint32 {
@@ -1709,13 +2188,61 @@ var File_federation_federationpb_federation_proto protoreflect.FileDescriptor
 
 const file_federation_federationpb_federation_proto_rawDesc = "" +
 	"\n" +
-	"(federation/federationpb/federation.proto\x12\x16meridian.federation.v1\"A\n" +
+	"(federation/federationpb/federation.proto\x12\x16meridian.federation.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"A\n" +
 	"\x0fIdentifyRequest\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\"B\n" +
 	"\x10IdentifyResponse\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\"\x97\x02\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"\x12\n" +
+	"\x10GetStatusRequest\"\xb4\x03\n" +
+	"\x06Status\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x12A\n" +
+	"\bclusters\x18\x06 \x03(\v2%.meridian.federation.v1.ClusterStatusR\bclusters\x12>\n" +
+	"\amembers\x18\a \x03(\v2$.meridian.federation.v1.MemberStatusR\amembers\x12@\n" +
+	"\bpolicies\x18\b \x01(\v2$.meridian.federation.v1.PolicyStatusR\bpolicies\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\t \x01(\x03R\tbytesSent\x12%\n" +
+	"\x0ebytes_received\x18\n" +
+	" \x01(\x03R\rbytesReceived\x12)\n" +
+	"\x10dropped_messages\x18\v \x01(\x03R\x0fdroppedMessages\"\x81\x03\n" +
+	"\rClusterStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x127\n" +
+	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x126\n" +
+	"\tstale_for\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bstaleFor\x12\x14\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x18\n" +
+	"\aversion\x18\b \x01(\x04R\aversion\x12!\n" +
+	"\flag_versions\x18\t \x01(\x04R\vlagVersions\x12\x1a\n" +
+	"\bservices\x18\n" +
+	" \x01(\rR\bservices\x12\x1c\n" +
+	"\tendpoints\x18\v \x01(\rR\tendpoints\"\xdb\x02\n" +
+	"\fMemberStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x127\n" +
+	"\tlast_seen\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1f\n" +
+	"\vgossip_addr\x18\a \x01(\tR\n" +
+	"gossipAddr\x12\x1b\n" +
+	"\tgrpc_addr\x18\b \x01(\tR\bgrpcAddr\x12\x14\n" +
+	"\x05epoch\x18\t \x01(\x04R\x05epoch\x12\x18\n" +
+	"\aversion\x18\n" +
+	" \x01(\x04R\aversion\x12\x1a\n" +
+	"\bverified\x18\v \x01(\bR\bverified\"\\\n" +
+	"\fPolicyStatus\x12\x12\n" +
+	"\x04live\x18\x01 \x01(\rR\x04live\x12\x1e\n" +
+	"\n" +
+	"tombstones\x18\x02 \x01(\rR\n" +
+	"tombstones\x12\x18\n" +
+	"\ahorizon\x18\x03 \x01(\tR\ahorizon\"\x97\x02\n" +
 	"\x04Meta\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1d\n" +
 	"\n" +
@@ -1849,7 +2376,9 @@ const file_federation_federationpb_federation_proto_rawDesc = "" +
 	"Federation\x12a\n" +
 	"\vPullSegment\x12*.meridian.federation.v1.PullSegmentRequest\x1a$.meridian.federation.v1.SegmentChunk0\x01\x12b\n" +
 	"\fPullPolicies\x12+.meridian.federation.v1.PullPoliciesRequest\x1a#.meridian.federation.v1.PolicyChunk0\x01\x12]\n" +
-	"\bIdentify\x12'.meridian.federation.v1.IdentifyRequest\x1a(.meridian.federation.v1.IdentifyResponseB;Z9github.com/meridian-mesh/meridian/federation/federationpbb\x06proto3"
+	"\bIdentify\x12'.meridian.federation.v1.IdentifyRequest\x1a(.meridian.federation.v1.IdentifyResponse2i\n" +
+	"\x10FederationStatus\x12U\n" +
+	"\tGetStatus\x12(.meridian.federation.v1.GetStatusRequest\x1a\x1e.meridian.federation.v1.StatusB;Z9github.com/meridian-mesh/meridian/federation/federationpbb\x06proto3"
 
 var (
 	file_federation_federationpb_federation_proto_rawDescOnce sync.Once
@@ -1864,66 +2393,83 @@ func file_federation_federationpb_federation_proto_rawDescGZIP() []byte {
 }
 
 var file_federation_federationpb_federation_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_federation_federationpb_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_federation_federationpb_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_federation_federationpb_federation_proto_goTypes = []any{
-	(Role)(0),                   // 0: meridian.federation.v1.Role
-	(*IdentifyRequest)(nil),     // 1: meridian.federation.v1.IdentifyRequest
-	(*IdentifyResponse)(nil),    // 2: meridian.federation.v1.IdentifyResponse
-	(*Meta)(nil),                // 3: meridian.federation.v1.Meta
-	(*SegmentAnnounce)(nil),     // 4: meridian.federation.v1.SegmentAnnounce
-	(*PolicyAnnounce)(nil),      // 5: meridian.federation.v1.PolicyAnnounce
-	(*Heartbeat)(nil),           // 6: meridian.federation.v1.Heartbeat
-	(*SegmentVersion)(nil),      // 7: meridian.federation.v1.SegmentVersion
-	(*VectorEntry)(nil),         // 8: meridian.federation.v1.VectorEntry
-	(*PushPullState)(nil),       // 9: meridian.federation.v1.PushPullState
-	(*Locality)(nil),            // 10: meridian.federation.v1.Locality
-	(*Cluster)(nil),             // 11: meridian.federation.v1.Cluster
-	(*ServicePort)(nil),         // 12: meridian.federation.v1.ServicePort
-	(*Service)(nil),             // 13: meridian.federation.v1.Service
-	(*Endpoint)(nil),            // 14: meridian.federation.v1.Endpoint
-	(*Change)(nil),              // 15: meridian.federation.v1.Change
-	(*Batch)(nil),               // 16: meridian.federation.v1.Batch
-	(*PullSegmentRequest)(nil),  // 17: meridian.federation.v1.PullSegmentRequest
-	(*SegmentChunk)(nil),        // 18: meridian.federation.v1.SegmentChunk
-	(*SegmentHeader)(nil),       // 19: meridian.federation.v1.SegmentHeader
-	(*Policy)(nil),              // 20: meridian.federation.v1.Policy
-	(*PullPoliciesRequest)(nil), // 21: meridian.federation.v1.PullPoliciesRequest
-	(*PolicyChunk)(nil),         // 22: meridian.federation.v1.PolicyChunk
-	nil,                         // 23: meridian.federation.v1.Cluster.LabelsEntry
-	nil,                         // 24: meridian.federation.v1.Service.LabelsEntry
-	nil,                         // 25: meridian.federation.v1.Endpoint.LabelsEntry
+	(Role)(0),                     // 0: meridian.federation.v1.Role
+	(*IdentifyRequest)(nil),       // 1: meridian.federation.v1.IdentifyRequest
+	(*IdentifyResponse)(nil),      // 2: meridian.federation.v1.IdentifyResponse
+	(*GetStatusRequest)(nil),      // 3: meridian.federation.v1.GetStatusRequest
+	(*Status)(nil),                // 4: meridian.federation.v1.Status
+	(*ClusterStatus)(nil),         // 5: meridian.federation.v1.ClusterStatus
+	(*MemberStatus)(nil),          // 6: meridian.federation.v1.MemberStatus
+	(*PolicyStatus)(nil),          // 7: meridian.federation.v1.PolicyStatus
+	(*Meta)(nil),                  // 8: meridian.federation.v1.Meta
+	(*SegmentAnnounce)(nil),       // 9: meridian.federation.v1.SegmentAnnounce
+	(*PolicyAnnounce)(nil),        // 10: meridian.federation.v1.PolicyAnnounce
+	(*Heartbeat)(nil),             // 11: meridian.federation.v1.Heartbeat
+	(*SegmentVersion)(nil),        // 12: meridian.federation.v1.SegmentVersion
+	(*VectorEntry)(nil),           // 13: meridian.federation.v1.VectorEntry
+	(*PushPullState)(nil),         // 14: meridian.federation.v1.PushPullState
+	(*Locality)(nil),              // 15: meridian.federation.v1.Locality
+	(*Cluster)(nil),               // 16: meridian.federation.v1.Cluster
+	(*ServicePort)(nil),           // 17: meridian.federation.v1.ServicePort
+	(*Service)(nil),               // 18: meridian.federation.v1.Service
+	(*Endpoint)(nil),              // 19: meridian.federation.v1.Endpoint
+	(*Change)(nil),                // 20: meridian.federation.v1.Change
+	(*Batch)(nil),                 // 21: meridian.federation.v1.Batch
+	(*PullSegmentRequest)(nil),    // 22: meridian.federation.v1.PullSegmentRequest
+	(*SegmentChunk)(nil),          // 23: meridian.federation.v1.SegmentChunk
+	(*SegmentHeader)(nil),         // 24: meridian.federation.v1.SegmentHeader
+	(*Policy)(nil),                // 25: meridian.federation.v1.Policy
+	(*PullPoliciesRequest)(nil),   // 26: meridian.federation.v1.PullPoliciesRequest
+	(*PolicyChunk)(nil),           // 27: meridian.federation.v1.PolicyChunk
+	nil,                           // 28: meridian.federation.v1.Cluster.LabelsEntry
+	nil,                           // 29: meridian.federation.v1.Service.LabelsEntry
+	nil,                           // 30: meridian.federation.v1.Endpoint.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
 }
 var file_federation_federationpb_federation_proto_depIdxs = []int32{
-	0,  // 0: meridian.federation.v1.Meta.role:type_name -> meridian.federation.v1.Role
-	7,  // 1: meridian.federation.v1.PushPullState.segments:type_name -> meridian.federation.v1.SegmentVersion
-	8,  // 2: meridian.federation.v1.PushPullState.policy_vector:type_name -> meridian.federation.v1.VectorEntry
-	23, // 3: meridian.federation.v1.Cluster.labels:type_name -> meridian.federation.v1.Cluster.LabelsEntry
-	12, // 4: meridian.federation.v1.Service.ports:type_name -> meridian.federation.v1.ServicePort
-	24, // 5: meridian.federation.v1.Service.labels:type_name -> meridian.federation.v1.Service.LabelsEntry
-	10, // 6: meridian.federation.v1.Endpoint.locality:type_name -> meridian.federation.v1.Locality
-	25, // 7: meridian.federation.v1.Endpoint.labels:type_name -> meridian.federation.v1.Endpoint.LabelsEntry
-	13, // 8: meridian.federation.v1.Change.service:type_name -> meridian.federation.v1.Service
-	14, // 9: meridian.federation.v1.Change.endpoint:type_name -> meridian.federation.v1.Endpoint
-	15, // 10: meridian.federation.v1.Batch.changes:type_name -> meridian.federation.v1.Change
-	16, // 11: meridian.federation.v1.SegmentChunk.batches:type_name -> meridian.federation.v1.Batch
-	19, // 12: meridian.federation.v1.SegmentChunk.full:type_name -> meridian.federation.v1.SegmentHeader
-	13, // 13: meridian.federation.v1.SegmentChunk.services:type_name -> meridian.federation.v1.Service
-	14, // 14: meridian.federation.v1.SegmentChunk.endpoints:type_name -> meridian.federation.v1.Endpoint
-	11, // 15: meridian.federation.v1.SegmentHeader.cluster:type_name -> meridian.federation.v1.Cluster
-	8,  // 16: meridian.federation.v1.PullPoliciesRequest.vector:type_name -> meridian.federation.v1.VectorEntry
-	20, // 17: meridian.federation.v1.PolicyChunk.policies:type_name -> meridian.federation.v1.Policy
-	8,  // 18: meridian.federation.v1.PolicyChunk.vector:type_name -> meridian.federation.v1.VectorEntry
-	17, // 19: meridian.federation.v1.Federation.PullSegment:input_type -> meridian.federation.v1.PullSegmentRequest
-	21, // 20: meridian.federation.v1.Federation.PullPolicies:input_type -> meridian.federation.v1.PullPoliciesRequest
-	1,  // 21: meridian.federation.v1.Federation.Identify:input_type -> meridian.federation.v1.IdentifyRequest
-	18, // 22: meridian.federation.v1.Federation.PullSegment:output_type -> meridian.federation.v1.SegmentChunk
-	22, // 23: meridian.federation.v1.Federation.PullPolicies:output_type -> meridian.federation.v1.PolicyChunk
-	2,  // 24: meridian.federation.v1.Federation.Identify:output_type -> meridian.federation.v1.IdentifyResponse
-	22, // [22:25] is the sub-list for method output_type
-	19, // [19:22] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	5,  // 0: meridian.federation.v1.Status.clusters:type_name -> meridian.federation.v1.ClusterStatus
+	6,  // 1: meridian.federation.v1.Status.members:type_name -> meridian.federation.v1.MemberStatus
+	7,  // 2: meridian.federation.v1.Status.policies:type_name -> meridian.federation.v1.PolicyStatus
+	31, // 3: meridian.federation.v1.ClusterStatus.since:type_name -> google.protobuf.Timestamp
+	31, // 4: meridian.federation.v1.ClusterStatus.last_seen:type_name -> google.protobuf.Timestamp
+	32, // 5: meridian.federation.v1.ClusterStatus.stale_for:type_name -> google.protobuf.Duration
+	31, // 6: meridian.federation.v1.MemberStatus.since:type_name -> google.protobuf.Timestamp
+	31, // 7: meridian.federation.v1.MemberStatus.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 8: meridian.federation.v1.Meta.role:type_name -> meridian.federation.v1.Role
+	12, // 9: meridian.federation.v1.PushPullState.segments:type_name -> meridian.federation.v1.SegmentVersion
+	13, // 10: meridian.federation.v1.PushPullState.policy_vector:type_name -> meridian.federation.v1.VectorEntry
+	28, // 11: meridian.federation.v1.Cluster.labels:type_name -> meridian.federation.v1.Cluster.LabelsEntry
+	17, // 12: meridian.federation.v1.Service.ports:type_name -> meridian.federation.v1.ServicePort
+	29, // 13: meridian.federation.v1.Service.labels:type_name -> meridian.federation.v1.Service.LabelsEntry
+	15, // 14: meridian.federation.v1.Endpoint.locality:type_name -> meridian.federation.v1.Locality
+	30, // 15: meridian.federation.v1.Endpoint.labels:type_name -> meridian.federation.v1.Endpoint.LabelsEntry
+	18, // 16: meridian.federation.v1.Change.service:type_name -> meridian.federation.v1.Service
+	19, // 17: meridian.federation.v1.Change.endpoint:type_name -> meridian.federation.v1.Endpoint
+	20, // 18: meridian.federation.v1.Batch.changes:type_name -> meridian.federation.v1.Change
+	21, // 19: meridian.federation.v1.SegmentChunk.batches:type_name -> meridian.federation.v1.Batch
+	24, // 20: meridian.federation.v1.SegmentChunk.full:type_name -> meridian.federation.v1.SegmentHeader
+	18, // 21: meridian.federation.v1.SegmentChunk.services:type_name -> meridian.federation.v1.Service
+	19, // 22: meridian.federation.v1.SegmentChunk.endpoints:type_name -> meridian.federation.v1.Endpoint
+	16, // 23: meridian.federation.v1.SegmentHeader.cluster:type_name -> meridian.federation.v1.Cluster
+	13, // 24: meridian.federation.v1.PullPoliciesRequest.vector:type_name -> meridian.federation.v1.VectorEntry
+	25, // 25: meridian.federation.v1.PolicyChunk.policies:type_name -> meridian.federation.v1.Policy
+	13, // 26: meridian.federation.v1.PolicyChunk.vector:type_name -> meridian.federation.v1.VectorEntry
+	22, // 27: meridian.federation.v1.Federation.PullSegment:input_type -> meridian.federation.v1.PullSegmentRequest
+	26, // 28: meridian.federation.v1.Federation.PullPolicies:input_type -> meridian.federation.v1.PullPoliciesRequest
+	1,  // 29: meridian.federation.v1.Federation.Identify:input_type -> meridian.federation.v1.IdentifyRequest
+	3,  // 30: meridian.federation.v1.FederationStatus.GetStatus:input_type -> meridian.federation.v1.GetStatusRequest
+	23, // 31: meridian.federation.v1.Federation.PullSegment:output_type -> meridian.federation.v1.SegmentChunk
+	27, // 32: meridian.federation.v1.Federation.PullPolicies:output_type -> meridian.federation.v1.PolicyChunk
+	2,  // 33: meridian.federation.v1.Federation.Identify:output_type -> meridian.federation.v1.IdentifyResponse
+	4,  // 34: meridian.federation.v1.FederationStatus.GetStatus:output_type -> meridian.federation.v1.Status
+	31, // [31:35] is the sub-list for method output_type
+	27, // [27:31] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_federation_federationpb_federation_proto_init() }
@@ -1931,7 +2477,7 @@ func file_federation_federationpb_federation_proto_init() {
 	if File_federation_federationpb_federation_proto != nil {
 		return
 	}
-	file_federation_federationpb_federation_proto_msgTypes[14].OneofWrappers = []any{
+	file_federation_federationpb_federation_proto_msgTypes[19].OneofWrappers = []any{
 		(*Change_Service)(nil),
 		(*Change_Endpoint)(nil),
 	}
@@ -1941,9 +2487,9 @@ func file_federation_federationpb_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federation_federationpb_federation_proto_rawDesc), len(file_federation_federationpb_federation_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   30,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_federation_federationpb_federation_proto_goTypes,
 		DependencyIndexes: file_federation_federationpb_federation_proto_depIdxs,

@@ -237,3 +237,111 @@ var Federation_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "federation/federationpb/federation.proto",
 }
+
+const (
+	FederationStatus_GetStatus_FullMethodName = "/meridian.federation.v1.FederationStatus/GetStatus"
+)
+
+// FederationStatusClient is the client API for FederationStatus service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// FederationStatus is served on meridiand's client-facing gRPC server (not
+// the members-only federation port): what `meridianctl status` shows.
+type FederationStatusClient interface {
+	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*Status, error)
+}
+
+type federationStatusClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewFederationStatusClient(cc grpc.ClientConnInterface) FederationStatusClient {
+	return &federationStatusClient{cc}
+}
+
+func (c *federationStatusClient) GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*Status, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Status)
+	err := c.cc.Invoke(ctx, FederationStatus_GetStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// FederationStatusServer is the server API for FederationStatus service.
+// All implementations must embed UnimplementedFederationStatusServer
+// for forward compatibility.
+//
+// FederationStatus is served on meridiand's client-facing gRPC server (not
+// the members-only federation port): what `meridianctl status` shows.
+type FederationStatusServer interface {
+	GetStatus(context.Context, *GetStatusRequest) (*Status, error)
+	mustEmbedUnimplementedFederationStatusServer()
+}
+
+// UnimplementedFederationStatusServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedFederationStatusServer struct{}
+
+func (UnimplementedFederationStatusServer) GetStatus(context.Context, *GetStatusRequest) (*Status, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedFederationStatusServer) mustEmbedUnimplementedFederationStatusServer() {}
+func (UnimplementedFederationStatusServer) testEmbeddedByValue()                          {}
+
+// UnsafeFederationStatusServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to FederationStatusServer will
+// result in compilation errors.
+type UnsafeFederationStatusServer interface {
+	mustEmbedUnimplementedFederationStatusServer()
+}
+
+func RegisterFederationStatusServer(s grpc.ServiceRegistrar, srv FederationStatusServer) {
+	// If the following call panics, it indicates UnimplementedFederationStatusServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&FederationStatus_ServiceDesc, srv)
+}
+
+func _FederationStatus_GetStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationStatusServer).GetStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationStatus_GetStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationStatusServer).GetStatus(ctx, req.(*GetStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// FederationStatus_ServiceDesc is the grpc.ServiceDesc for FederationStatus service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var FederationStatus_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "meridian.federation.v1.FederationStatus",
+	HandlerType: (*FederationStatusServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GetStatus",
+			Handler:    _FederationStatus_GetStatus_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "federation/federationpb/federation.proto",
+}

@@ -34,6 +34,7 @@ var groups = []func(*Globals) *cobra.Command{
 	newDeleteCommand,
 	newExplainCommand,
 	newDrillCommand,
+	newStatusCommand,
 }
 
 // Globals holds the flags every command shares and the output streams.
