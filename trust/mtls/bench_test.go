@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/meridian-mesh/meridian/trust/bundle"
 	"github.com/meridian-mesh/meridian/trust/ca"
 	"github.com/meridian-mesh/meridian/trust/internal/trusttest"
