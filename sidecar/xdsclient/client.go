@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -228,8 +229,16 @@ type decoded struct {
 	errs    []string
 }
 
+// hashSeed is the process's seed for resource hashes.
+var hashSeed = maphash.MakeSeed()
+
 func (c *Client) decode(typeURL string, items []*anypb.Any, names []string, versions []string) decoded {
 	d := decoded{entries: make(map[string]Entry, len(items))}
+	old := c.State().types[typeURL]
+	byHash := make(map[uint64]Entry, len(old))
+	for _, e := range old {
+		byHash[e.hash] = e
+	}
 	for i, a := range items {
 		if a == nil {
 			d.errs = append(d.errs, fmt.Sprintf("resource %d: empty", i))
@@ -238,6 +247,16 @@ func (c *Client) decode(typeURL string, items []*anypb.Any, names []string, vers
 		if a.GetTypeUrl() != typeURL {
 			d.errs = append(d.errs, fmt.Sprintf("resource %d: type %q in a response of type %q", i, a.GetTypeUrl(), typeURL))
 			continue
+		}
+		h := maphash.Bytes(hashSeed, a.GetValue())
+		if e, ok := byHash[h]; ok && (names == nil || names[i] == e.name) {
+			if _, dup := d.entries[e.name]; !dup {
+				if versions != nil {
+					e.Version = versions[i]
+				}
+				d.entries[e.name] = e
+				continue
+			}
 		}
 		name, r, err := c.cfg.Decode(typeURL, a)
 		if err != nil {
@@ -256,7 +275,7 @@ func (c *Client) decode(typeURL string, items []*anypb.Any, names []string, vers
 			d.errs = append(d.errs, fmt.Sprintf("%s: sent twice", name))
 			continue
 		}
-		e := Entry{Resource: r}
+		e := Entry{Resource: r, name: name, hash: h}
 		if versions != nil {
 			e.Version = versions[i]
 		}

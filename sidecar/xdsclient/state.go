@@ -36,6 +36,11 @@ type Decoder func(typeURL string, a *anypb.Any) (name string, r Resource, err er
 type Entry struct {
 	Resource Resource
 	Version  string
+	// name and hash (of the resource's bytes) let an identical resource
+	// in a later response skip decoding and keep its Resource value, so
+	// the data plane sees unchanged resources as unchanged.
+	name string
+	hash uint64
 }
 
 // State is the last accepted set of resources of every type. It is an

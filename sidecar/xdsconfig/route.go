@@ -19,6 +19,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
+var envoyGroups = regexp.MustCompile(`\\(\d)`)
+
 // DefaultRouteTimeout is Envoy's timeout for a route that sets none.
 const DefaultRouteTimeout = 15 * time.Second
 
@@ -563,7 +565,8 @@ func routeAction(a *route.RouteAction, out *Route) error {
 		if err != nil || len(rr.GetPattern().GetRegex()) > maxRegexLen {
 			return fmt.Errorf("regex_rewrite: %v", err)
 		}
-		out.RegexRewrite, out.RegexSubst = re, rr.GetSubstitution()
+		// Envoy writes capture groups as \1; Go's expansion wants ${1}.
+		out.RegexRewrite, out.RegexSubst = re, envoyGroups.ReplaceAllString(rr.GetSubstitution(), "$${$1}")
 	}
 	switch hr := a.GetHostRewriteSpecifier().(type) {
 	case nil:
@@ -757,4 +760,13 @@ func fault(c *faultv3.HTTPFault) (*Fault, error) {
 		}
 	}
 	return f, nil
+}
+
+// Prefix returns the path prefix a prefix, separated-prefix or exact
+// match consumes (for prefix rewrites); "" for regex matches.
+func (m *RouteMatch) Prefix() string {
+	if m.kind == pathRegex {
+		return ""
+	}
+	return m.path
 }

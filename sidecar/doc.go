@@ -1,0 +1,51 @@
+// Package sidecar assembles meridian-proxy, Meridian's own data plane: an
+// xDS client and an L4/L7 proxy that runs exactly the Envoy v3 resources
+// the control plane would send Envoy — no private side channel — in four
+// modes: sidecar, ingress gateway, egress gateway and east-west gateway.
+//
+//	meridiand (xds/server) ══ADS══► xdsclient ──State──► dataplane ──► listen ──► httpproxy / tcpproxy
+//	                                     │                   │                         │
+//	                                 xdsconfig           upstream (clusters,       telemetry (metrics,
+//	                             (decode, NACK)          breakers, TLS) ─► lb      traces, access logs)
+//	                                                     identity (SDS, SPIFFE)
+//
+// Packages, one concept each: xdsclient (the ADS stream), xdsconfig (what a
+// resource means; refuses what the proxy cannot honour), lb (Envoy's
+// priority and locality load balancing, outlier detection), upstream (a
+// cluster at run time), identity (TLS from SDS, SPIFFE peer checks),
+// listen (sockets, listener filters, filter chains), httpproxy and
+// tcpproxy (the network filters), telemetry, dataplane (applies states),
+// redirect (iptables traffic capture).
+//
+// Sidecar mode without traffic capture (the lab, VMs, a laptop): the
+// virtual listeners are not bound; instead explicit ports stand for the
+// destinations captured traffic would have had —
+//
+//	Inbound  LISTEN=APPPORT     mTLS from the mesh on LISTEN, served by the
+//	                            virtualInbound chains for port APPPORT,
+//	                            forwarded to 127.0.0.1:APPPORT
+//	Upstream LISTEN=HOST:PORT   the application's plain connections to
+//	                            LISTEN go to the mesh service HOST:PORT
+//	HTTPProxy LISTEN            HTTP_PROXY / CONNECT, routed like captured
+//	                            traffic
+//
+// — and the workload registers LISTEN of its inbound port as its endpoint.
+// With capture (Capture: true; `meridian-proxy redirect` or a Kubernetes
+// init container sets up iptables REDIRECT to 15001/15006), the listeners
+// bind where the control plane says and SO_ORIGINAL_DST recovers each
+// connection's destination.
+//
+// Departures from DESIGN.md and from Envoy, and why:
+//   - Listener and route updates keep sockets; replaced filter chains
+//     drain their connections for a bounded time rather than Envoy's
+//     drain sequence with listener warming (a listener whose routes have
+//     not arrived answers 404 until they do).
+//   - request_headers_timeout defaults to 10 s (Envoy: none), so slow
+//     clients cannot pin connections on an unconfigured proxy.
+//   - EDS endpoints may be DNS names (remote east-west gateways published
+//     as hostnames); they are resolved and re-resolved. Envoy refuses them.
+//   - STRICT_DNS clusters resolve at connection time like LOGICAL_DNS.
+//   - Authorization (RBAC) and JWT filters are enforced by trust's
+//     evaluator when it is wired in; without one, resources that carry
+//     those filters are NACKed rather than silently unenforced.
+package sidecar

@@ -1,0 +1,274 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+
+	"github.com/meridian-mesh/meridian/sidecar/dataplane"
+	"github.com/meridian-mesh/meridian/sidecar/downstream"
+	"github.com/meridian-mesh/meridian/sidecar/listen"
+	"github.com/meridian-mesh/meridian/sidecar/telemetry"
+	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
+	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
+	"github.com/meridian-mesh/meridian/xds/translate"
+)
+
+// InboundPort is an explicit inbound port: mesh traffic arriving on
+// Listen is served as if it were captured on its way to AppPort.
+type InboundPort struct {
+	Listen  netip.AddrPort
+	AppPort uint16
+}
+
+// Upstream is an explicit upstream port: the application's connections to
+// Listen go to the mesh service Host:Port.
+type Upstream struct {
+	Listen netip.AddrPort
+	Host   string
+	Port   uint16
+}
+
+// Config configures a Proxy. Server and Node.ID are required.
+type Config struct {
+	// Server is the control plane's xDS address (meridiand's gRPC port).
+	Server string
+	// XDSDialOptions add to the xDS connection (transport credentials).
+	XDSDialOptions []grpc.DialOption
+	Protocol       xdsclient.Protocol
+	Node           xdsclient.NodeConfig
+
+	// Capture says iptables redirection is in place: the virtual
+	// listeners bind their ports. Without it, Inbound, Upstreams and
+	// HTTPProxy are the sidecar's ports.
+	Capture   bool
+	Inbound   []InboundPort
+	Upstreams []Upstream
+	HTTPProxy netip.AddrPort
+	// Rebind moves listeners' sockets by name (gateways on another port,
+	// several proxies on one host); an invalid address unbinds.
+	Rebind map[string]netip.AddrPort
+
+	// GatewayCert and GatewayKey (PEM) terminate TLS on a gateway's HTTP
+	// listeners that carry no TLS of their own (ingress with given
+	// certificates).
+	GatewayCert, GatewayKey []byte
+
+	// Admin is the admin HTTP address (/metrics, /ready, /config_dump,
+	// /clusters); invalid to serve none.
+	Admin netip.AddrPort
+
+	Tracing   telemetry.TracingConfig
+	TraceAll  bool
+	AccessLog io.Writer
+
+	// Decoder options: the authorization and JWT evaluators.
+	Policy xdsconfig.Options
+
+	MaxConnections int
+	Logger         *slog.Logger
+	// Metrics registers the proxy's metrics; default a new registry with
+	// the Go and process collectors, served on the admin port.
+	Metrics *prometheus.Registry
+}
+
+// Proxy is one meridian-proxy.
+type Proxy struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *prometheus.Registry
+	tel     *telemetry.Telemetry
+	client  *xdsclient.Client
+	dp      *dataplane.Dataplane
+	admin   net.Listener
+
+	closeOnce sync.Once
+}
+
+// New validates the config and assembles a proxy; Run starts it.
+func New(ctx context.Context, cfg Config) (*Proxy, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+		cfg.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	node, err := cfg.Node.Node()
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "sidecar", "node", cfg.Node.ID), metrics: cfg.Metrics}
+	m, err := telemetry.NewMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: metrics: %w", err)
+	}
+	p.tel = &telemetry.Telemetry{Metrics: m, Self: telemetry.Peer{
+		Workload: cfg.Node.ServiceAccount, Namespace: cfg.Node.Namespace, Cluster: cfg.Node.Cluster, Locality: cfg.Node.Locality}}
+	if cfg.Node.ServiceAccount == "" {
+		p.tel.Self.Workload = cfg.Node.ID
+	}
+	if cfg.AccessLog != nil {
+		p.tel.Access = telemetry.NewAccessLog(cfg.AccessLog)
+	}
+	if cfg.Tracing.OTLPEndpoint != "" || cfg.TraceAll {
+		if cfg.Tracing.Service == "" {
+			cfg.Tracing.Service = "meridian-proxy"
+		}
+		if p.tel.Tracing, err = telemetry.NewTracing(ctx, cfg.Tracing); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+	}
+	p.client, err = xdsclient.New(xdsclient.Config{
+		Server: cfg.Server, DialOptions: cfg.XDSDialOptions, Node: node, Protocol: cfg.Protocol,
+		Decode: xdsconfig.NewDecoder(cfg.Policy).Decode, Logger: cfg.Logger, Metrics: cfg.Metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	lo, err := p.listenOptions()
+	if err != nil {
+		return nil, err
+	}
+	p.dp = dataplane.New(dataplane.Options{Telemetry: p.tel, Logger: cfg.Logger, Listen: lo})
+	if cfg.Admin.IsValid() {
+		if p.admin, err = net.Listen("tcp", cfg.Admin.String()); err != nil {
+			p.dp.Close()
+			return nil, fmt.Errorf("sidecar: admin: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *Proxy) listenOptions() (listen.Options, error) {
+	cfg := p.cfg
+	mode := cfg.Node.Mode
+	if mode == "" {
+		mode = translate.ModeSidecar
+	}
+	lo := listen.Options{MaxConnections: cfg.MaxConnections, TraceAll: cfg.TraceAll, Rebind: map[string]netip.AddrPort{}}
+	if mode == translate.ModeSidecar {
+		lo.DirectionOf = func(l *xdsconfig.Listener) downstream.Direction {
+			if l.Name == translate.VirtualInboundListener {
+				return downstream.Inbound
+			}
+			return downstream.Outbound
+		}
+	} else {
+		lo.DirectionOf = func(*xdsconfig.Listener) downstream.Direction { return downstream.Gateway }
+	}
+	if mode == translate.ModeSidecar && !cfg.Capture {
+		lo.Rebind[translate.VirtualInboundListener] = netip.AddrPort{}
+		lo.Rebind[translate.VirtualOutboundListener] = netip.AddrPort{}
+	}
+	for name, a := range cfg.Rebind {
+		lo.Rebind[name] = a
+	}
+	for _, in := range cfg.Inbound {
+		lo.Explicit = append(lo.Explicit, listen.Explicit{
+			Name: fmt.Sprintf("inbound_%d", in.AppPort), Addr: in.Listen, Direction: downstream.Inbound,
+			Dest: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), in.AppPort), Via: translate.VirtualInboundListener,
+		})
+	}
+	for _, up := range cfg.Upstreams {
+		lo.Explicit = append(lo.Explicit, listen.Explicit{
+			Name: fmt.Sprintf("upstream_%s_%d", up.Host, up.Port), Addr: up.Listen, Direction: downstream.Outbound,
+			Dest: netip.AddrPortFrom(netip.IPv4Unspecified(), up.Port), Via: translate.VirtualOutboundListener,
+			Authority: fmt.Sprintf("%s:%d", up.Host, up.Port),
+		})
+	}
+	if cfg.HTTPProxy.IsValid() {
+		lo.Explicit = append(lo.Explicit, listen.Explicit{Name: "http_proxy", Addr: cfg.HTTPProxy, Direction: downstream.Outbound, HTTPProxy: true})
+	}
+	if len(cfg.GatewayCert) > 0 {
+		pair, err := tls.X509KeyPair(cfg.GatewayCert, cfg.GatewayKey)
+		if err != nil {
+			return lo, fmt.Errorf("sidecar: gateway certificate: %w", err)
+		}
+		lo.GatewayTLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+	return lo, nil
+}
+
+// Client returns the xDS client (status, state).
+func (p *Proxy) Client() *xdsclient.Client { return p.client }
+
+// Dataplane returns the running configuration (addresses, clusters).
+func (p *Proxy) Dataplane() *dataplane.Dataplane { return p.dp }
+
+// Metrics returns the proxy's metrics registry.
+func (p *Proxy) Metrics() *prometheus.Registry { return p.metrics }
+
+// AdminAddr returns the admin server's address, if it serves.
+func (p *Proxy) AdminAddr() net.Addr {
+	if p.admin == nil {
+		return nil
+	}
+	return p.admin.Addr()
+}
+
+// Run serves until ctx ends, then stops everything it started. It
+// returns an error only when a part fails on its own.
+func (p *Proxy) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer p.close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	run := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil {
+				errs <- fmt.Errorf("sidecar: %s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("xds", p.client.Run)
+	run("dataplane", func(ctx context.Context) error { return p.dp.Run(ctx, p.client) })
+	if p.admin != nil {
+		srv := &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		run("admin", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); srv.Close() }()
+			if err := srv.Serve(p.admin); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	p.log.Info("meridian-proxy: started", "mode", string(p.cfg.Node.Mode), "xds", p.cfg.Server)
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func (p *Proxy) close() {
+	p.closeOnce.Do(func() {
+		p.dp.Close()
+		if p.tel.Tracing != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := p.tel.Tracing.Shutdown(ctx); err != nil {
+				p.log.Warn("meridian-proxy: flushing traces", "err", err)
+			}
+		}
+		p.log.Info("meridian-proxy: stopped")
+	})
+}

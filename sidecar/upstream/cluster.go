@@ -1,0 +1,405 @@
+// Package upstream is a cluster at run time: its balancer (package lb), its
+// circuit breakers, its connections (plain or TLS from SDS, HTTP/1.1 or
+// HTTP/2 with or without TLS), and DNS resolution for endpoints published
+// as names.
+//
+// Circuit breakers, as meridian-proxy applies Envoy's thresholds:
+//   - max_requests bounds requests in flight to the cluster; beyond it a
+//     request is refused at once (503, flag UO, x-envoy-overloaded).
+//   - max_connections bounds HTTP/1.1 requests in flight — each holds one
+//     connection — and TCP proxy connections; an HTTP/1.1 request beyond it
+//     waits as pending, up to max_pending_requests, and is refused beyond
+//     that. HTTP/2 multiplexes requests on few connections, so only
+//     max_requests applies to it.
+//   - max_retries (or a retry budget: a share of the requests in flight,
+//     with a floor) bounds retries in flight; a retry beyond it is not
+//     made and the failed attempt's answer stands.
+//
+// Connections are made only on first use, so a proxy that holds a thousand
+// clusters it never calls holds no transports for them.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/meridian-mesh/meridian/sidecar/identity"
+	"github.com/meridian-mesh/meridian/sidecar/lb"
+	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
+)
+
+// Errors that map to Envoy's response flags.
+var (
+	// ErrNoHost: no endpoint to send to (UH).
+	ErrNoHost = errors.New("upstream: no healthy upstream")
+	// ErrOverflow: a circuit breaker is open (UO).
+	ErrOverflow = errors.New("upstream: circuit breaker overflow")
+)
+
+// ConnectError is a failure to connect (or to complete the TLS handshake)
+// to an endpoint (UF): safe to retry on another endpoint.
+type ConnectError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("upstream: connect to %s: %v", e.Addr, e.Err)
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// Deps are what clusters share.
+type Deps struct {
+	Secrets  *identity.Secrets
+	Resolver *Resolver
+	// OnOverflow is told the breaker that refused (connections, pending,
+	// requests, retries).
+	OnOverflow func(cluster, breaker string)
+	// OnEject is told of outlier ejections.
+	OnEject func(cluster string, h *lb.Host, ejected bool, reason string)
+}
+
+// Cluster is one cluster at run time. Safe for concurrent use.
+type Cluster struct {
+	name string
+	deps Deps
+	LB   *lb.Balancer
+
+	state atomic.Pointer[clusterState]
+
+	requests, retries, pending atomic.Int64
+	connsUsed                  atomic.Int64
+
+	origMu sync.Mutex
+	orig   map[netip.AddrPort]*lb.Host
+}
+
+// clusterState is what a CDS update replaces as a whole: the config, the
+// breakers' semaphore and the transports (which depend on TLS and
+// protocol settings).
+type clusterState struct {
+	cfg       *xdsconfig.Cluster
+	connSlots *semaphore.Weighted
+	tlsCfg    *tls.Config // nil for plaintext
+	h1        *http.Transport
+	h2        *http2.Transport
+}
+
+// New builds a cluster from its configuration.
+func New(cfg *xdsconfig.Cluster, deps Deps) *Cluster {
+	c := &Cluster{name: cfg.Name, deps: deps}
+	c.LB = lb.New(c.lbConfig(cfg))
+	c.Update(cfg)
+	if cfg.Static != nil {
+		c.SetEndpoints(cfg.Static)
+	}
+	return c
+}
+
+// Name returns the cluster's name.
+func (c *Cluster) Name() string { return c.name }
+
+// Config returns the cluster's current configuration.
+func (c *Cluster) Config() *xdsconfig.Cluster { return c.state.Load().cfg }
+
+func (c *Cluster) lbConfig(cfg *xdsconfig.Cluster) lb.Config {
+	lc := lb.Config{Policy: cfg.LB, ChoiceCount: cfg.ChoiceCount, LocalityWeighted: cfg.LocalityWeighted,
+		PanicThreshold: cfg.PanicThreshold, Outlier: cfg.Outlier}
+	if c.deps.OnEject != nil {
+		name := cfg.Name
+		lc.OnEject = func(h *lb.Host, ejected bool, reason string) { c.deps.OnEject(name, h, ejected, reason) }
+	}
+	return lc
+}
+
+// Update applies a new configuration. Transports are rebuilt (and the old
+// ones' idle connections closed) only when what they depend on changed.
+func (c *Cluster) Update(cfg *xdsconfig.Cluster) {
+	old := c.state.Load()
+	st := &clusterState{cfg: cfg, connSlots: semaphore.NewWeighted(int64(max(cfg.Breakers.MaxConnections, 1)))}
+	if old != nil && sameTransport(old.cfg, cfg) {
+		st.tlsCfg, st.h1, st.h2 = old.tlsCfg, old.h1, old.h2
+		if old.cfg.Breakers.MaxConnections == cfg.Breakers.MaxConnections {
+			st.connSlots = old.connSlots
+		}
+	} else {
+		c.buildTransports(st)
+	}
+	c.state.Store(st)
+	if old != nil {
+		c.LB.SetConfig(c.lbConfig(cfg))
+		if old.h1 != st.h1 {
+			old.h1.CloseIdleConnections()
+			old.h2.CloseIdleConnections()
+		}
+	}
+	if cfg.Static != nil && old != nil && old.cfg.Static != cfg.Static {
+		c.SetEndpoints(cfg.Static)
+	}
+}
+
+func sameTransport(a, b *xdsconfig.Cluster) bool {
+	return a.TLS == b.TLS && a.Protocol == b.Protocol && a.ConnectTimeout == b.ConnectTimeout &&
+		a.IdleTimeout == b.IdleTimeout && a.MaxRequestsPerConnection == b.MaxRequestsPerConnection && a.DNSRefresh == b.DNSRefresh
+}
+
+// SetEndpoints applies a load assignment.
+func (c *Cluster) SetEndpoints(eps *xdsconfig.Endpoints) {
+	c.LB.Update(eps, func(h xdsconfig.HostSpec) string {
+		return net.JoinHostPort(h.Address, fmt.Sprint(h.Port))
+	})
+}
+
+// Close drops the cluster's idle connections.
+func (c *Cluster) Close() {
+	st := c.state.Load()
+	st.h1.CloseIdleConnections()
+	st.h2.CloseIdleConnections()
+}
+
+// Pick chooses a host; orig is the connection's original destination, the
+// host of ORIGINAL_DST clusters. tried are hosts a retry avoids.
+func (c *Cluster) Pick(tried []*lb.Host, orig netip.AddrPort) (*lb.Host, error) {
+	if c.Config().Type == xdsconfig.ClusterOriginalDst {
+		if !orig.IsValid() {
+			return nil, fmt.Errorf("%w: the connection has no original destination", ErrNoHost)
+		}
+		return c.origHost(orig), nil
+	}
+	h := c.LB.Pick(tried)
+	if h == nil {
+		return nil, ErrNoHost
+	}
+	return h, nil
+}
+
+// origHost keeps one Host per original destination, bounded: passthrough
+// traffic to many destinations must not grow memory without limit.
+func (c *Cluster) origHost(a netip.AddrPort) *lb.Host {
+	c.origMu.Lock()
+	defer c.origMu.Unlock()
+	if h, ok := c.orig[a]; ok {
+		return h
+	}
+	if c.orig == nil || len(c.orig) >= 4096 {
+		c.orig = map[netip.AddrPort]*lb.Host{}
+	}
+	h := &lb.Host{Addr: a.String(), Weight: 1}
+	c.orig[a] = h
+	return h
+}
+
+// AcquireRequest takes a request slot (max_requests).
+func (c *Cluster) AcquireRequest() (release func(), err error) {
+	limit := int64(c.Config().Breakers.MaxRequests)
+	if c.requests.Add(1) > limit {
+		c.requests.Add(-1)
+		c.overflow("requests")
+		return nil, ErrOverflow
+	}
+	return func() { c.requests.Add(-1) }, nil
+}
+
+// AcquireRetry takes a retry slot (max_retries or the retry budget); false
+// when the retry must not be made.
+func (c *Cluster) AcquireRetry() (release func(), ok bool) {
+	b := c.Config().Breakers
+	limit := int64(b.MaxRetries)
+	if b.Budget {
+		limit = max(int64(b.BudgetMinConcurrency), int64(b.BudgetPercent*float64(c.requests.Load())/100))
+	}
+	if c.retries.Add(1) > limit {
+		c.retries.Add(-1)
+		c.overflow("retries")
+		return nil, false
+	}
+	return func() { c.retries.Add(-1) }, true
+}
+
+// AcquireConnection takes a connection slot (max_connections): at once
+// when one is free, else waiting as a pending request (max_pending) until
+// ctx ends.
+func (c *Cluster) AcquireConnection(ctx context.Context) (release func(), err error) {
+	st := c.state.Load()
+	sem := st.connSlots
+	if !sem.TryAcquire(1) {
+		if c.pending.Add(1) > int64(st.cfg.Breakers.MaxPending) {
+			c.pending.Add(-1)
+			c.overflow("pending")
+			return nil, ErrOverflow
+		}
+		err := sem.Acquire(ctx, 1)
+		c.pending.Add(-1)
+		if err != nil {
+			return nil, err
+		}
+	}
+	c.connsUsed.Add(1)
+	return func() { c.connsUsed.Add(-1); sem.Release(1) }, nil
+}
+
+// TryAcquireConnection takes a connection slot without waiting (TCP proxy).
+func (c *Cluster) TryAcquireConnection() (release func(), err error) {
+	sem := c.state.Load().connSlots
+	if !sem.TryAcquire(1) {
+		c.overflow("connections")
+		return nil, ErrOverflow
+	}
+	c.connsUsed.Add(1)
+	return func() { c.connsUsed.Add(-1); sem.Release(1) }, nil
+}
+
+func (c *Cluster) overflow(b string) {
+	if c.deps.OnOverflow != nil {
+		c.deps.OnOverflow(c.name, b)
+	}
+}
+
+// Dial connects to a host (TLS when the cluster says so) within the
+// connect timeout; sni overrides the cluster's SNI for this connection.
+func (c *Cluster) Dial(ctx context.Context, h *lb.Host, sni string) (net.Conn, error) {
+	st := c.state.Load()
+	conn, err := c.dialTCP(ctx, st, h.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if st.tlsCfg == nil {
+		return conn, nil
+	}
+	cfg := st.tlsCfg
+	if sni != "" && sni != cfg.ServerName {
+		cfg = cfg.Clone()
+		cfg.ServerName = sni
+	}
+	return c.handshake(ctx, st, conn, cfg, h.Addr)
+}
+
+func (c *Cluster) dialTCP(ctx context.Context, st *clusterState, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.cfg.ConnectTimeout)
+	defer cancel()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, &ConnectError{Addr: addr, Err: err}
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else {
+		if ips, err = c.deps.Resolver.Resolve(ctx, host, st.cfg.DNSRefresh); err != nil {
+			return nil, &ConnectError{Addr: addr, Err: err}
+		}
+	}
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	var last error
+	for _, ip := range ips {
+		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		last = err
+	}
+	return nil, &ConnectError{Addr: addr, Err: last}
+}
+
+func (c *Cluster) handshake(ctx context.Context, st *clusterState, conn net.Conn, cfg *tls.Config, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.cfg.ConnectTimeout)
+	defer cancel()
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, &ConnectError{Addr: addr, Err: fmt.Errorf("tls: %w", err)}
+	}
+	return tc, nil
+}
+
+func (c *Cluster) buildTransports(st *clusterState) {
+	cfg := st.cfg
+	if cfg.TLS != nil {
+		st.tlsCfg = c.deps.Secrets.ClientConfig(cfg.TLS, "")
+	}
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return c.dialTCP(ctx, st, addr)
+	}
+	st.h1 = &http.Transport{
+		DialContext:            dial,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        cfg.IdleTimeout,
+		DisableCompression:     true,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	if st.tlsCfg != nil {
+		h1tls := st.tlsCfg.Clone()
+		if len(h1tls.NextProtos) == 0 {
+			h1tls.NextProtos = []string{"http/1.1"}
+		}
+		st.h1.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			conn, err := c.dialTCP(ctx, st, addr)
+			if err != nil {
+				return nil, err
+			}
+			return c.handshake(ctx, st, conn, h1tls, addr)
+		}
+	}
+	if cfg.MaxRequestsPerConnection > 0 {
+		// net/http has no per-connection request cap; one request per
+		// connection is the strict reading of 1, and beyond 1 the cap is
+		// approximated by keep-alive alone.
+		st.h1.DisableKeepAlives = cfg.MaxRequestsPerConnection == 1
+	}
+	st.h2 = &http2.Transport{
+		AllowHTTP:          true,
+		DisableCompression: true,
+		ReadIdleTimeout:    30 * time.Second,
+		PingTimeout:        15 * time.Second,
+		IdleConnTimeout:    cfg.IdleTimeout,
+		DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
+			conn, err := c.dialTCP(ctx, st, addr)
+			if err != nil || st.tlsCfg == nil {
+				return conn, err
+			}
+			h2tls := st.tlsCfg
+			if len(h2tls.NextProtos) == 0 {
+				h2tls = h2tls.Clone()
+				h2tls.NextProtos = []string{"h2"}
+			}
+			return c.handshake(ctx, st, conn, h2tls, addr)
+		},
+	}
+}
+
+// RoundTrip sends one attempt of a request to a host. The request's URL
+// host is set to the host's address; h2 selects HTTP/2 (for clusters that
+// speak what the downstream spoke).
+func (c *Cluster) RoundTrip(req *http.Request, h *lb.Host, downstreamH2 bool) (*http.Response, error) {
+	st := c.state.Load()
+	req.URL.Host = h.Addr
+	req.URL.Scheme = "http"
+	useH2 := st.cfg.Protocol == xdsconfig.UpstreamHTTP2 || (st.cfg.Protocol == xdsconfig.UpstreamDownstream && downstreamH2)
+	if useH2 {
+		return st.h2.RoundTrip(req)
+	}
+	if st.tlsCfg != nil {
+		req.URL.Scheme = "https"
+	}
+	return st.h1.RoundTrip(req)
+}
+
+// UsesHTTP2 reports whether a request would go out over HTTP/2.
+func (c *Cluster) UsesHTTP2(downstreamH2 bool) bool {
+	p := c.Config().Protocol
+	return p == xdsconfig.UpstreamHTTP2 || (p == xdsconfig.UpstreamDownstream && downstreamH2)
+}
