@@ -122,3 +122,32 @@ func ClientTLS(svid x509svid.Source, bundles x509bundle.Source, td spiffeid.Trus
 	c.MinVersion = tls.VersionTLS13
 	return c
 }
+
+// Credentials are a member's TLS identity in the shape package federation
+// takes (its Credentials and Authenticator interfaces): the member SVID
+// presented both ways, peers verified against the mesh bundle as members,
+// and the cluster a peer claims in gossip checked against its certificate.
+type Credentials struct {
+	svid    x509svid.Source
+	bundles x509bundle.Source
+	td      spiffeid.TrustDomain
+}
+
+// NewCredentials builds Credentials from the member's SVID source
+// (svid.Manager.Source(member ID)) and the mesh bundle source.
+func NewCredentials(svid x509svid.Source, bundles x509bundle.Source, td spiffeid.TrustDomain) *Credentials {
+	return &Credentials{svid: svid, bundles: bundles, td: td}
+}
+
+// ServerTLS implements federation.Credentials.
+func (c *Credentials) ServerTLS() *tls.Config { return ServerTLS(c.svid, c.bundles, c.td) }
+
+// ClientTLS implements federation.Credentials: any member is accepted at
+// the handshake (members are dialled by address); which cluster it is gets
+// checked by Authenticate.
+func (c *Credentials) ClientTLS() *tls.Config { return ClientTLS(c.svid, c.bundles, c.td, "") }
+
+// Authenticate implements federation.Authenticator.
+func (c *Credentials) Authenticate(cluster string, state tls.ConnectionState) error {
+	return VerifyClaim(cluster, state, c.bundles)
+}
