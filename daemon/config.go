@@ -43,6 +43,8 @@ type Config struct {
 	Inject inject.Settings `json:"inject,omitzero"`
 	// Federation joins this control plane to the mesh (package federation).
 	Federation Federation `json:"federation,omitzero"`
+	// Policy configures the policy API and live drills (package policyapi).
+	Policy Policy `json:"policy,omitzero"`
 	// ShutdownTimeout bounds how long in-flight requests may finish after
 	// SIGTERM before they are cut. Default 10s.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout,omitempty"`
@@ -187,6 +189,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateLog(c.Log, field.NewPath("log"))...)
 	errs = append(errs, c.Inject.Validate(field.NewPath("inject"))...)
 	errs = append(errs, c.Federation.validate(field.NewPath("federation"))...)
+	errs = append(errs, c.Policy.validate(field.NewPath("policy"))...)
 	if len(errs) == 0 {
 		return nil
 	}

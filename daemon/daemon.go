@@ -90,6 +90,7 @@ var wiring = []struct {
 	{"kube", wireKube},
 	{"inject", wireInject},
 	{"federation", wireFederation},
+	{"policy", wirePolicy},
 }
 
 // New validates cfg and assembles a daemon: it opens etcd (starting the

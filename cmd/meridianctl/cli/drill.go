@@ -174,8 +174,14 @@ func printPlan(w io.Writer, rep locality.DrillReport) error {
 
 // shares renders where a client's requests go: "eu-west-1/euw1-az1 50%, ...".
 func shares(ss []locality.Share) string {
-	if len(ss) == 0 {
-		return "nowhere: requests fail"
+	failing := 0
+	for _, s := range ss {
+		if s.Failing {
+			failing++
+		}
+	}
+	if len(ss) == failing {
+		return "no serving endpoint: requests fail"
 	}
 	out := make([]string, len(ss))
 	for i, s := range ss {
