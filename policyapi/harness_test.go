@@ -161,7 +161,7 @@ func containsAll(t *testing.T, got []string, want ...string) {
 }
 
 // counter reads a counter of the server's metrics whose one label has the
-// given value.
+// given value ("": a counter without labels).
 func counter(t *testing.T, e *env, name, label string) float64 {
 	t.Helper()
 	mfs, err := e.metrics.Gather()
@@ -173,7 +173,7 @@ func counter(t *testing.T, e *env, name, label string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
+			if (label == "" && len(m.GetLabel()) == 0) || (len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label) {
 				return m.GetCounter().GetValue()
 			}
 		}
