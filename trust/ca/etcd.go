@@ -19,6 +19,7 @@ var ErrNotFound = errors.New("ca: not found in etcd")
 // store.Key("trust"), i.e. /meridian/trust):
 //
 //	PREFIX/root           the root certificate and its sealed key (root holder only)
+//	PREFIX/root-next      the next root during a root rotation (root holder only)
 //	PREFIX/intermediate   this cluster's intermediate chain and its sealed key
 //
 // Private keys are sealed with the Sealer (AES-256-GCM, the etcd key as
@@ -62,20 +63,30 @@ func (s *Store) CreateRoot(ctx context.Context, r *Root) error {
 }
 
 // ReplaceRoot stores r as the root, whatever was there (root rotation).
-func (s *Store) ReplaceRoot(ctx context.Context, r *Root) error {
-	val, err := s.marshal(s.key("root"), storedCA{TrustDomain: r.td.Name()}, []*x509.Certificate{r.cert}, r.key)
+func (s *Store) ReplaceRoot(ctx context.Context, r *Root) error { return s.putRoot(ctx, "root", r) }
+
+// SaveNextRoot stores the root a rotation is moving to.
+func (s *Store) SaveNextRoot(ctx context.Context, r *Root) error { return s.putRoot(ctx, "root-next", r) }
+
+func (s *Store) putRoot(ctx context.Context, name string, r *Root) error {
+	val, err := s.marshal(s.key(name), storedCA{TrustDomain: r.td.Name()}, []*x509.Certificate{r.cert}, r.key)
 	if err != nil {
 		return err
 	}
-	if _, err := s.kv.Put(ctx, s.key("root"), string(val)); err != nil {
-		return fmt.Errorf("ca: store root: %w", err)
+	if _, err := s.kv.Put(ctx, s.key(name), string(val)); err != nil {
+		return fmt.Errorf("ca: store %s: %w", name, err)
 	}
 	return nil
 }
 
 // LoadRoot reads the stored root.
-func (s *Store) LoadRoot(ctx context.Context) (*Root, error) {
-	doc, certs, key, err := s.load(ctx, s.key("root"))
+func (s *Store) LoadRoot(ctx context.Context) (*Root, error) { return s.loadRoot(ctx, "root") }
+
+// LoadNextRoot reads the root a rotation is moving to.
+func (s *Store) LoadNextRoot(ctx context.Context) (*Root, error) { return s.loadRoot(ctx, "root-next") }
+
+func (s *Store) loadRoot(ctx context.Context, name string) (*Root, error) {
+	doc, certs, key, err := s.load(ctx, s.key(name))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,7 @@ type Config struct {
 // member certificate (ServerTLS).
 type Server struct {
 	cfg      Config
+	root     atomic.Pointer[ca.Root]
 	td       spiffeid.TrustDomain
 	log      *slog.Logger
 	requests *prometheus.CounterVec
@@ -60,13 +62,19 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{
+	s := &Server{
 		cfg: cfg, td: cfg.Authority.TrustDomain(), log: log.With("component", "trust.casvc"),
 		requests: metrics.CounterVec(cfg.Registerer, prometheus.CounterOpts{
 			Name: "meridian_trust_casvc_requests_total", Help: "CA service requests by path and HTTP status.",
 		}, "path", "code"),
-	}, nil
+	}
+	s.root.Store(cfg.Root)
+	return s, nil
 }
+
+// SetRoot replaces the root that signs intermediates (root rotation: the
+// new root signs from its activation on).
+func (s *Server) SetRoot(r *ca.Root) { s.root.Store(r) }
 
 // ServerTLS is the tls.Config to serve the Handler with: the member SVID,
 // and client certificates requested but not required (a renewing cluster
@@ -213,7 +221,8 @@ func (s *Server) attest(ctx context.Context, token string) (spiffeid.ID, error) 
 }
 
 func (s *Server) intermediate(r *http.Request) (any, error) {
-	if s.cfg.Root == nil {
+	root := s.root.Load()
+	if root == nil {
 		return nil, &httpError{http.StatusNotFound, errors.New("casvc: this cluster does not hold the root; ask the root holder")}
 	}
 	var req IntermediateRequest
@@ -234,7 +243,7 @@ func (s *Server) intermediate(r *http.Request) (any, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, trust.Refuse(ca.ReasonBadSignature, "CSR signature does not verify: %v", err)
 	}
-	ic, err := s.cfg.Root.IssueIntermediate(ca.IntermediateRequest{Cluster: cluster, PublicKey: csr.PublicKey})
+	ic, err := root.IssueIntermediate(ca.IntermediateRequest{Cluster: cluster, PublicKey: csr.PublicKey})
 	if err != nil {
 		return nil, err
 	}
