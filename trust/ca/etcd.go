@@ -66,7 +66,9 @@ func (s *Store) CreateRoot(ctx context.Context, r *Root) error {
 func (s *Store) ReplaceRoot(ctx context.Context, r *Root) error { return s.putRoot(ctx, "root", r) }
 
 // SaveNextRoot stores the root a rotation is moving to.
-func (s *Store) SaveNextRoot(ctx context.Context, r *Root) error { return s.putRoot(ctx, "root-next", r) }
+func (s *Store) SaveNextRoot(ctx context.Context, r *Root) error {
+	return s.putRoot(ctx, "root-next", r)
+}
 
 func (s *Store) putRoot(ctx context.Context, name string, r *Root) error {
 	val, err := s.marshal(s.key(name), storedCA{TrustDomain: r.td.Name()}, []*x509.Certificate{r.cert}, r.key)

@@ -256,4 +256,3 @@ func (s *Service) holdsRoot() bool {
 	defer s.mu.Unlock()
 	return s.root != nil
 }
-
