@@ -18,7 +18,7 @@ import (
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
-	"github.com/meridian-mesh/meridian/sidecar/internal/xdstest"
+	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
@@ -62,7 +62,7 @@ func (b *backend) stop() { b.srv.Close() }
 type mesh struct {
 	t   *testing.T
 	reg *registry.Registry
-	xds *xdstest.Meridian
+	xds *cptest.Meridian
 }
 
 func newMesh(t *testing.T) *mesh {
@@ -74,7 +74,7 @@ func newMesh(t *testing.T) *mesh {
 		}
 	}
 	m := &mesh{t: t, reg: reg}
-	m.xds = xdstest.StartMeridian(t, reg, "c1", "")
+	m.xds = cptest.StartMeridian(t, reg, "c1", "")
 	return m
 }
 
@@ -122,7 +122,7 @@ func startProxy(t *testing.T, server string, cfg sidecar.Config) *proxy {
 	if cfg.Node.ID == "" {
 		cfg.Node = xdsclient.NodeConfig{ID: "p-" + strings.ReplaceAll(t.Name(), "/", "-"), Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"}
 	}
-	cfg.Logger = xdstest.Logger(t)
+	cfg.Logger = cptest.Logger(t)
 	cfg.Metrics = prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := sidecar.New(ctx, cfg)

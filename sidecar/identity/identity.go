@@ -1,21 +1,21 @@
 // Package identity turns the TLS contexts and SDS secrets of meridian-proxy's
-// configuration into crypto/tls configurations, and checks peers by SPIFFE
-// ID with go-spiffe.
+// configuration into crypto/tls configurations.
 //
-// Secrets holds the newest SDS secrets; every TLS configuration built here
-// looks its certificate and trust bundle up at each handshake, so an SVID
-// rotation or a root rotation (bundles carrying old and new roots) takes
-// effect on the next connection, with no listener restart and no failed
-// handshake.
+// Mesh mTLS — a context whose peers are validated by a SPIFFE bundle
+// (trust's ROOTCA secret, or any validation context delivered over SDS) —
+// uses package trust/mtls's configurations (go-spiffe's tlsconfig): the
+// server requires a client SVID that chains to its own trust domain's
+// bundle, the client accepts only the server IDs the context names (or any
+// SVID of a trusted domain when it names none). Secrets were parsed by
+// trust/sds's own parsers (see xdsconfig). Other TLS — an ingress gateway's
+// given certificate, an upstream verified against trusted CAs — is plain
+// crypto/tls with Envoy's SAN matchers.
 //
-// Peer verification follows Envoy: with a SPIFFE validator (roots per trust
-// domain) or a peer whose certificate carries a spiffe:// URI, the chain is
-// verified by go-spiffe's x509svid against the bundle of the peer's own
-// trust domain; otherwise it is verified against the trusted CAs. SAN
-// matchers, when present, must match one of the peer's names. An upstream
-// context without a validation context does not verify the server, as in
-// Envoy. Verification runs in VerifyConnection, so resumed sessions are
-// checked too.
+// Secrets holds the newest SDS secrets, and the certificate and bundle
+// sources handed to go-spiffe read it at every handshake: an SVID rotation
+// or a root rotation (bundles carrying old and new roots during the
+// overlap) takes effect on the next connection, with no listener restart
+// and no failed handshake.
 //
 // This package does not issue or rotate certificates: package trust does,
 // and its SDS secrets arrive over xDS.
@@ -32,9 +32,11 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
+	"github.com/meridian-mesh/meridian/trust/mtls"
 )
 
 // Secrets is the live set of SDS secrets. Safe for concurrent use.
@@ -63,7 +65,7 @@ func (s *Secrets) certificate(ref xdsconfig.CertRef) (*tls.Certificate, error) {
 	return nil, fmt.Errorf("identity: certificate %q has not been received over SDS", ref.SDS)
 }
 
-// validation resolves a validation reference: SDS roots with inline SAN
+// validation resolves a validation reference: SDS bundle with inline SAN
 // matchers (Envoy's combined validation context), or either alone.
 func (s *Secrets) validation(ref *xdsconfig.ValidationRef) (*xdsconfig.Validation, error) {
 	var out xdsconfig.Validation
@@ -76,44 +78,106 @@ func (s *Secrets) validation(ref *xdsconfig.ValidationRef) (*xdsconfig.Validatio
 	}
 	if in := ref.Inline; in != nil {
 		out.Roots = append(out.Roots[:len(out.Roots):len(out.Roots)], in.Roots...)
-		if len(in.TrustDomains) > 0 {
-			out.TrustDomains = in.TrustDomains
+		if in.Bundles != nil {
+			out.Bundles = in.Bundles
 		}
 		out.SANs = append(out.SANs[:len(out.SANs):len(out.SANs)], in.SANs...)
 	}
 	return &out, nil
 }
 
+// mesh reports whether a validation context is SPIFFE mTLS: delivered
+// over SDS (trust's bundle) or an inline SPIFFE validator.
+func mesh(ref *xdsconfig.ValidationRef) bool {
+	return ref != nil && (ref.SDS != "" || (ref.Inline != nil && ref.Inline.Bundles != nil))
+}
+
+// svidSource serves the current SVID of a certificate reference.
+type svidSource struct {
+	s   *Secrets
+	ref xdsconfig.CertRef
+}
+
+func (x svidSource) GetX509SVID() (*x509svid.SVID, error) {
+	if sec := x.s.get(x.ref.SDS); sec != nil && sec.SVID != nil {
+		return sec.SVID, nil
+	}
+	return nil, fmt.Errorf("identity: SVID %q has not been received over SDS", x.ref.SDS)
+}
+
+// bundleSource serves the current bundles of a validation reference; a
+// trusted-CA context vouches for every trust domain.
+type bundleSource struct {
+	s   *Secrets
+	ref *xdsconfig.ValidationRef
+}
+
+func (x bundleSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	v, err := x.s.validation(x.ref)
+	if err != nil {
+		return nil, err
+	}
+	if v.Bundles != nil {
+		return v.Bundles.GetX509BundleForTrustDomain(td)
+	}
+	if len(v.Roots) > 0 {
+		return x509bundle.FromX509Authorities(td, v.Roots), nil
+	}
+	return nil, fmt.Errorf("identity: no trust bundle for %q", td)
+}
+
 // ServerConfig builds the configuration of a TLS-terminating filter
 // chain. alpn is used when the context names no protocols.
 func (s *Secrets) ServerConfig(t *xdsconfig.DownstreamTLS, alpn []string) *tls.Config {
-	cfg := &tls.Config{
-		MinVersion: t.MinVersion,
-		NextProtos: t.ALPN,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.certificate(t.Cert)
-		},
+	var cfg *tls.Config
+	if mesh(t.Validation) && t.Cert.Inline == nil {
+		bundles := bundleSource{s, t.Validation}
+		cfg = mtls.ServerTLS(svidSource{s, t.Cert}, bundles)
+		s.addSANCheck(cfg, t.Validation)
+	} else {
+		cfg = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certificate(t.Cert) }}
+		if t.Validation != nil {
+			cfg.ClientAuth = tls.RequestClientCert
+			if t.RequireClientCert {
+				cfg.ClientAuth = tls.RequireAnyClientCert
+			}
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 {
+					if t.RequireClientCert {
+						return errors.New("identity: client certificate required")
+					}
+					return nil
+				}
+				return s.verify(t.Validation, cs.PeerCertificates)
+			}
+		}
 	}
+	cfg.MinVersion = max(cfg.MinVersion, t.MinVersion)
+	cfg.NextProtos = t.ALPN
 	if len(cfg.NextProtos) == 0 {
 		cfg.NextProtos = alpn
 	}
-	if t.Validation == nil {
-		return cfg
-	}
-	cfg.ClientAuth = tls.RequestClientCert
-	if t.RequireClientCert {
-		cfg.ClientAuth = tls.RequireAnyClientCert
-	}
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			if t.RequireClientCert {
-				return errors.New("identity: client certificate required")
-			}
-			return nil
-		}
-		return s.verify(t.Validation, cs.PeerCertificates)
-	}
 	return cfg
+}
+
+// addSANCheck adds the context's SAN matchers to a go-spiffe
+// configuration's verification: the peer must match one of them too.
+func (s *Secrets) addSANCheck(cfg *tls.Config, ref *xdsconfig.ValidationRef) {
+	if ref.Inline == nil || len(ref.Inline.SANs) == 0 {
+		return
+	}
+	verify := cfg.VerifyPeerCertificate
+	sans := ref.Inline.SANs
+	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+		if err := verify(raw, chains); err != nil {
+			return err
+		}
+		leaf, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return err
+		}
+		return matchSANs(leaf, sans)
+	}
 }
 
 // ClientConfig builds the configuration of an upstream TLS context. sni
@@ -122,97 +186,113 @@ func (s *Secrets) ClientConfig(t *xdsconfig.UpstreamTLS, sni string) *tls.Config
 	if sni == "" {
 		sni = t.SNI
 	}
-	cfg := &tls.Config{
-		ServerName: sni,
-		MinVersion: t.MinVersion,
-		NextProtos: t.ALPN,
-		// Verification is ours (SPIFFE IDs, SAN matchers), in
-		// VerifyConnection, which resumed sessions go through too.
-		InsecureSkipVerify: true,
-		ClientSessionCache: tls.NewLRUClientSessionCache(64),
-	}
-	if t.Cert.SDS != "" || t.Cert.Inline != nil {
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return s.certificate(t.Cert)
+	var cfg *tls.Config
+	if mesh(t.Validation) {
+		bundles := bundleSource{s, t.Validation}
+		ids, exact := exactIDs(t.Validation)
+		switch {
+		case t.Cert.SDS != "" && exact && len(ids) > 0:
+			cfg = mtls.ClientTLS(svidSource{s, t.Cert}, bundles, ids...)
+		case t.Cert.SDS != "":
+			cfg = tlsconfig.MTLSClientConfig(svidSource{s, t.Cert}, bundles, authorizer(t.Validation))
+		default:
+			cfg = tlsconfig.TLSClientConfig(bundles, authorizer(t.Validation))
 		}
-	}
-	if t.Validation != nil {
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("identity: the server presented no certificate")
+	} else {
+		// Verification is ours (SAN matchers; none without a validation
+		// context, as in Envoy), in VerifyConnection, which resumed
+		// sessions go through too.
+		cfg = &tls.Config{InsecureSkipVerify: true}
+		if t.Cert.SDS != "" || t.Cert.Inline != nil {
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return s.certificate(t.Cert) }
+		}
+		if t.Validation != nil {
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 {
+					return errors.New("identity: the server presented no certificate")
+				}
+				return s.verify(t.Validation, cs.PeerCertificates)
 			}
-			return s.verify(t.Validation, cs.PeerCertificates)
 		}
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	}
+	cfg.ServerName = sni
+	cfg.MinVersion = max(cfg.MinVersion, t.MinVersion)
+	cfg.NextProtos = t.ALPN
 	return cfg
 }
 
-// verify checks a peer's chain and names.
+// exactIDs returns the SPIFFE IDs of a context whose SAN matchers are all
+// exact URI matches (the shape trust/sds.UpstreamTLS builds).
+func exactIDs(ref *xdsconfig.ValidationRef) ([]spiffeid.ID, bool) {
+	if ref.Inline == nil {
+		return nil, true
+	}
+	var ids []spiffeid.ID
+	for _, m := range ref.Inline.SANs {
+		v, ok := m.Match.Exact()
+		if m.Type != tlsv3.SubjectAltNameMatcher_URI || !ok {
+			return nil, false
+		}
+		id, err := spiffeid.FromString(v)
+		if err != nil {
+			return nil, false
+		}
+		ids = append(ids, id)
+	}
+	return ids, true
+}
+
+// authorizer admits a verified SPIFFE peer whose ID matches one of the
+// context's URI SAN matchers (any, when there are none).
+func authorizer(ref *xdsconfig.ValidationRef) tlsconfig.Authorizer {
+	if ref.Inline == nil || len(ref.Inline.SANs) == 0 {
+		return tlsconfig.AuthorizeAny()
+	}
+	sans := ref.Inline.SANs
+	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+		for i := range sans {
+			if sans[i].Type == tlsv3.SubjectAltNameMatcher_URI && sans[i].Match.Match(id.String()) {
+				return nil
+			}
+		}
+		return fmt.Errorf("identity: peer %s matches none of the allowed names", id)
+	}
+}
+
+// verify checks a non-mesh peer's chain against the trusted CAs and its
+// names against the SAN matchers.
 func (s *Secrets) verify(ref *xdsconfig.ValidationRef, certs []*x509.Certificate) error {
 	v, err := s.validation(ref)
 	if err != nil {
 		return err
 	}
-	leaf := certs[0]
-	if id, ok := spiffeID(leaf); ok || len(v.TrustDomains) > 0 {
-		if !ok {
-			return errors.New("identity: peer certificate has no SPIFFE ID")
-		}
-		if _, _, err := x509svid.Verify(certs, bundles{v}); err != nil {
-			return fmt.Errorf("identity: peer %s: %w", id, err)
-		}
-	} else {
-		if len(v.Roots) == 0 {
-			return errors.New("identity: no trusted CA to verify the peer")
-		}
-		opts := x509.VerifyOptions{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
-		for _, r := range v.Roots {
-			opts.Roots.AddCert(r)
-		}
-		for _, c := range certs[1:] {
-			opts.Intermediates.AddCert(c)
-		}
-		if _, err := leaf.Verify(opts); err != nil {
-			return fmt.Errorf("identity: peer certificate: %w", err)
-		}
+	if len(v.Roots) == 0 {
+		return errors.New("identity: no trusted CA to verify the peer")
 	}
-	if len(v.SANs) == 0 {
+	opts := x509.VerifyOptions{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	for _, r := range v.Roots {
+		opts.Roots.AddCert(r)
+	}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := certs[0].Verify(opts); err != nil {
+		return fmt.Errorf("identity: peer certificate: %w", err)
+	}
+	return matchSANs(certs[0], v.SANs)
+}
+
+func matchSANs(leaf *x509.Certificate, sans []xdsconfig.SANMatch) error {
+	if len(sans) == 0 {
 		return nil
 	}
-	for i := range v.SANs {
-		if sanMatches(leaf, &v.SANs[i]) {
+	for i := range sans {
+		if sanMatches(leaf, &sans[i]) {
 			return nil
 		}
 	}
 	return fmt.Errorf("identity: peer %s matches none of the allowed names", describe(leaf))
-}
-
-// bundles serves the roots of a validation context as go-spiffe bundles:
-// per trust domain with the SPIFFE validator, the trusted CAs for every
-// trust domain otherwise.
-type bundles struct{ v *xdsconfig.Validation }
-
-func (b bundles) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
-	if len(b.v.TrustDomains) > 0 {
-		roots, ok := b.v.TrustDomains[td.Name()]
-		if !ok {
-			return nil, fmt.Errorf("trust domain %q is not trusted", td.Name())
-		}
-		return x509bundle.FromX509Authorities(td, roots), nil
-	}
-	if len(b.v.Roots) == 0 {
-		return nil, errors.New("no trusted CA")
-	}
-	return x509bundle.FromX509Authorities(td, b.v.Roots), nil
-}
-
-func spiffeID(c *x509.Certificate) (string, bool) {
-	for _, u := range c.URIs {
-		if u.Scheme == "spiffe" {
-			return u.String(), true
-		}
-	}
-	return "", false
 }
 
 func sanMatches(c *x509.Certificate, m *xdsconfig.SANMatch) bool {
@@ -239,6 +319,15 @@ func sanMatches(c *x509.Certificate, m *xdsconfig.SANMatch) bool {
 	return false
 }
 
+func spiffeID(c *x509.Certificate) (string, bool) {
+	for _, u := range c.URIs {
+		if u.Scheme == "spiffe" {
+			return u.String(), true
+		}
+	}
+	return "", false
+}
+
 func describe(c *x509.Certificate) string {
 	if id, ok := spiffeID(c); ok {
 		return id
@@ -256,6 +345,15 @@ func PeerID(cs *tls.ConnectionState) string {
 	}
 	id, _ := spiffeID(cs.PeerCertificates[0])
 	return id
+}
+
+// PeerSubject returns the subject of a TLS connection's peer certificate
+// in RFC 2253 form, or "".
+func PeerSubject(cs *tls.ConnectionState) string {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return cs.PeerCertificates[0].Subject.String()
 }
 
 // PeerIDOf returns the SPIFFE ID of a connection's TLS peer, or "".

@@ -18,7 +18,7 @@ import (
 
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
-	"github.com/meridian-mesh/meridian/sidecar/internal/xdstest"
+	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 	"github.com/meridian-mesh/meridian/xds/translate"
@@ -64,7 +64,7 @@ func start(t *testing.T, cfg xdsclient.Config) *running {
 		cfg.Node = n
 	}
 	cfg.Decode = xdsconfig.NewDecoder(xdsconfig.Options{}).Decode
-	cfg.Logger = xdstest.Logger(t)
+	cfg.Logger = cptest.Logger(t)
 	cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
@@ -121,7 +121,7 @@ func TestMeridianServer(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			reg := seedRegistry(t)
-			m := xdstest.StartMeridian(t, reg, "c1", "")
+			m := cptest.StartMeridian(t, reg, "c1", "")
 			r := start(t, xdsclient.Config{Server: m.Addr, Protocol: proto})
 			waitSynced(t, r.c)
 			want := xdsclient.ProtocolDelta
@@ -170,7 +170,7 @@ func TestMeridianServer(t *testing.T) {
 			if _, err := reg.Apply("c1", endpoint("a-3", "10.0.0.3")); err != nil {
 				t.Fatal(err)
 			}
-			xdstest.StartMeridian(t, reg, "c1", addr)
+			cptest.StartMeridian(t, reg, "c1", addr)
 			testutil.Eventually(t, 10*time.Second, func() error {
 				if n := hosts(r.c); n != 3 {
 					return fmt.Errorf("%d hosts, want 3 after reconnecting", n)
@@ -195,7 +195,7 @@ func tcpListener(name string, port uint32, filter string) *listener.Listener {
 // back to state of the world; a response with a resource it cannot honour
 // is NACKed with the reason, and the previous listeners stay.
 func TestFallbackAndNack(t *testing.T) {
-	s := xdstest.StartSnapshot(t, xdstest.SnapshotOptions{SotWOnly: true})
+	s := cptest.StartSnapshot(t, cptest.SnapshotOptions{SotWOnly: true})
 	s.Set(t, "sc-1", map[string][]types.Resource{"type.googleapis.com/envoy.config.listener.v3.Listener": {tcpListener("good", 10001, wellknown.TCPProxy)}})
 	r := start(t, xdsclient.Config{Server: s.Addr})
 	waitSynced(t, r.c)

@@ -238,3 +238,8 @@ func queryMatch(qm *route.QueryParameterMatcher) (QueryMatch, error) {
 	}
 	return out, nil
 }
+
+// Exact returns the value of an exact, case-sensitive matcher.
+func (m *StringMatch) Exact() (string, bool) {
+	return m.value, m.kind == matchExact && !m.ignoreCase
+}

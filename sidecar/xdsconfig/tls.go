@@ -11,30 +11,36 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
+	"github.com/meridian-mesh/meridian/trust/sds"
 )
 
 // Secret is a compiled SDS Secret: a certificate with its key, or a
-// validation context.
+// validation context. Mesh secrets are read with package trust/sds's
+// parsers (the same functions that built them): SVID is set when the
+// certificate is an X.509-SVID.
 type Secret struct {
 	Name       string
 	Cert       *tls.Certificate
+	SVID       *x509svid.SVID
 	Validation *Validation
 }
 
 // References implements xdsclient.Resource.
 func (*Secret) References(func(typeURL, name string)) {}
 
-// Validation says which peers to trust: roots for any peer, or roots per
-// SPIFFE trust domain (Envoy's SPIFFE certificate validator), and which
-// subject alternative names to accept.
+// Validation says which peers to trust: roots for any peer (trusted_ca),
+// or bundles per SPIFFE trust domain (Envoy's SPIFFE certificate
+// validator), and which subject alternative names to accept.
 type Validation struct {
 	Roots []*x509.Certificate
-	// TrustDomains maps a SPIFFE trust domain to its roots; when set, a
-	// peer is verified against the bundle of its own trust domain only.
-	TrustDomains map[string][]*x509.Certificate
-	SANs         []SANMatch
+	// Bundles, when set, verify a peer against its own trust domain's
+	// roots only.
+	Bundles *x509bundle.Set
+	SANs    []SANMatch
 }
 
 // SANMatch matches one kind of subject alternative name.
@@ -95,8 +101,6 @@ func (t *UpstreamTLS) references(fn func(typeURL, name string)) {
 	}
 }
 
-const spiffeValidator = "envoy.tls.cert_validator.spiffe"
-
 func secret(s *tlsv3.Secret) (*Secret, error) {
 	out := &Secret{Name: s.GetName()}
 	switch t := s.GetType().(type) {
@@ -106,6 +110,19 @@ func secret(s *tlsv3.Secret) (*Secret, error) {
 			return nil, fieldErr("tls_certificate", err)
 		}
 		out.Cert = c
+		if len(c.Leaf.URIs) > 0 && c.Leaf.URIs[0].Scheme == "spiffe" {
+			// trust/sds reads inline bytes; inline strings are the same data.
+			chain, _ := inline(t.TlsCertificate.GetCertificateChain())
+			key, _ := inline(t.TlsCertificate.GetPrivateKey())
+			svid, err := sds.ParseSVIDSecret(&tlsv3.Secret{Name: s.GetName(), Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+				CertificateChain: &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: chain}},
+				PrivateKey:       &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: key}},
+			}}})
+			if err != nil {
+				return nil, fieldErr("tls_certificate", err)
+			}
+			out.SVID = svid
+		}
 	case *tlsv3.Secret_ValidationContext:
 		v, err := validationContext(t.ValidationContext)
 		if err != nil {
@@ -194,28 +211,21 @@ func validationContext(v *tlsv3.CertificateValidationContext) (*Validation, erro
 		}
 	}
 	if cv := v.GetCustomValidatorConfig(); cv != nil {
-		if cv.GetName() != spiffeValidator && !cv.GetTypedConfig().MessageIs(&tlsv3.SPIFFECertValidatorConfig{}) {
+		if cv.GetName() != sds.SPIFFEValidator {
 			return nil, fmt.Errorf("custom_validator_config %q is not supported", cv.GetName())
 		}
 		var sp tlsv3.SPIFFECertValidatorConfig
 		if err := unmarshalTyped(cv.GetTypedConfig(), &sp); err != nil {
 			return nil, fieldErr("custom_validator_config", err)
 		}
-		out.TrustDomains = map[string][]*x509.Certificate{}
-		for _, td := range sp.GetTrustDomains() {
-			b, err := inline(td.GetTrustBundle())
-			if err != nil {
-				return nil, fmt.Errorf("trust_domains %s: %w", td.GetName(), err)
-			}
-			certs, err := parsePEMCerts(b)
-			if err != nil {
-				return nil, fmt.Errorf("trust_domains %s: %w", td.GetName(), err)
-			}
-			out.TrustDomains[strings.ToLower(td.GetName())] = certs
-		}
 		if sp.GetTrustBundles() != nil {
 			return nil, errors.New("SPIFFE trust_bundles maps are not supported: list trust_domains")
 		}
+		set, err := sds.ParseBundleSecret(&tlsv3.Secret{Type: &tlsv3.Secret_ValidationContext{ValidationContext: v}})
+		if err != nil {
+			return nil, fieldErr("custom_validator_config", err)
+		}
+		out.Bundles = set
 	}
 	if len(v.GetMatchSubjectAltNames()) > 0 {
 		return nil, errors.New("match_subject_alt_names is deprecated: use match_typed_subject_alt_names")

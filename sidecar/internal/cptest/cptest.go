@@ -1,8 +1,8 @@
-// Package xdstest starts real xDS servers on loopback for meridian-proxy's
+// Package cptest starts real xDS servers on loopback for meridian-proxy's
 // tests: Meridian's own (xds/server over a registry) and go-control-plane's
 // snapshot cache server, for resources the translation does not produce
 // yet. Tests only.
-package xdstest
+package cptest
 
 import (
 	"context"
