@@ -356,7 +356,15 @@ func (s *Server) deltaPush(w *watch, hint []string) *push {
 	}
 	slices.SortFunc(list, byName)
 	slices.Sort(removed)
-	next := maps.Clone(returned)
+	// Updated in place, not copied: copying thousands of versions per push
+	// dominated the cost of a one-endpoint change. This relies on how
+	// go-control-plane's delta server (v0.14) uses the map: it never drops
+	// a queued delta response (so the stream does get what the map now
+	// says), it stores the same map back as the stream's returned
+	// resources, and it only touches the subscription after cancelling the
+	// watch, which takes s.mu. (State-of-the-world streams may drop a
+	// queued response, so sotwPush copies.)
+	next := returned
 	if next == nil {
 		next = make(map[string]string, len(list))
 	}

@@ -20,9 +20,15 @@
 // and namespace, and so on. Proxies with equal scopes share one group,
 // built once; a thousand sidecars in three zones are three endpoint groups.
 //
-// Incremental work: Run reads the registry's coalesced deltas after a quiet
-// period (Config.Debounce, default 100ms, at most Config.MaxDebounce, 1s,
-// behind the first change). A change to some services' endpoints rebuilds
+// Incremental work and debouncing: Run reads the registry's coalesced
+// deltas. An isolated change — more than Config.Debounce (default 100ms)
+// after the last push — is translated and pushed at once; changes that
+// follow a push within that window are coalesced until they have been
+// quiet for Debounce, at most Config.MaxDebounce (1s) behind the first of
+// them. A burst is therefore two pushes: its first change, then the rest.
+// This departs from Istio's pure trailing debounce, which delays every
+// change by the window: sources already batch (Kubernetes discovery has a
+// 100ms window of its own), and failover should not wait twice. A change to some services' endpoints rebuilds
 // only those services' load assignments, in each endpoint group; clusters,
 // listeners and routes are rebuilt only when a service definition or a
 // cluster changed. Every resource is validated (translate.Validate),

@@ -35,9 +35,10 @@ type Config struct {
 	Cluster string
 	// Domain of service hosts; default translate.DefaultDomain.
 	Domain string
-	// Debounce is the quiet period after a registry change before the
-	// server translates and pushes: changes that arrive within it are
-	// coalesced into one push. Default DefaultDebounce (100ms).
+	// Debounce is the coalescing window: a change that arrives more than
+	// Debounce after the last push is translated and pushed at once;
+	// changes arriving sooner are coalesced and pushed once they have been
+	// quiet for Debounce. Default DefaultDebounce (100ms).
 	Debounce time.Duration
 	// MaxDebounce bounds how long a stream of changes can hold a push
 	// back. Default DefaultMaxDebounce (1s).
@@ -186,6 +187,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.view = v
 	s.mu.Unlock()
+	var lastPush time.Time
 	for {
 		s.buildNewGroups()
 		select {
@@ -197,7 +199,9 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-s.policyKick:
 		}
 		start := time.Now()
-		if s.debounce(ctx, sub, start) != nil {
+		// A change after a quiet period goes out at once; changes that
+		// follow a push within the window are coalesced until they settle.
+		if start.Sub(lastPush) < s.cfg.Debounce && s.debounce(ctx, sub, start) != nil {
 			return nil
 		}
 		v, d := sub.Take()
@@ -206,6 +210,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		if !d.Empty() || policies {
 			s.update(v, d, start)
+			lastPush = time.Now()
 		}
 	}
 }

@@ -273,8 +273,9 @@ func TestUnknownNamesAndTypes(t *testing.T) {
 	}
 }
 
-// TestBurstIsDebounced: a burst of changes within the debounce window
-// reaches a proxy as one push.
+// TestBurstIsDebounced: a burst of changes reaches a proxy as at most two
+// pushes — the first change at once, the rest coalesced — and the last
+// carries everything.
 func TestBurstIsDebounced(t *testing.T) {
 	h := newHarness(t, harnessOpts{debounce: 300 * time.Millisecond, seed: seed})
 	c := h.sotw(nodeOf(t, "burst", nil, z1))
@@ -287,14 +288,17 @@ func TestBurstIsDebounced(t *testing.T) {
 		_, err := h.reg.Apply("c1", putEp("a", fmt.Sprintf("burst-%d", i), fmt.Sprintf("10.9.0.%d", i+1), "r1/z1"))
 		h.must(err)
 	}
-	r := c.recv()
-	cla := &endpoint.ClusterLoadAssignment{}
-	h.must(r.Resources[0].UnmarshalTo(cla))
-	if n := len(cla.Endpoints[0].LbEndpoints); n != 21 {
-		t.Fatalf("one push carries %d endpoints, want all 21", n)
+	for {
+		r := c.recv()
+		c.ack(r, claA)
+		cla := &endpoint.ClusterLoadAssignment{}
+		h.must(r.Resources[0].UnmarshalTo(cla))
+		if len(cla.Endpoints[0].LbEndpoints) == 21 {
+			break
+		}
 	}
-	if n := h.metric("meridian_xds_pushes_total", "type", "EDS") - before; n != 1 {
-		t.Fatalf("%v pushes for one burst, want 1", n)
+	if n := h.metric("meridian_xds_pushes_total", "type", "EDS") - before; n > 2 {
+		t.Fatalf("%v pushes for one burst, want at most 2", n)
 	}
 }
 
