@@ -54,11 +54,11 @@ type typeState struct {
 	// sentGroup is the group version of the last push sent: while the
 	// group is still at it, the stream's returned resources are current.
 	sentGroup uint64
-	ackAt    time.Time
-	acked    string // last ACKed version
-	nack     *nack  // last NACK, cleared by a later ACK
-	nacks    int
-	unknown  map[string]struct{}
+	ackAt     time.Time
+	acked     string // last ACKed version
+	nack      *nack  // last NACK, cleared by a later ACK
+	nacks     int
+	unknown   map[string]struct{}
 }
 
 type nack struct {
@@ -72,7 +72,7 @@ type push struct {
 	typ     string
 	version string
 	group   uint64 // group version the push was built from
-	resp    any // *discovery.DiscoveryResponse or *discovery.DeltaDiscoveryResponse
+	resp    any    // *discovery.DiscoveryResponse or *discovery.DeltaDiscoveryResponse
 	sotw    *cache.PassthroughResponse
 	delta   *cache.DeltaPassthroughResponse
 	entries []*entry
