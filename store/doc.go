@@ -9,8 +9,17 @@
 //	/meridian/policies/KIND/NAMESPACE/NAME     replicated policy resources
 //	/meridian/registry/segment                 the local segment, for fast restart
 //	/meridian/federation/...                   epochs, peers, leader election
-//	/meridian/trust/...                        CA state (encrypted at rest)
+//	/meridian/trust/root                       root CA certificate + sealed key (root holder only)
+//	/meridian/trust/root-next                  the next root during a root rotation (root holder only)
+//	/meridian/trust/intermediate               this cluster's intermediate chain + sealed key
+//	/meridian/trust/bundle                     the mesh trust bundle and its newest signed update
+//	/meridian/trust/join-tokens/SHA256         unredeemed join tokens (hashes only, leased)
+//	/meridian/trust/join-tokens-used/SHA256    redeemed ones, to tell replays from forgeries (leased)
 //	/meridian/drills/...                       live drills, each bound to a lease
+//
+// Private keys under /meridian/trust are sealed with AES-256-GCM (package
+// trust/ca: the key comes from a file, $MERIDIAN_TRUST_KEY or
+// $MERIDIAN_TRUST_KEY_FILE, never from etcd).
 //
 // The store does not interpret values; the packages that own each prefix do.
 package store
