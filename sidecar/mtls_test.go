@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -25,6 +26,7 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar/internal/proposal"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 	"github.com/meridian-mesh/meridian/trust"
+	trustauthz "github.com/meridian-mesh/meridian/trust/authz"
 	"github.com/meridian-mesh/meridian/trust/ca"
 	"github.com/meridian-mesh/meridian/trust/mtls"
 	"github.com/meridian-mesh/meridian/xds/translate"
@@ -107,7 +109,7 @@ type meshTLS struct {
 	serverSVID *x509svid.SVID
 }
 
-func newMeshTLS(t *testing.T, mode v1alpha1.MTLSMode) *meshTLS {
+func newMeshTLS(t *testing.T, mode v1alpha1.MTLSMode, inboundFilters ...*hcm.HttpFilter) *meshTLS {
 	t.Helper()
 	m := &meshTLS{ca: newAuthority(t, td), reg: registry.New(registry.Options{}), cp: cptest.StartSnapshot(t, cptest.SnapshotOptions{})}
 	if err := m.reg.SetCluster(registry.Cluster{Name: "c1", Region: "r1"}); err != nil {
@@ -130,7 +132,7 @@ func newMeshTLS(t *testing.T, mode v1alpha1.MTLSMode) *meshTLS {
 	bundles := []*spiffebundle.Bundle{m.ca.bundle()}
 	publish(t, m.cp, m.reg, m.client, proposal.Options{MTLS: &proposal.MTLS{SVID: m.ca.svid(t, "shop", "client"), Bundles: bundles}})
 	m.serverSVID = m.ca.svid(t, "shop", "echo")
-	publish(t, m.cp, m.reg, m.server, proposal.Options{MTLS: &proposal.MTLS{SVID: m.serverSVID, Bundles: bundles, Mode: mode}, InboundHTTP: []uint32{appPort}})
+	publish(t, m.cp, m.reg, m.server, proposal.Options{MTLS: &proposal.MTLS{SVID: m.serverSVID, Bundles: bundles, Mode: mode}, InboundHTTP: []uint32{appPort}, InboundFilters: inboundFilters})
 	m.cpx = startProxy(t, m.cp.Addr, sidecar.Config{Node: nodeOf(m.client), Upstreams: []sidecar.Upstream{{Listen: m.up, Host: host("echo"), Port: 80}}})
 	m.spx = startProxy(t, m.cp.Addr, sidecar.Config{Node: nodeOf(m.server), Inbound: []sidecar.InboundPort{{Listen: m.inb, AppPort: uint16(appPort)}}})
 	return m
@@ -196,6 +198,47 @@ func TestMTLSBetweenSidecars(t *testing.T) {
 	})
 	// And the proxy keeps serving.
 	eventually2xx(t, c, "http://"+m.up.String()+"/after")
+}
+
+// TestAuthorizationPolicyEnforced: trust's AuthorizationPolicy, translated
+// to Envoy RBAC by trust and served to the server sidecar, admits the
+// client's GETs under /api and refuses the rest with 403, counted.
+func TestAuthorizationPolicyEnforced(t *testing.T) {
+	objs, err := v1alpha1.Load([]byte(`
+apiVersion: meridian.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: echo, namespace: shop}
+spec:
+  rules:
+  - from:
+    - principals: ["spiffe://mesh.test/ns/shop/sa/client"]
+    to:
+    - methods: [GET]
+      paths: ["/api/*"]
+`), v1alpha1.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := trustauthz.Compile(objs, trustauthz.Workload{Namespace: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	filters, _, err := trustauthz.HTTPFilters(ps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMeshTLS(t, v1alpha1.MTLSStrict, filters...)
+	c := &http.Client{Timeout: 5 * time.Second}
+	eventually2xx(t, c, "http://"+m.up.String()+"/api/items")
+	if code, body, _ := get(t, c, "http://"+m.up.String()+"/private"); code != http.StatusForbidden || !strings.Contains(body, "RBAC: access denied") {
+		t.Fatalf("/private: %d %q, want 403 RBAC: access denied", code, body)
+	}
+	if v := m.spx.metric(t, "meridian_proxy_downstream_rejected_total", "reason", "rbac"); v < 1 {
+		t.Fatalf("RBAC denials counted: %v", v)
+	}
+	if v := m.spx.metric(t, "meridian_requests_total", "reporter", "destination", "response_code", "403", "response_flags", "RBAC"); v < 1 {
+		t.Fatalf("403s with flag RBAC: %v", v)
+	}
 }
 
 func TestMTLSPermissive(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
+	"github.com/meridian-mesh/meridian/sidecar/authz"
 	"github.com/meridian-mesh/meridian/sidecar/dataplane"
 	"github.com/meridian-mesh/meridian/sidecar/downstream"
 	"github.com/meridian-mesh/meridian/sidecar/listen"
@@ -74,7 +75,9 @@ type Config struct {
 	TraceAll  bool
 	AccessLog io.Writer
 
-	// Decoder options: the authorization and JWT evaluators.
+	// Policy evaluates the RBAC and JWT filters; default package
+	// sidecar/authz (Envoy RBAC checked against trust's evaluator, JWT by
+	// trust/jwt).
 	Policy xdsconfig.Options
 
 	MaxConnections int
@@ -130,6 +133,12 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		if p.tel.Tracing, err = telemetry.NewTracing(ctx, cfg.Tracing); err != nil {
 			return nil, fmt.Errorf("sidecar: %w", err)
 		}
+	}
+	if cfg.Policy.Authz == nil {
+		cfg.Policy.Authz = authz.Compile
+	}
+	if cfg.Policy.JWT == nil {
+		cfg.Policy.JWT = authz.JWT(cfg.Metrics)
 	}
 	p.client, err = xdsclient.New(xdsclient.Config{
 		Server: cfg.Server, DialOptions: cfg.XDSDialOptions, Node: node, Protocol: cfg.Protocol,

@@ -46,7 +46,9 @@ type ConnInfo struct {
 	// the one its explicit port maps to).
 	Dest netip.AddrPort
 	// PeerID is the client's SPIFFE ID from mTLS; empty for plaintext.
-	PeerID string
+	// PeerSubject is its certificate's subject (RFC 2253).
+	PeerID      string
+	PeerSubject string
 	// SNI the client asked for in its ClientHello.
 	SNI string
 	// Authority, when set, replaces the Host of every request (explicit

@@ -183,7 +183,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if authz == nil {
 				continue
 			}
-			in := &xdsconfig.AuthzInput{PeerID: ci.PeerID, Source: ci.Source, Dest: ci.Dest, SNI: ci.SNI, Request: r, RequestPrincipal: principal, Claims: claims}
+			in := &xdsconfig.AuthzInput{PeerID: ci.PeerID, PeerSubject: ci.PeerSubject, Source: ci.Source, Dest: ci.Dest, SNI: ci.SNI, Request: r, RequestPrincipal: principal, Claims: claims}
 			if ok, _ := authz.Authorize(in); !ok {
 				x.flags.add(flagRBAC)
 				h.reject(ci, "rbac")

@@ -503,14 +503,14 @@ func (m *Manager) serveChain(conn net.Conn, ci *downstream.ConnInfo, ch *chainRT
 			return
 		}
 		cs := tc.ConnectionState()
-		ci.PeerID = identity.PeerID(&cs)
+		ci.PeerID, ci.PeerSubject = identity.PeerID(&cs), identity.PeerSubject(&cs)
 		if cs.ServerName != "" {
 			ci.SNI = cs.ServerName
 		}
 		conn = tc
 	}
 	if az := ch.cfg.Authz; az != nil {
-		if ok, _ := az.Authorize(&xdsconfig.AuthzInput{PeerID: ci.PeerID, Source: ci.Source, Dest: ci.Dest, SNI: ci.SNI}); !ok {
+		if ok, _ := az.Authorize(&xdsconfig.AuthzInput{PeerID: ci.PeerID, PeerSubject: ci.PeerSubject, Source: ci.Source, Dest: ci.Dest, SNI: ci.SNI}); !ok {
 			m.reject(ci.Listener, "rbac")
 			conn.Close()
 			return

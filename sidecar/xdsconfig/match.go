@@ -243,3 +243,9 @@ func queryMatch(qm *route.QueryParameterMatcher) (QueryMatch, error) {
 func (m *StringMatch) Exact() (string, bool) {
 	return m.value, m.kind == matchExact && !m.ignoreCase
 }
+
+// CompileStringMatch compiles an Envoy StringMatcher (for the RBAC engine).
+func CompileStringMatch(m *matcher.StringMatcher) (StringMatch, error) { return stringMatch(m) }
+
+// CompileHeaderMatch compiles an Envoy HeaderMatcher (for the RBAC engine).
+func CompileHeaderMatch(m *route.HeaderMatcher) (HeaderMatch, error) { return headerMatch(m) }

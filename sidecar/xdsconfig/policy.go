@@ -12,8 +12,10 @@ import (
 // or a request.
 type AuthzInput struct {
 	// PeerID is the client's SPIFFE ID from its mTLS certificate; empty on
-	// plaintext connections.
-	PeerID string
+	// plaintext connections. PeerSubject is that certificate's subject
+	// (RFC 2253), which Envoy's RBAC conditions can read.
+	PeerID      string
+	PeerSubject string
 	Source netip.AddrPort
 	Dest   netip.AddrPort
 	// SNI the client asked for, if it spoke TLS.
