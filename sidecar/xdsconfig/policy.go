@@ -16,8 +16,8 @@ type AuthzInput struct {
 	// (RFC 2253), which Envoy's RBAC conditions can read.
 	PeerID      string
 	PeerSubject string
-	Source netip.AddrPort
-	Dest   netip.AddrPort
+	Source      netip.AddrPort
+	Dest        netip.AddrPort
 	// SNI the client asked for, if it spoke TLS.
 	SNI string
 	// Request is nil for connection-level (network filter) checks.
