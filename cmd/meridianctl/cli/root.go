@@ -35,6 +35,7 @@ var groups = []func(*Globals) *cobra.Command{
 	newExplainCommand,
 	newDrillCommand,
 	newStatusCommand,
+	newLabCommand,
 }
 
 // Globals holds the flags every command shares and the output streams.

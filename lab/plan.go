@@ -1,0 +1,150 @@
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Ports every cluster's meridiand and traffic generator use, each on the
+// cluster's own IP.
+const (
+	GRPCPort       = 15010
+	AdminPort      = 15014
+	GossipPort     = 7946
+	FederationPort = 7947
+	UsersPort      = 15080
+)
+
+// State is lab.json: everything a script needs to drive a running lab.
+type State struct {
+	// StateDir is the lab's directory, absolute.
+	StateDir string `json:"stateDir"`
+	// Supervisor is the pid of `meridianctl lab up`, which stops the lab
+	// on Ctrl-C or SIGTERM.
+	Supervisor int            `json:"supervisor"`
+	Started    time.Time      `json:"started"`
+	Network    Network        `json:"network"`
+	Clusters   []ClusterState `json:"clusters"`
+	// Policies are the YAML documents applied at start.
+	Policies string `json:"policies"`
+	// Notes are what the lab could not do on this machine, and why.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Network is how the clusters are connected.
+type Network struct {
+	// Mode is "netns" (a network namespace per cluster, routed through a
+	// core namespace) or "loopback" (one loopback address range per
+	// cluster; an outage stops the cluster's processes).
+	Mode string `json:"mode"`
+	// Prefix starts the names of the lab's namespaces and links.
+	Prefix string `json:"prefix"`
+	// Subnet holds every lab address: SUBNET.I.H, cluster I, host H.
+	Subnet string `json:"subnet"`
+	// Latency is the one-way delay added on each cluster's link (netns
+	// with sch_netem only), empty when none.
+	Latency string `json:"latency,omitempty"`
+}
+
+// ClusterState is one cluster of a running lab.
+type ClusterState struct {
+	Cluster
+	// Netns is the cluster's network namespace (netns mode).
+	Netns string `json:"netns,omitempty"`
+	IP    string `json:"ip"`
+	// GRPC is meridiand's gRPC address: Workload API, xDS, policy API
+	// (meridianctl --server).
+	GRPC string `json:"grpc"`
+	// Admin is meridiand's admin URL (/readyz, /metrics, /debug/...).
+	Admin      string `json:"admin"`
+	Gossip     string `json:"gossip"`
+	Federation string `json:"federation"`
+	DataDir    string `json:"dataDir"`
+	// Users is the traffic generator's /stats address: "the users" of
+	// this cluster calling the demo's entry services.
+	Users     string     `json:"users"`
+	Instances []Instance `json:"instances"`
+}
+
+// plan lays the lab out: addresses of every cluster, meridiand and
+// instance. Cluster i (from 1) owns SUBNET.i.0/24: .1 meridiand, .2 the
+// traffic generator, .10 and up the demo instances.
+func plan(dir string, cs []Cluster, net Network) *State {
+	s := &State{StateDir: dir, Network: net, Policies: policies(cs)}
+	eu := false
+	for _, c := range cs {
+		eu = eu || isEU(c)
+	}
+	for i, c := range cs {
+		ip := func(host int) string { return fmt.Sprintf("%s.%d.%d", net.Subnet, i+1, host) }
+		hp := func(host, port int) string { return ip(host) + ":" + strconv.Itoa(port) }
+		c.Network = "lab"
+		cl := ClusterState{
+			Cluster: c, IP: ip(1), GRPC: hp(1, GRPCPort), Admin: "http://" + hp(1, AdminPort),
+			Gossip: hp(1, GossipPort), Federation: hp(1, FederationPort),
+			DataDir: filepath.Join(dir, "clusters", c.Name), Users: hp(2, UsersPort),
+		}
+		if net.Mode == modeNetns {
+			cl.Netns = net.Prefix + "-" + c.Name
+		}
+		for j, in := range instances(c, eu) {
+			in.Address = hp(10+j, DemoPort)
+			cl.Instances = append(cl.Instances, in)
+		}
+		s.Clusters = append(s.Clusters, cl)
+	}
+	return s
+}
+
+// Cluster returns the named cluster of the lab.
+func (s *State) Cluster(name string) (*ClusterState, error) {
+	for i := range s.Clusters {
+		if s.Clusters[i].Name == name {
+			return &s.Clusters[i], nil
+		}
+	}
+	names := make([]string, len(s.Clusters))
+	for i, c := range s.Clusters {
+		names[i] = c.Name
+	}
+	return nil, fmt.Errorf("lab: no cluster %q in this lab (it has %v)", name, names)
+}
+
+const stateFile = "lab.json"
+
+// ErrNotRunning is returned when a state directory holds no lab.
+var ErrNotRunning = errors.New("lab: no lab is running")
+
+// Load reads a lab's lab.json.
+func Load(dir string) (*State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", ErrNotRunning, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("lab: %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return &s, nil
+}
+
+func (s *State) save() error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	tmp := filepath.Join(s.StateDir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(s.StateDir, stateFile))
+}

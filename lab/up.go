@@ -1,0 +1,513 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/meridian-mesh/meridian/daemon"
+	"github.com/meridian-mesh/meridian/policyapi/policyapipb"
+	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/xds/translate"
+)
+
+// Options configures a lab. StateDir is required.
+type Options struct {
+	// StateDir holds everything the lab writes: lab.json, configurations,
+	// etcd data, logs, pid files, built binaries.
+	StateDir string
+	// Clusters of the lab; default Known.
+	Clusters []Cluster
+	// Netns is "auto" (the default: a network namespace per cluster when
+	// running as root where ip netns works, loopback otherwise), "true"
+	// (namespaces or fail) or "false" (loopback).
+	Netns string
+	// Prefix starts the names of network namespaces and links; default
+	// "mlab", at most 8 characters. Two labs at once need two prefixes.
+	Prefix string
+	// Subnet is the first two octets of every lab address; default
+	// "10.250" with namespaces, "127.77" on loopback.
+	Subnet string
+	// BinDir holds meridiand and meridian-demo; default: see findBinaries.
+	BinDir string
+	// Rate is each traffic generator's calls per second to each entry
+	// service. Default 20; negative starts no generator.
+	Rate float64
+	// ExternalDiscovery leaves the demo instances unregistered: the
+	// caller publishes them (the e2e suite, through Kubernetes).
+	ExternalDiscovery bool
+	// Configure adjusts a cluster's meridiand configuration before it
+	// starts (the e2e suite turns Kubernetes discovery on).
+	Configure func(c *ClusterState, cfg *daemon.Config)
+	// Progress receives a line per step; nil discards them.
+	Progress io.Writer
+}
+
+// Lab is a running lab, owned by whoever started it: Close stops it.
+type Lab struct {
+	State *State
+	opts  Options
+	lock  *os.File
+	bins  string
+	key   string
+
+	mu    sync.Mutex
+	procs map[string]*proc
+}
+
+// ErrRunning is returned by Start when the state directory holds a lab
+// whose supervisor is alive.
+var ErrRunning = errors.New("lab: a lab is already running")
+
+// Start brings a lab up: network, one meridiand per cluster, gossip
+// between them, the demo application, its policies and the traffic
+// generators, and returns once traffic flows. Leftovers of a lab that
+// crashed in the same state directory are cleaned up first. On error,
+// everything started is stopped again (logs stay, for the post-mortem).
+func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
+	began := time.Now()
+	if opts.StateDir == "" {
+		return nil, errors.New("lab: a state directory is required")
+	}
+	dir, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("lab: state directory: %w", err)
+	}
+	opts.StateDir = dir
+	if opts.Clusters == nil {
+		opts.Clusters = Known
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "mlab"
+	}
+	if len(opts.Prefix) > 8 {
+		return nil, fmt.Errorf("lab: prefix %q: at most 8 characters (interface names are short)", opts.Prefix)
+	}
+	if opts.Rate == 0 {
+		opts.Rate = 20
+	}
+	say := func(format string, args ...any) {
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, format+"\n", args...)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	lock, err := acquire(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{opts: opts, lock: lock, procs: map[string]*proc{}}
+	defer func() {
+		if err != nil {
+			l.close(context.WithoutCancel(ctx), true)
+		}
+	}()
+	if left := cleanLeftovers(ctx, dir, opts.Prefix); left != "" {
+		say("  cleaned up a lab that did not stop cleanly: %s", left)
+	}
+	for _, sub := range []string{"logs", "pids", "clusters"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+	}
+
+	netw, note, err := chooseNetwork(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	l.State = plan(dir, opts.Clusters, netw)
+	l.State.Supervisor = os.Getpid()
+	l.State.Started = began
+	if note != "" {
+		l.State.Notes = append(l.State.Notes, note)
+	}
+	if err := l.State.save(); err != nil {
+		return nil, err
+	}
+	say("Meridian lab: %d clusters, %s, state in %s", len(opts.Clusters), describeNetwork(netw), dir)
+
+	if l.bins, err = findBinaries(ctx, opts.BinDir, dir, func(s string) { say("  %s", s) }); err != nil {
+		return nil, err
+	}
+	if netw.Mode == modeNetns {
+		t := time.Now()
+		note, err := setupNetns(ctx, l.State)
+		if err != nil {
+			return nil, err
+		}
+		if note != "" {
+			l.State.Notes = append(l.State.Notes, note)
+		}
+		say("  network: %d namespaces routed through %s (%s)", len(opts.Clusters), coreNS(netw.Prefix), since(t))
+		if l.State.Network.Latency != "" {
+			say("  latency: %s", l.State.Network.Latency)
+		}
+	}
+	for _, n := range l.State.Notes {
+		say("  note: %s", n)
+	}
+
+	if err := l.startControlPlanes(ctx, say); err != nil {
+		return nil, err
+	}
+	if err := l.startDemo(ctx, say); err != nil {
+		return nil, err
+	}
+	if err := l.applyPolicies(ctx, say); err != nil {
+		return nil, err
+	}
+	if err := l.startTraffic(ctx, say); err != nil {
+		return nil, err
+	}
+	if err := l.State.save(); err != nil {
+		return nil, err
+	}
+	say("Lab is up (%s).", since(began))
+	return l, nil
+}
+
+func since(t time.Time) string { return time.Since(t).Round(100 * time.Millisecond).String() }
+
+// acquire takes the state directory's lock, held while the lab runs: it
+// dies with the process, so a crashed lab never looks running.
+func acquire(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w in %s", ErrRunning, dir)
+		}
+		return nil, fmt.Errorf("lab: locking %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// running reports whether a supervisor holds dir's lock.
+func running(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+func chooseNetwork(ctx context.Context, opts Options) (Network, string, error) {
+	n := Network{Mode: modeLoopback, Prefix: opts.Prefix, Subnet: opts.Subnet}
+	var note string
+	switch opts.Netns {
+	case "", "auto", "true":
+		err := netnsProbe(ctx, opts.Prefix)
+		switch {
+		case err == nil:
+			n.Mode = modeNetns
+		case opts.Netns == "true":
+			return n, "", fmt.Errorf("lab: --netns=true, but network namespaces are unavailable: %w", err)
+		default:
+			note = "clusters share loopback (network namespaces unavailable: " + err.Error() + "); an outage stops a cluster's processes"
+		}
+	case "false":
+	default:
+		return n, "", fmt.Errorf("lab: --netns %q: want auto, true or false", opts.Netns)
+	}
+	if n.Subnet == "" {
+		n.Subnet = map[string]string{modeNetns: "10.250", modeLoopback: "127.77"}[n.Mode]
+	}
+	return n, note, nil
+}
+
+func describeNetwork(n Network) string {
+	if n.Mode == modeNetns {
+		return "a network namespace each (" + n.Subnet + ".0.0/16)"
+	}
+	return "on loopback (" + n.Subnet + ".0.0/16)"
+}
+
+func (l *Lab) binary(name string) string { return filepath.Join(l.bins, name) }
+
+// spawn starts a process of cluster c and remembers it.
+func (l *Lab) spawn(c *ClusterState, role, bin string, args ...string) error {
+	p, err := start(l.State.StateDir, procSpec{name: c.Name + "." + role, cluster: c.Name, netns: c.Netns, path: l.binary(bin), args: args})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.procs[p.name] = p
+	l.mu.Unlock()
+	return nil
+}
+
+// proc returns a process the lab started, by name.
+func (l *Lab) proc(name string) *proc {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.procs[name]
+}
+
+// logTail names a process's log, for errors.
+func (l *Lab) logFile(name string) string {
+	return filepath.Join(l.State.StateDir, "logs", name+".log")
+}
+
+// startControlPlanes starts every meridiand, waits until each is ready
+// and until every one sees every other cluster alive through gossip.
+func (l *Lab) startControlPlanes(ctx context.Context, say func(string, ...any)) error {
+	l.key = filepath.Join(l.State.StateDir, "gossip.key")
+	if err := writeGossipKey(l.key); err != nil {
+		return err
+	}
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		if err := l.startMeridiand(c, i); err != nil {
+			return err
+		}
+	}
+	t := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		g.Go(func() error {
+			if err := l.waitMeridiand(gctx, c); err != nil {
+				return err
+			}
+			say("  %-11s %-12s meridiand ready (%s)  gRPC %s  admin %s", c.Name, c.Region, since(t), c.GRPC, c.Admin)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	t = time.Now()
+	n := len(l.State.Clusters)
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		err := poll(ctx, 60*time.Second, func(ctx context.Context) error {
+			d, err := registryDump(ctx, c.Admin, false)
+			if err != nil {
+				return err
+			}
+			if got := aliveClusters(d); got < n {
+				return fmt.Errorf("%s sees %d of %d clusters alive", c.Name, got, n)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("lab: gossip did not join the clusters within 60s: %w (see %s)", err, l.logFile(c.Name+".meridiand"))
+		}
+	}
+	say("  gossip: every cluster sees all %d alive (%s)", n, since(t))
+	return nil
+}
+
+func (l *Lab) startMeridiand(c *ClusterState, i int) error {
+	cfg := meridiandConfig(l.State, i, l.key)
+	if l.opts.Configure != nil {
+		l.opts.Configure(c, &cfg)
+	}
+	path := filepath.Join(c.DataDir, "meridiand.yaml")
+	if err := writeConfig(path, cfg); err != nil {
+		return err
+	}
+	return l.spawn(c, "meridiand", "meridiand", "--config", path)
+}
+
+// waitMeridiand waits for one meridiand's /readyz, failing early when
+// the process exits.
+func (l *Lab) waitMeridiand(ctx context.Context, c *ClusterState) error {
+	name := c.Name + ".meridiand"
+	p := l.proc(name)
+	err := poll(ctx, 90*time.Second, func(ctx context.Context) error {
+		if p.exited() {
+			return fmt.Errorf("exited (%v)", p.err)
+		}
+		return ready(ctx, c.Admin)
+	})
+	if err != nil {
+		return fmt.Errorf("lab: meridiand of %s: %w (see %s)", c.Name, err, l.logFile(name))
+	}
+	return nil
+}
+
+// demoTarget is the xds:/// target of a demo service.
+func demoTarget(service string) string {
+	host := translate.Host(registry.ServiceKey{Namespace: Namespace, Name: service}, translate.DefaultDomain)
+	return "xds:///" + translate.Target(host, DemoPort)
+}
+
+// startDemo starts every demo instance and waits until every control
+// plane sees every instance.
+func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
+	t := time.Now()
+	total := 0
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		for j, in := range c.Instances {
+			args := []string{"serve", "--service", in.Service, "--cluster", c.Name, "--namespace", Namespace,
+				"--locality", c.Region + "/" + in.Zone, "--listen", in.Address, "--xds-server", c.GRPC}
+			if in.Version != "" {
+				args = append(args, "--version", in.Version)
+			}
+			for _, u := range in.Upstreams {
+				args = append(args, "--upstream", u+"="+demoTarget(u))
+			}
+			if !l.opts.ExternalDiscovery {
+				args = append(args, "--register", c.GRPC, "--ttl", workloadTTL.String())
+			}
+			if err := l.spawn(c, fmt.Sprintf("%s-%d", in.Service, j), "meridian-demo", args...); err != nil {
+				return err
+			}
+			total++
+		}
+	}
+	if l.opts.ExternalDiscovery {
+		say("  demo app: %d instances started (published by the caller)", total)
+		return nil
+	}
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		err := poll(ctx, 60*time.Second, func(ctx context.Context) error {
+			d, err := registryDump(ctx, c.Admin, true)
+			if err != nil {
+				return err
+			}
+			if got := servingEndpoints(d, Namespace); got < total {
+				return fmt.Errorf("%s sees %d of %d demo instances", c.Name, got, total)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("lab: demo instances not registered everywhere within 60s: %w (see %s/logs)", err, l.State.StateDir)
+		}
+	}
+	say("  demo app: %d instances of frontend → catalog (v1, v2) → inventory, and customer-records; every cluster sees them all (%s)", total, since(t))
+	return nil
+}
+
+// servingEndpoints counts the serving endpoints of one namespace.
+func servingEndpoints(d daemon.RegistryDump, ns string) int {
+	n := 0
+	for _, s := range d.Services {
+		if s.Namespace != ns {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			if e.EffectiveHealth.Serving() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// applyPolicies applies the demo's policies through the first cluster's
+// policy API; federation carries them to the others.
+func (l *Lab) applyPolicies(ctx context.Context, say func(string, ...any)) error {
+	c := &l.State.Clusters[0]
+	conn, err := grpc.NewClient(c.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	defer conn.Close()
+	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	resp, err := policyapipb.NewPolicyServiceClient(conn).Apply(actx, &policyapipb.ApplyRequest{
+		Sources: []*policyapipb.Source{{Name: "lab-policies.yaml", Data: []byte(l.State.Policies)}},
+	}, grpc.WaitForReady(true))
+	if status.Code(err) == codes.Unimplemented {
+		note := "policies not applied: this meridiand does not serve the policy API yet"
+		l.State.Notes = append(l.State.Notes, note)
+		say("  note: %s", note)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lab: applying the demo's policies through %s: %w", c.Name, err)
+	}
+	var applied []string
+	for _, r := range resp.GetResults() {
+		applied = append(applied, r.GetRef().GetKind()+" "+r.GetRef().GetNamespace()+"/"+r.GetRef().GetName())
+	}
+	say("  policies: %s", strings.Join(applied, ", "))
+	for _, w := range resp.GetWarnings() {
+		say("  policy warning: %s %s: %s", w.GetObject(), w.GetField(), w.GetMessage())
+	}
+	return nil
+}
+
+// entryServices are what the traffic generators call.
+func (l *Lab) entryServices() []string {
+	out := []string{Frontend}
+	for _, c := range l.State.Clusters {
+		if isEU(c.Cluster) {
+			return append(out, CustomerRecords)
+		}
+	}
+	return out
+}
+
+// startTraffic starts a traffic generator in every cluster ("its users")
+// and waits until each has had an answer from every entry service.
+func (l *Lab) startTraffic(ctx context.Context, say func(string, ...any)) error {
+	if l.opts.Rate < 0 {
+		return nil
+	}
+	entries := l.entryServices()
+	t := time.Now()
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		args := []string{"load", "--caller", "users@" + c.Name, "--cluster", c.Name, "--namespace", Namespace,
+			"--locality", c.Region + "/" + c.Zones[0], "--xds-server", c.GRPC, "--stats", c.Users,
+			"--rate", strconv.FormatFloat(l.opts.Rate, 'f', -1, 64), "--print", "0"}
+		for _, e := range entries {
+			args = append(args, "--target", e+"="+demoTarget(e))
+		}
+		if err := l.spawn(c, "users", "meridian-demo", args...); err != nil {
+			return err
+		}
+	}
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		err := poll(ctx, 60*time.Second, func(ctx context.Context) error {
+			r, err := fetchUsers(ctx, c.Users, 2*time.Second)
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				if tr, _ := r.Target(e); tr.OK == 0 {
+					return fmt.Errorf("no answer yet from %s for the users of %s (%s)", e, c.Name, tr.Summary())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("lab: traffic does not flow: %w (see %s)", err, l.logFile(c.Name+".users"))
+		}
+	}
+	say("  traffic: users in every cluster call %s, %g calls/s each; all answered (%s)", strings.Join(entries, " and "), l.opts.Rate, since(t))
+	return nil
+}
