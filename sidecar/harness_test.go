@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
@@ -30,8 +31,10 @@ type backend struct {
 	hits atomic.Int64
 	srv  *http.Server
 	ln   net.Listener
-	// status, when set, is answered instead of 200.
+	// status, when set, is answered instead of 200; delay holds every
+	// answer back.
 	status atomic.Int32
+	delay  atomic.Int64
 }
 
 func startBackend(t *testing.T, name string) *backend {
@@ -43,6 +46,13 @@ func startBackend(t *testing.T, name string) *backend {
 	b := &backend{name: name, ln: ln, addr: netip.MustParseAddrPort(ln.Addr().String())}
 	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
+		if d := time.Duration(b.delay.Load()); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		w.Header().Set("X-Backend", name)
 		io.Copy(io.Discard, r.Body)
 		if s := b.status.Load(); s != 0 {
@@ -91,6 +101,18 @@ func (m *mesh) endpoint(svc, id string, addr netip.AddrPort, zone string, labels
 	if _, err := m.reg.Apply("c1", registry.PutEndpoint(&registry.Endpoint{Service: registry.ServiceKey{Namespace: "shop", Name: svc},
 		ID: id, Addresses: []string{addr.Addr().String()}, Port: uint32(addr.Port()),
 		Locality: registry.Locality{Region: "r1", Zone: zone}, Labels: labels})); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+// policies applies policy objects (YAML) to the xDS server.
+func (m *mesh) policies(doc string) {
+	m.t.Helper()
+	objs, err := v1alpha1.Load([]byte(doc), v1alpha1.LoadOptions{})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if err := m.xds.Server.SetPolicies(objs); err != nil {
 		m.t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // PeerHeader carries a sidecar's own labels to its peer (see the package
@@ -24,14 +25,13 @@ type Telemetry struct {
 	// Self are the proxy's own labels.
 	Self Peer
 	// selfHeader is Self encoded once.
+	selfOnce   sync.Once
 	selfHeader string
 }
 
 // SelfHeader returns the proxy's own labels in PeerHeader form.
 func (t *Telemetry) SelfHeader() string {
-	if t.selfHeader == "" {
-		t.selfHeader = t.Self.Encode()
-	}
+	t.selfOnce.Do(func() { t.selfHeader = t.Self.Encode() })
 	return t.selfHeader
 }
 
