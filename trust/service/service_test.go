@@ -3,14 +3,10 @@ package service_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +17,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/trust/bundle"
 	"github.com/meridian-mesh/meridian/trust/ca"
 	"github.com/meridian-mesh/meridian/trust/internal/trusttest"
@@ -163,19 +158,6 @@ func join(t *testing.T, hub *cluster, name string) *cluster {
 	})
 }
 
-type traffic struct{ ok, failed atomic.Int64 }
-
-func (tr *traffic) waitMore(t *testing.T, n int64) {
-	t.Helper()
-	target := tr.ok.Load() + n
-	testutil.Eventually(t, 10*time.Second, func() error {
-		if tr.ok.Load() < target {
-			return fmt.Errorf("%d requests", tr.ok.Load())
-		}
-		return nil
-	})
-}
-
 // TestRootRotationAcrossClusters: a workload in the edge cluster calls one
 // in the hub cluster over mTLS without pause, each side with the SVIDs and
 // bundles of its own cluster's trust component, while the root is rotated
@@ -190,78 +172,42 @@ func TestRootRotationAcrossClusters(t *testing.T) {
 		t.Fatalf("edge's intermediate is not under the hub's root: %v", err)
 	}
 
-	l, err := tls.Listen("tcp", "127.0.0.1:0", mtls.ServerTLS(hub.svc.SVIDs.Source(web), hub.svc.Bundles))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				b := make([]byte, 1)
-				if _, err := io.ReadFull(c, b); err == nil {
-					c.Write(b)
-				}
-			}()
-		}
-	}()
-	var tr traffic
-	var lastErr atomic.Value
-	tctx, stopTraffic := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	cli := mtls.ClientTLS(edge.svc.SVIDs.Source(api), edge.svc.Bundles, web)
-	for range 4 {
-		wg.Go(func() {
-			for tctx.Err() == nil {
-				if err := roundTrip(l.Addr().String(), cli); err != nil {
-					tr.failed.Add(1)
-					lastErr.Store(err)
-				} else {
-					tr.ok.Add(1)
-				}
-			}
-		})
-	}
-	tr.waitMore(t, 50)
+	addr := trusttest.EchoServer(t, mtls.ServerTLS(hub.svc.SVIDs.Source(web), hub.svc.Bundles))
+	tr := trusttest.StartTraffic(t, addr, mtls.ClientTLS(edge.svc.SVIDs.Source(api), edge.svc.Bundles, web), 4)
+	tr.WaitMore(t, 50)
 
 	update, err := hub.svc.PrepareRootRotation(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.waitMore(t, 50)
+	tr.WaitMore(t, 50)
 	if changed, err := edge.svc.ApplyBundleUpdate(ctx, update); err != nil || !changed {
 		t.Fatalf("edge applying prepare: %v %v", changed, err)
 	}
-	tr.waitMore(t, 50)
+	tr.WaitMore(t, 50)
 	if err := hub.svc.ActivateRoot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tr.waitMore(t, 50)
+	tr.WaitMore(t, 50)
 	if err := edge.svc.RenewIntermediate(ctx, hub.url()); err != nil {
 		t.Fatal(err)
 	}
-	tr.waitMore(t, 50)
+	tr.WaitMore(t, 50)
 	retire, err := hub.svc.RetireRootRotation(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.waitMore(t, 50)
+	tr.WaitMore(t, 50)
 	if changed, err := edge.svc.ApplyBundleUpdate(ctx, retire); err != nil || !changed {
 		t.Fatalf("edge applying retire: %v %v", changed, err)
 	}
-	tr.waitMore(t, 50)
-	stopTraffic()
-	wg.Wait()
-	if n := tr.failed.Load(); n != 0 {
-		t.Fatalf("%d of %d requests failed; last: %v", n, n+tr.ok.Load(), lastErr.Load())
+	tr.WaitMore(t, 50)
+	tr.Stop()
+	ok, failed, last := tr.Counts()
+	if failed != 0 {
+		t.Fatalf("%d of %d requests failed; last: %v", failed, failed+ok, last)
 	}
-	t.Logf("root rotated across two clusters under %d mTLS requests, 0 failed", tr.ok.Load())
+	t.Logf("root rotated across two clusters under %d mTLS requests, 0 failed", ok)
 
 	newRoot := mustRoot(t, hub)
 	for _, c := range []*cluster{hub, edge} {
@@ -295,20 +241,6 @@ func mustRoot(t *testing.T, hub *cluster) *x509.Certificate {
 	}
 	t.Fatal("no root signs the hub's intermediate")
 	return nil
-}
-
-func roundTrip(addr string, cfg *tls.Config) error {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write([]byte{'x'}); err != nil {
-		return err
-	}
-	_, err = io.ReadFull(conn, make([]byte, 1))
-	return err
 }
 
 func TestAdminService(t *testing.T) {
