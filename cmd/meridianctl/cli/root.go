@@ -36,6 +36,7 @@ var groups = []func(*Globals) *cobra.Command{
 	newDrillCommand,
 	newStatusCommand,
 	newLabCommand,
+	newTrustCommand,
 }
 
 // Globals holds the flags every command shares and the output streams.
