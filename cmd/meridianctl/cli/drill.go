@@ -306,6 +306,11 @@ func (p *drillPrinter) event(ev *policyapipb.RunDrillEvent) error {
 				if si.ResidencyOutage {
 					fmt.Fprintf(p.g.Out, "Expect a residency outage of %s: its requests fail rather than leave.\n", si.Service)
 				}
+				for _, c := range si.Clients {
+					key := si.Service.String() + " from " + c.Client.Locality.String()
+					p.last[key] = shares(c.Before)
+					p.note("%s: %s (before)", key, p.last[key])
+				}
 			}
 		}
 	case ev.GetProgress() != nil:
