@@ -288,13 +288,16 @@ func requestPrincipal(p pattern, issuers map[string]string) *rbacv3.Principal {
 }
 
 func jwtClaim(claim string, v *matcher.ValueMatcher) *rbacv3.Principal {
-	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Metadata{Metadata: &matcher.MetadataMatcher{
-		Filter: jwt.FilterName,
-		Path: []*matcher.MetadataMatcher_PathSegment{
-			{Segment: &matcher.MetadataMatcher_PathSegment_Key{Key: jwt.PayloadKey}},
-			{Segment: &matcher.MetadataMatcher_PathSegment_Key{Key: claim}},
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_SourcedMetadata{SourcedMetadata: &rbacv3.SourcedMetadata{
+		MetadataSource: rbacv3.MetadataSource_DYNAMIC,
+		MetadataMatcher: &matcher.MetadataMatcher{
+			Filter: jwt.FilterName,
+			Path: []*matcher.MetadataMatcher_PathSegment{
+				{Segment: &matcher.MetadataMatcher_PathSegment_Key{Key: jwt.PayloadKey}},
+				{Segment: &matcher.MetadataMatcher_PathSegment_Key{Key: claim}},
+			},
+			Value: v,
 		},
-		Value: v,
 	}}}
 }
 

@@ -133,8 +133,11 @@ func principal(t *testing.T, p *rbacv3.Principal, r envoyRequest) bool {
 		return !principal(t, x.NotId, r)
 	case *rbacv3.Principal_Authenticated_:
 		return r.uriSAN != "" && (x.Authenticated.PrincipalName == nil || str(t, x.Authenticated.PrincipalName, r.uriSAN))
-	case *rbacv3.Principal_Metadata:
-		m := x.Metadata
+	case *rbacv3.Principal_SourcedMetadata:
+		if x.SourcedMetadata.MetadataSource != rbacv3.MetadataSource_DYNAMIC {
+			t.Fatalf("metadata source %v", x.SourcedMetadata.MetadataSource)
+		}
+		m := x.SourcedMetadata.MetadataMatcher
 		if m.Filter != jwt.FilterName || len(m.Path) != 2 || m.Path[0].GetKey() != jwt.PayloadKey {
 			t.Fatalf("metadata matcher %v", m)
 		}

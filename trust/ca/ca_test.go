@@ -58,7 +58,7 @@ func TestRootIntermediateSVIDChain(t *testing.T) {
 		t.Fatalf("chain of %d certificates, want SVID + intermediate", len(svid.Certificates))
 	}
 	leaf := svid.Certificates[0]
-	if ttl := leaf.NotAfter.Sub(time.Now()); ttl < 59*time.Minute || ttl > time.Hour {
+	if ttl := time.Until(leaf.NotAfter); ttl < 59*time.Minute || ttl > time.Hour {
 		t.Errorf("default TTL: %v left, want 1h", ttl)
 	}
 	if leaf.Subject.OrganizationalUnit[0] != "eks-use1" {
@@ -129,7 +129,7 @@ func TestSignCSR(t *testing.T) {
 			if leaf.IsCA || len(leaf.URIs) != 1 || leaf.URIs[0].String() != id.String() || leaf.Subject.CommonName != "" {
 				t.Fatalf("leaf: CA=%v URIs=%v subject=%v", leaf.IsCA, leaf.URIs, leaf.Subject)
 			}
-			if d := leaf.NotAfter.Sub(time.Now()); d > 10*time.Minute {
+			if d := time.Until(leaf.NotAfter); d > 10*time.Minute {
 				t.Fatalf("TTL not honoured: %v", d)
 			}
 			if _, _, err := x509svid.Verify(chain, bundleOf(c.Root)); err != nil {

@@ -22,7 +22,7 @@ func TestCredentials(t *testing.T) {
 	bID, _ := member.ID(td, "b")
 	ca := member.NewCredentials(a.Source(aID), m.bundles, td)
 	cb := member.NewCredentials(b.Source(bID), bundle.NewSource(m.bundles.Bundles()...), td)
-	srv, err, _ := handshake(t, ca.ServerTLS(), cb.ClientTLS())
+	srv, _, err := handshake(t, ca.ServerTLS(), cb.ClientTLS())
 	if err != nil || srv.err != nil {
 		t.Fatalf("client %v, server %v", err, srv.err)
 	}

@@ -91,7 +91,7 @@ type served struct {
 
 // handshake runs one real TLS handshake between a member server and client
 // and returns what each side saw.
-func handshake(t *testing.T, server, client *tls.Config) (srv served, cliErr error, cliState tls.ConnectionState) {
+func handshake(t *testing.T, server, client *tls.Config) (srv served, cliState tls.ConnectionState, cliErr error) {
 	t.Helper()
 	l, err := tls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {
@@ -117,7 +117,7 @@ func handshake(t *testing.T, server, client *tls.Config) (srv served, cliErr err
 		conn.Close()
 	}
 	wg.Wait()
-	return srv, err, cliState
+	return srv, cliState, err
 }
 
 func TestMemberTLS(t *testing.T) {
@@ -128,7 +128,7 @@ func TestMemberTLS(t *testing.T) {
 	bID, _ := member.ID(td, "b")
 	server := member.ServerTLS(mgrA.Source(aID), m.bundles, td)
 
-	srv, err, cli := handshake(t, server, member.ClientTLS(mgrB.Source(bID), m.bundles, td, "a"))
+	srv, cli, err := handshake(t, server, member.ClientTLS(mgrB.Source(bID), m.bundles, td, "a"))
 	if err != nil || srv.err != nil {
 		t.Fatalf("member handshake: client %v, server %v", err, srv.err)
 	}
@@ -143,7 +143,7 @@ func TestMemberTLS(t *testing.T) {
 	}
 
 	// Dialing "b" reaches a: refused by the client.
-	if _, err, _ := handshake(t, server, member.ClientTLS(mgrB.Source(bID), m.bundles, td, "b")); err == nil {
+	if _, _, err := handshake(t, server, member.ClientTLS(mgrB.Source(bID), m.bundles, td, "b")); err == nil {
 		t.Fatal("client accepted the wrong cluster")
 	}
 	// A workload SVID is not a member: refused by the server.
