@@ -113,6 +113,9 @@ type admission struct {
 	current []v1alpha1.Object
 	put     []v1alpha1.Object
 	del     []policy.Key
+	// managed are refusals found before the set checks (objects
+	// Kubernetes owns).
+	managed []Violation
 }
 
 // check runs the set-level checks on the set the change would make and

@@ -49,7 +49,9 @@
 // counted and not written); set-level problems are logged as warnings but
 // not refused, since kubectl already accepted the object. Deleting the
 // custom resource deletes the policy; on start, policies this cluster's
-// Kubernetes wrote that no longer exist there are deleted.
+// Kubernetes wrote that no longer exist there are deleted. Changing or
+// deleting such a policy through the API takes force: the next change of
+// the custom resource would undo it.
 //
 // Live drills (drill.go): the drill's life is an etcd lease in the cluster
 // it was started through, kept alive by the client's heartbeats on the

@@ -3,6 +3,7 @@ package policyapi_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,6 +93,13 @@ func TestPoliciesFromKubernetes(t *testing.T) {
 		t.Fatalf("stored: %+v (%v)", got, err)
 	}
 	e.inForce(2)
+	// Changing it through the API takes force: Kubernetes owns it.
+	_, err = e.apply(strings.Replace(webFailover, "[eu-west-1, onprem-east]", "[onprem-east]", 1), false)
+	vs, forceable := violations(t, err)
+	containsAll(t, vs, "FailoverPolicy shop/web: is a custom resource of eks-use1's Kubernetes: change it there with kubectl")
+	if !forceable {
+		t.Error("taking over a custom resource is forceable")
+	}
 
 	// Invalid (weights summing to 90; the CRD schema cannot tell): refused,
 	// the valid version stays.

@@ -48,8 +48,12 @@ func (s *Server) Apply(ctx context.Context, srcs []Source, opts ApplyOptions) (W
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	snap := s.cfg.Policies.Snapshot()
+	keys := make([]policy.Key, len(objs))
+	for i, o := range objs {
+		keys[i] = keyOf(o)
+	}
 	current, _ := s.dec.objects(snap)
-	res, err := s.admit(admission{view: s.cfg.Registry.View(), current: current, put: objs}, opts.Force)
+	res, err := s.admit(admission{view: s.cfg.Registry.View(), current: current, put: objs, managed: managedByKube(snap, keys)}, opts.Force)
 	if err != nil {
 		return res, err
 	}
@@ -94,7 +98,7 @@ func (s *Server) Delete(ctx context.Context, keys []policy.Key, opts ApplyOption
 		return WriteResult{}, &NotFoundError{What: strings.Join(missing, ", ")}
 	}
 	current, _ := s.dec.objects(snap)
-	res, err := s.admit(admission{view: s.cfg.Registry.View(), current: current, del: keys}, opts.Force)
+	res, err := s.admit(admission{view: s.cfg.Registry.View(), current: current, del: keys, managed: managedByKube(snap, keys)}, opts.Force)
 	if err != nil {
 		return res, err
 	}
@@ -110,9 +114,28 @@ func (s *Server) Delete(ctx context.Context, keys []policy.Key, opts ApplyOption
 	return res, nil
 }
 
+// managedByKube names the objects among keys that a cluster's Kubernetes
+// wrote: changing them here would last only until the custom resource
+// changes, so it takes force.
+func managedByKube(snap *policy.Snapshot, keys []policy.Key) []Violation {
+	var out []Violation
+	for _, k := range keys {
+		r, ok := snap.Get(k)
+		if !ok {
+			continue
+		}
+		if _, src, err := Decode(r); err == nil && strings.HasPrefix(src, sourceKubePrefix) {
+			out = append(out, Violation{Field: k.Kind + " " + k.Namespace + "/" + k.Name,
+				Description: "is a custom resource of " + strings.TrimPrefix(src, sourceKubePrefix) + "'s Kubernetes: change it there with kubectl, or take it over with force"})
+		}
+	}
+	return out
+}
+
 // admit runs the set-level checks; forced problems become warnings.
 func (s *Server) admit(a admission, force bool) (WriteResult, error) {
 	errs, warnings := a.check()
+	errs = append(a.managed, errs...)
 	if len(errs) > 0 && !force {
 		s.m.refused.WithLabelValues("set").Inc()
 		return WriteResult{}, &RefusedError{Violations: errs, Forceable: true}
