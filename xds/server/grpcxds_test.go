@@ -2,10 +2,8 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,16 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/discovery/workload"
 	"github.com/meridian-mesh/meridian/discovery/workload/workloadpb"
 	"github.com/meridian-mesh/meridian/internal/testutil"
+	"github.com/meridian-mesh/meridian/internal/xdstest"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/store"
 )
@@ -89,33 +86,18 @@ func newLab(t *testing.T) *lab {
 	return &lab{harness: h, clock: clk, workload: workloadpb.NewWorkloadServiceClient(h.conn()), backends: map[string]*backend{}}
 }
 
-// echo answers UnaryCall with its own name.
-type echo struct {
-	testgrpc.UnimplementedTestServiceServer
-	name string
-}
-
-func (e *echo) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	return &testgrpc.SimpleResponse{ServerId: e.name}, nil
-}
-
 // backend starts a gRPC backend and registers it as service echo.shop,
 // with labels as key, value pairs.
 func (l *lab) backend(name, locality string, labels ...string) *backend {
 	l.t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	l.must(err)
-	gs := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(gs, &echo{name: name})
-	go func() { _ = gs.Serve(lis) }()
-	l.t.Cleanup(gs.Stop)
-	b := &backend{name: name, locality: locality, port: lis.Addr().(*net.TCPAddr).Port}
+	eb := xdstest.StartBackend(l.t, name)
+	b := &backend{name: name, locality: locality, port: eb.Port}
 	lbls := map[string]string{}
 	for i := 0; i+1 < len(labels); i += 2 {
 		lbls[labels[i]] = labels[i+1]
 	}
 	resp, err := l.workload.Register(context.Background(), &workloadpb.RegisterRequest{
-		Service: "echo", Namespace: "shop", Address: lis.Addr().String(), PortName: "grpc", Protocol: "grpc",
+		Service: "echo", Namespace: "shop", Address: eb.Addr, PortName: "grpc", Protocol: "grpc",
 		Locality: locality, Ttl: durationpb.New(ttl), Labels: lbls,
 	})
 	l.must(err)
@@ -146,22 +128,7 @@ func (l *lab) target() string {
 
 // client is a stock grpc-go xDS client whose bootstrap points at the lab.
 func (l *lab) client(target string, node map[string]any) testgrpc.TestServiceClient {
-	l.t.Helper()
-	bootstrap, err := json.Marshal(map[string]any{
-		"xds_servers": []any{map[string]any{
-			"server_uri":      l.addr,
-			"channel_creds":   []any{map[string]any{"type": "insecure"}},
-			"server_features": []any{"xds_v3"},
-		}},
-		"node": node,
-	})
-	l.must(err)
-	resolver, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
-	l.must(err)
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
-	l.must(err)
-	l.t.Cleanup(func() { conn.Close() })
-	return testgrpc.NewTestServiceClient(conn)
+	return xdstest.Client(l.t, l.addr, target, node)
 }
 
 var clientNode = map[string]any{
@@ -170,21 +137,9 @@ var clientNode = map[string]any{
 	"metadata": map[string]any{"cluster": "c1", "namespace": "shop"},
 }
 
-// calls makes n RPCs and counts the answers by backend.
-func calls(t *testing.T, c testgrpc.TestServiceClient, n int) map[string]int {
-	t.Helper()
-	got := map[string]int{}
-	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
-		cancel()
-		if err != nil {
-			t.Fatalf("RPC: %v", err)
-		}
-		got[r.GetServerId()]++
-	}
-	return got
-}
+// calls makes n RPCs, waiting for the channel to be ready, and counts
+// the answers by backend (failures by status code).
+func calls(c testgrpc.TestServiceClient, n int) map[string]int { return xdstest.Answers(c, n, true) }
 
 // TestProxylessGRPC drives grpc-go's own xDS client against the server:
 // the 3:1 split across two priority-0 localities, failover to priority 1
@@ -205,12 +160,12 @@ func TestProxylessGRPC(t *testing.T) {
 	// above are debounced into one push, but the client may have connected
 	// before it).
 	testutil.Eventually(t, 20*time.Second, func() error {
-		if got := calls(t, c, 40); len(got) < 4 {
+		if got := calls(c, 40); len(got) < 4 {
 			return fmt.Errorf("answers from %v, want all four priority-0 backends", got)
 		}
 		return nil
 	})
-	got := calls(t, c, 2000)
+	got := calls(c, 2000)
 	sa := got["a1"] + got["a2"] + got["a3"]
 	sb := got["b1"]
 	t.Logf("2000 RPCs: %v (sa %d, sb %d)", got, sa, sb)
@@ -231,24 +186,24 @@ func TestProxylessGRPC(t *testing.T) {
 	l.heartbeat("c1")
 	l.clock.advance(ttl/2 + time.Second)
 	testutil.Eventually(t, 20*time.Second, func() error {
-		if got := calls(t, c, 20); got["c1"] != 20 {
+		if got := calls(c, 20); got["c1"] != 20 {
 			return fmt.Errorf("after priority 0 went unhealthy: %v, want every RPC on c1", got)
 		}
 		return nil
 	})
-	if got := calls(t, c, 200); got["c1"] != 200 {
+	if got := calls(c, 200); got["c1"] != 200 {
 		t.Fatalf("failover: %v, want all 200 on c1", got)
 	}
 
 	// They come back: traffic returns to priority 0.
 	l.heartbeat("a1", "a2", "a3", "b1")
 	testutil.Eventually(t, 20*time.Second, func() error {
-		if got := calls(t, c, 40); got["c1"] != 0 {
+		if got := calls(c, 40); got["c1"] != 0 {
 			return fmt.Errorf("after priority 0 returned: %v, want none on c1", got)
 		}
 		return nil
 	})
-	back := calls(t, c, 400)
+	back := calls(c, 400)
 	if back["c1"] != 0 || back["a1"]+back["a2"]+back["a3"] == 0 || back["b1"] == 0 {
 		t.Fatalf("traffic did not come back to priority 0: %v", back)
 	}
@@ -273,7 +228,7 @@ func TestProxylessUnknownTargetAndBadNode(t *testing.T) {
 	l := newLab(t)
 	l.backend("a1", "r1/z1")
 	good := l.client(l.target(), clientNode)
-	if got := calls(t, good, 5); got["a1"] != 5 {
+	if got := calls(good, 5); got["a1"] != 5 {
 		t.Fatalf("good client: %v", got)
 	}
 
@@ -295,7 +250,7 @@ func TestProxylessUnknownTargetAndBadNode(t *testing.T) {
 			}
 		})
 	}
-	if got := calls(t, good, 5); got["a1"] != 5 {
+	if got := calls(good, 5); got["a1"] != 5 {
 		t.Fatalf("good client after the bad ones: %v", got)
 	}
 	if n := l.metric("meridian_xds_rejected_streams_total", "reason", "node"); n < 1 {
@@ -338,13 +293,13 @@ spec:
 	l.must(l.xds.SetPolicies(objs))
 	c := l.client(l.target(), clientNode)
 	testutil.Eventually(t, 20*time.Second, func() error {
-		got := calls(t, c, 100)
+		got := calls(c, 100)
 		if got["v2-a"] == 0 || got["v2-a"] > 30 {
 			return fmt.Errorf("answers %v, want the 90/10 split in force", got)
 		}
 		return nil
 	})
-	got := calls(t, c, 2000)
+	got := calls(c, 2000)
 	v1 := got["v1-a"] + got["v1-b"]
 	t.Logf("2000 RPCs: %v", got)
 	if share := float64(v1) / 2000; share < 0.85 || share > 0.95 {
@@ -361,7 +316,7 @@ spec:
 	if err := l.xds.SetPolicies(bad); err == nil || !contains(err.Error(), "TrafficRoute shop/nameless-hosts") {
 		t.Fatalf("SetPolicies(bad) = %v, want an error naming the object", err)
 	}
-	if got := calls(t, c, 200); got["v2-a"] == 0 || got["v1-a"]+got["v1-b"] < 150 {
+	if got := calls(c, 200); got["v2-a"] == 0 || got["v1-a"]+got["v1-b"] < 150 {
 		t.Fatalf("after a refused policy set: %v", got)
 	}
 }

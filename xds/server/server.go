@@ -162,13 +162,7 @@ func (s *Server) SetPolicies(objs []v1alpha1.Object) error {
 	if err != nil {
 		return fmt.Errorf("xds: policies: %w", err)
 	}
-	s.mu.Lock()
-	s.nextPolicies = pol
-	s.mu.Unlock()
-	select {
-	case s.policyKick <- struct{}{}:
-	default:
-	}
+	s.SetCompiledPolicies(pol)
 	return nil
 }
 
