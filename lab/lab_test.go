@@ -31,7 +31,7 @@ func TestParseClusters(t *testing.T) {
 // unique, in the cluster's /24, customer-records in the EU with one stray
 // copy outside it.
 func TestPlan(t *testing.T) {
-	s := plan("/state", Known, Network{Mode: modeNetns, Prefix: "mlab", Subnet: "10.250"})
+	s := plan("/state", Known, Network{Mode: modeNetns, Prefix: "mlab", Subnet: "10.250"}, nil)
 	seen := map[string]bool{}
 	eu, stray := 0, 0
 	for i, c := range s.Clusters {
@@ -58,7 +58,7 @@ func TestPlan(t *testing.T) {
 	if eu != 2 || stray != 1 {
 		t.Errorf("customer-records: %d in the EU, %d stray; want 2 and 1", eu, stray)
 	}
-	if got := plan("/s", Known[:2], Network{Subnet: "127.77"}); strings.Contains(got.Policies, "ResidencyRule") {
+	if got := plan("/s", Known[:2], Network{Subnet: "127.77"}, nil); strings.Contains(got.Policies, "ResidencyRule") {
 		t.Error("a lab without an EU cluster got a residency rule")
 	}
 }
@@ -80,7 +80,7 @@ func TestPolicies(t *testing.T) {
 // back as meridiand does.
 func TestMeridiandConfig(t *testing.T) {
 	dir := t.TempDir()
-	s := plan(dir, Known, Network{Mode: modeLoopback, Prefix: "mlab", Subnet: "127.77"})
+	s := plan(dir, Known, Network{Mode: modeLoopback, Prefix: "mlab", Subnet: "127.77"}, nil)
 	key := filepath.Join(dir, "gossip.key")
 	if err := writeGossipKey(key); err != nil {
 		t.Fatal(err)

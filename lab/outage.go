@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -73,6 +74,43 @@ func (s *State) signalCluster(cluster string, sig syscall.Signal) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("lab: no running process of %s", cluster)
+	}
+	return nil
+}
+
+// Partition separates a cluster from the other clusters — both ways, at
+// the core router — while the host still reaches it: the control planes on
+// each side keep serving their own clients and the API, but cannot gossip
+// or replicate across. Netns mode only. Heal with Unpartition.
+func (s *State) Partition(ctx context.Context, cluster string) error {
+	return s.partition(ctx, cluster, "-I")
+}
+
+// Unpartition undoes Partition.
+func (s *State) Unpartition(ctx context.Context, cluster string) error {
+	return s.partition(ctx, cluster, "-D")
+}
+
+func (s *State) partition(ctx context.Context, cluster, op string) error {
+	if s.Network.Mode != modeNetns {
+		return fmt.Errorf("lab: partitions need network namespaces (this lab runs on %s)", s.Network.Mode)
+	}
+	i := slices.IndexFunc(s.Clusters, func(c ClusterState) bool { return c.Name == cluster })
+	if i < 0 {
+		_, err := s.Cluster(cluster)
+		return err
+	}
+	own := fmt.Sprintf("%s.%d.0/24", s.Network.Subnet, i+1)
+	for j := range s.Clusters {
+		if j == i {
+			continue
+		}
+		other := fmt.Sprintf("%s.%d.0/24", s.Network.Subnet, j+1)
+		for _, dir := range [][2]string{{own, other}, {other, own}} {
+			if err := ipCmd(ctx, "ip", "netns", "exec", coreNS(s.Network.Prefix), "iptables", op, "FORWARD", "-s", dir[0], "-d", dir[1], "-j", "DROP"); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

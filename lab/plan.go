@@ -75,7 +75,7 @@ type ClusterState struct {
 // plan lays the lab out: addresses of every cluster, meridiand and
 // instance. Cluster i (from 1) owns SUBNET.i.0/24: .1 meridiand, .2 the
 // traffic generator, .10 and up the demo instances.
-func plan(dir string, cs []Cluster, net Network) *State {
+func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance) *State {
 	s := &State{StateDir: dir, Network: net, Policies: policies(cs)}
 	eu := false
 	for _, c := range cs {
@@ -93,7 +93,11 @@ func plan(dir string, cs []Cluster, net Network) *State {
 		if net.Mode == modeNetns {
 			cl.Netns = net.Prefix + "-" + c.Name
 		}
-		for j, in := range instances(c, eu) {
+		ins := instances(c, eu)
+		if custom != nil {
+			ins = custom(c)
+		}
+		for j, in := range ins {
 			in.Address = hp(10+j, DemoPort)
 			cl.Instances = append(cl.Instances, in)
 		}

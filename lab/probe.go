@@ -93,3 +93,9 @@ func poll(ctx context.Context, timeout time.Duration, check func(context.Context
 		}
 	}
 }
+
+// Registry returns the global registry as the cluster's meridiand sees it
+// (/debug/registry).
+func (c *ClusterState) Registry(ctx context.Context) (daemon.RegistryDump, error) {
+	return registryDump(ctx, c.Admin, true)
+}

@@ -47,12 +47,16 @@ type Options struct {
 	// Rate is each traffic generator's calls per second to each entry
 	// service. Default 20; negative starts no generator.
 	Rate float64
-	// ExternalDiscovery leaves the demo instances unregistered: the
-	// caller publishes them (the e2e suite, through Kubernetes).
-	ExternalDiscovery bool
+	// Instances replaces the demo's instances of a cluster (the e2e
+	// suite's own topology); nil keeps the demo's.
+	Instances func(c Cluster) []Instance
+	// Publish, when set, publishes a cluster's instances instead of their
+	// registering through the Workload API (the e2e suite writes them to
+	// Kubernetes). It is called once the cluster's meridiand is ready.
+	Publish func(ctx context.Context, c *ClusterState) error
 	// Configure adjusts a cluster's meridiand configuration before it
 	// starts (the e2e suite turns Kubernetes discovery on).
-	Configure func(c *ClusterState, cfg *daemon.Config)
+	Configure func(c *ClusterState, cfg *daemon.Config) error
 	// Progress receives a line per step; nil discards them.
 	Progress io.Writer
 }
@@ -131,7 +135,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l.State = plan(dir, opts.Clusters, netw)
+	l.State = plan(dir, opts.Clusters, netw, opts.Instances)
 	l.State.Supervisor = os.Getpid()
 	l.State.Started = began
 	if note != "" {
@@ -328,7 +332,9 @@ func (l *Lab) startControlPlanes(ctx context.Context, say func(string, ...any)) 
 func (l *Lab) startMeridiand(c *ClusterState, i int) error {
 	cfg := meridiandConfig(l.State, i, l.key)
 	if l.opts.Configure != nil {
-		l.opts.Configure(c, &cfg)
+		if err := l.opts.Configure(c, &cfg); err != nil {
+			return fmt.Errorf("lab: configuring %s: %w", c.Name, err)
+		}
 	}
 	path := filepath.Join(c.DataDir, "meridiand.yaml")
 	if err := writeConfig(path, cfg); err != nil {
@@ -376,7 +382,7 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 			for _, u := range in.Upstreams {
 				args = append(args, "--upstream", u+"="+demoTarget(u))
 			}
-			if !l.opts.ExternalDiscovery {
+			if l.opts.Publish == nil {
 				args = append(args, "--register", c.GRPC, "--ttl", workloadTTL.String())
 			}
 			if err := l.spawn(c, fmt.Sprintf("%s-%d", in.Service, j), "meridian-demo", args...); err != nil {
@@ -385,9 +391,12 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 			total++
 		}
 	}
-	if l.opts.ExternalDiscovery {
-		say("  demo app: %d instances started (published by the caller)", total)
-		return nil
+	if l.opts.Publish != nil {
+		for i := range l.State.Clusters {
+			if err := l.opts.Publish(ctx, &l.State.Clusters[i]); err != nil {
+				return fmt.Errorf("lab: publishing the instances of %s: %w", l.State.Clusters[i].Name, err)
+			}
+		}
 	}
 	for i := range l.State.Clusters {
 		c := &l.State.Clusters[i]
@@ -405,7 +414,7 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 			return fmt.Errorf("lab: demo instances not registered everywhere within 60s: %w (see %s/logs)", err, l.State.StateDir)
 		}
 	}
-	say("  demo app: %d instances of frontend → catalog (v1, v2) → inventory, and customer-records; every cluster sees them all (%s)", total, since(t))
+	say("  demo app: %d instances; every cluster sees them all (%s)", total, since(t))
 	return nil
 }
 
@@ -510,4 +519,24 @@ func (l *Lab) startTraffic(ctx context.Context, say func(string, ...any)) error 
 	}
 	say("  traffic: users in every cluster call %s, %g calls/s each; all answered (%s)", strings.Join(entries, " and "), l.opts.Rate, since(t))
 	return nil
+}
+
+// RestartMeridiand crashes a cluster's meridiand (SIGKILL: no clean
+// shutdown, no deregistration, no goodbye to gossip) and starts it again
+// with the same configuration and etcd data; it returns once it is ready.
+func (l *Lab) RestartMeridiand(ctx context.Context, cluster string) error {
+	c, err := l.State.Cluster(cluster)
+	if err != nil {
+		return err
+	}
+	name := c.Name + ".meridiand"
+	if p := l.proc(name); p != nil {
+		_ = p.signalGroup(syscall.SIGKILL)
+		<-p.done
+	}
+	path := filepath.Join(c.DataDir, "meridiand.yaml")
+	if err := l.spawn(c, "meridiand", "meridiand", "--config", path); err != nil {
+		return err
+	}
+	return l.waitMeridiand(ctx, c)
 }

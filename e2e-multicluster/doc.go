@@ -1,0 +1,32 @@
+// Package e2e holds Meridian's end-to-end tests across several real
+// clusters on one machine (the tests are in _test.go files; this package
+// has no other code).
+//
+// Each cluster is a real kube-apiserver (internal/kubetest) and a real
+// meridiand process with Kubernetes discovery on, in its own network
+// namespace, built and run by package lab exactly as `meridianctl lab up`
+// runs them; the clusters gossip under one key. The demo application's
+// instances are real processes (cmd/meridian-demo), published as Services,
+// EndpointSlices, Pods and Nodes (for locality) in their cluster's API
+// server. Traffic comes from in-process generators (lab/traffic), one per
+// "users in cluster X", through grpc-go's own xDS client bootstrapped
+// against that cluster's meridiand.
+//
+//	kube-apiserver ──informers──► meridiand ◄──gossip──► meridiand ◄──► meridiand
+//	  (per cluster)                  │ xDS (ADS)
+//	                                 ▼
+//	        users (grpc-go xds:///) ──► frontend ──► catalog ──► inventory ...
+//
+// Scenarios print their figures (t.Log, visible with -v): discovery and
+// convergence times, traffic shares, time to recover to 99% success after
+// a cut, errors during the switch, residency violations.
+//
+// Which run where: every scenario runs by default (make e2e); -short keeps
+// the fast subset — discovery, locality, region failover, residency — which
+// still crosses discovery → federation → xDS → data plane → traffic, for
+// make test.
+//
+// The suite needs root and `ip netns` (a missing privilege is the one
+// reason it skips) and the kube-apiserver binary (MERIDIAN_SKIP_KUBE=1
+// skips, as everywhere).
+package e2e
