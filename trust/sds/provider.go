@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/meridian-mesh/meridian/trust/attest"
 	"github.com/meridian-mesh/meridian/trust/bundle"
-	"github.com/meridian-mesh/meridian/trust/internal/notify"
 	"github.com/meridian-mesh/meridian/trust/svid"
 )
 
@@ -22,7 +22,6 @@ import (
 type Provider struct {
 	svids   *svid.Manager
 	bundles *bundle.Source
-	changed notify.Notifier
 }
 
 // NewProvider returns a Provider over the control plane's SVID manager and
@@ -50,28 +49,41 @@ func (p *Provider) Secrets(id spiffeid.ID) ([]*tlsv3.Secret, error) {
 	return []*tlsv3.Secret{cert, b}, nil
 }
 
-// Run forwards the SVID manager's and the bundle source's change signals to
-// Subscribe's subscribers until ctx ends.
-func (p *Provider) Run(ctx context.Context) error {
+// Subscribe returns a channel that receives a value after SVIDs or the
+// bundles changed (one value for any number of changes, as package notify
+// does) and the function that ends the subscription. Both sources are
+// subscribed to before Subscribe returns, so no change after it is missed;
+// the forwarding goroutine ends with the returned function.
+func (p *Provider) Subscribe() (<-chan struct{}, func()) {
 	s, cancelS := p.svids.Subscribe()
-	defer cancelS()
 	b, cancelB := p.bundles.Subscribe()
-	defer cancelB()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s:
-		case <-b:
+	out := make(chan struct{}, 1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-s:
+			case <-b:
+			}
+			select {
+			case out <- struct{}{}:
+			default:
+			}
 		}
-		p.changed.Notify()
+	})
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			cancelS()
+			cancelB()
+			close(done)
+			wg.Wait()
+		})
 	}
 }
-
-// Subscribe returns a channel that receives a value after SVIDs or bundles
-// changed (see package notify; needs Run) and the function that ends the
-// subscription.
-func (p *Provider) Subscribe() (<-chan struct{}, func()) { return p.changed.Subscribe() }
 
 // AttestStream proves which workload an xDS stream serves before it gets a
 // private key: the proxy sends its projected service-account token in the

@@ -148,10 +148,6 @@ func TestProvider(t *testing.T) {
 	m := svid.NewManager(svid.ManagerConfig{Minter: c.Authority})
 	src := bundle.NewSource(trusttest.Bundle(c.Root))
 	p := sds.NewProvider(m, src)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { p.Run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
 	changed, unsub := p.Subscribe()
 	defer unsub()
 

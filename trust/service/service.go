@@ -211,13 +211,11 @@ func (s *Service) Handler() http.Handler {
 	return mux
 }
 
-// Run serves and rotates until ctx ends: the SVID manager, the SDS change
-// signal, the CA service, the Workload API, and one watcher per foreign
+// Run serves and rotates until ctx ends: the SVID manager, the CA service, the Workload API, and one watcher per foreign
 // trust domain.
 func (s *Service) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.SVIDs.Run(gctx) })
-	g.Go(func() error { return s.SDS.Run(gctx) })
 	if s.wlapi != nil {
 		g.Go(func() error { return s.wlapi.Run(gctx) })
 	}
