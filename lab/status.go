@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync"
 	"text/tabwriter"
 	"time"
 )
@@ -61,24 +62,23 @@ func GetStatus(ctx context.Context, dir string, window time.Duration) (*Status, 
 	}
 	st := &Status{StateDir: s.StateDir, Network: s.Network, Supervisor: s.Supervisor, Started: s.Started, Notes: s.Notes,
 		Clusters: make([]ClusterStatus, len(s.Clusters))}
-	done := make(chan struct{})
-	go func() {
-		st.Traffic = s.Traffic(ctx, window)
-		close(done)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { st.Traffic = s.Traffic(ctx, window) })
 	for i, c := range s.Clusters {
-		cs := ClusterStatus{Name: c.Name, Region: c.Region, Cut: s.IsCut(c.Name), GRPC: c.GRPC, Admin: c.Admin, Meridiand: "ready"}
-		if err := ready(ctx, c.Admin); err != nil {
-			cs.Meridiand = "unreachable"
-			if cs.Cut {
-				cs.Meridiand = "unreachable (cut)"
+		wg.Go(func() {
+			cs := ClusterStatus{Name: c.Name, Region: c.Region, Cut: s.IsCut(c.Name), GRPC: c.GRPC, Admin: c.Admin, Meridiand: "ready"}
+			if err := ready(ctx, c.Admin); err != nil {
+				cs.Meridiand = "unreachable"
+				if cs.Cut {
+					cs.Meridiand = "unreachable (cut)"
+				}
+			} else if d, err := registryDump(ctx, c.Admin, true); err == nil {
+				cs.ClustersAlive, cs.Endpoints = aliveClusters(d), servingEndpoints(d, Namespace)
 			}
-		} else if d, err := registryDump(ctx, c.Admin, true); err == nil {
-			cs.ClustersAlive, cs.Endpoints = aliveClusters(d), servingEndpoints(d, Namespace)
-		}
-		st.Clusters[i] = cs
+			st.Clusters[i] = cs
+		})
 	}
-	<-done
+	wg.Wait()
 	return st, nil
 }
 

@@ -93,7 +93,7 @@ func newLabUpCommand(g *Globals, dir *string) *cobra.Command {
 			l, err := lab.Start(ctx, lab.Options{StateDir: *dir, Clusters: cs, Netns: netns, BinDir: binDir, Rate: rate, Progress: g.Out})
 			if err != nil {
 				if ctx.Err() != nil {
-					return Hint(errors.New("interrupted while starting; everything started was stopped"), "")
+					return Hint(errors.New("interrupted while starting; everything started was stopped"), "run 'meridianctl lab up' again when ready")
 				}
 				return labError(err)
 			}
@@ -157,7 +157,7 @@ func newLabStatusCommand(g *Globals, dir *string) *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if window < time.Second || window > 10*time.Minute {
-				return Hint(fmt.Errorf("--window %v: want between 1s and 10m", window), "")
+				return Hint(fmt.Errorf("--window %v: want between 1s and 10m", window), "the default, 10s, sums up the last seconds")
 			}
 			st, err := lab.GetStatus(cmd.Context(), *dir, window)
 			if err != nil {
