@@ -229,53 +229,11 @@ func (s *Server) sotwPush(w *watch, hint []string) *push {
 		}
 	} else {
 		var gone []string
-		check := func(name string) {
-			e := g.res[name]
-			v, had := returned[name]
-			switch {
-			case e != nil && v != e.version:
-				list = append(list, e)
-			case e == nil && had:
-				gone = append(gone, name)
-			}
-		}
-		switch {
-		case hint != nil:
-			for _, n := range hint {
-				if wanted(sub, n) {
-					check(n)
-				}
-			}
-			slices.SortFunc(list, byName)
-		case sub.IsWildcard():
-			for _, n := range g.names {
-				check(n)
-			}
-			for n := range returned {
-				if g.res[n] == nil {
-					gone = append(gone, n)
-				}
-			}
-		default:
-			for n := range sub.SubscribedResources() {
-				check(n)
-			}
-			s.noteUnknown(w)
-			slices.SortFunc(list, byName)
-		}
+		list, gone, _ = s.changes(w, hint)
 		if len(list) == 0 && len(gone) == 0 && !w.first {
 			return nil
 		}
-		next = maps.Clone(returned)
-		if next == nil {
-			next = make(map[string]string, len(list))
-		}
-		for _, e := range list {
-			next[e.name] = e.version
-		}
-		for _, n := range gone {
-			delete(next, n) // sent again should it come back
-		}
+		next = withVersions(maps.Clone(returned), list, gone)
 	}
 	resp := &discovery.DiscoveryResponse{VersionInfo: g.versionInfo(), TypeUrl: w.typ, Resources: make([]*anypb.Any, len(list))}
 	p := &push{typ: w.typ, version: resp.VersionInfo, group: g.version, resp: resp, entries: list}
@@ -308,23 +266,21 @@ func (s *Server) subscribedEntries(w *watch) []*entry {
 	return list
 }
 
-// deltaPush builds an incremental response with the resources whose
-// versions differ from what the stream has, and the removed ones; nil when
-// there is nothing to say.
-func (s *Server) deltaPush(w *watch, hint []string) *push {
-	g := w.ts.group
-	sub := w.sub
+// changes compares what a watch subscribes to with what its stream was
+// sent: the entries whose versions differ (sorted by name), the names sent
+// that no longer exist, and subscribed names that do not exist, newly
+// noted. hint, when set, limits the comparison to those names.
+func (s *Server) changes(w *watch, hint []string) (send []*entry, gone, unknown []string) {
+	g, sub := w.ts.group, w.sub
 	returned := sub.ReturnedResources()
-	var list []*entry
-	var removed []string
 	check := func(name string) {
 		e := g.res[name]
 		v, had := returned[name]
 		switch {
 		case e != nil && v != e.version:
-			list = append(list, e)
-		case e == nil && had && v != "":
-			removed = append(removed, name)
+			send = append(send, e)
+		case e == nil && had && v != "": // "" marks a name delta streams know is gone
+			gone = append(gone, name)
 		}
 	}
 	switch {
@@ -340,22 +296,50 @@ func (s *Server) deltaPush(w *watch, hint []string) *push {
 		}
 		for n, v := range returned {
 			if g.res[n] == nil && v != "" {
-				removed = append(removed, n)
+				gone = append(gone, n)
 			}
 		}
 	default:
 		for n := range sub.SubscribedResources() {
 			check(n)
 		}
-		// Names the proxy asks for that do not exist are reported once as
-		// removed, which is how delta xDS says "no such resource".
-		removed = append(removed, s.noteUnknown(w)...)
+		unknown = s.noteUnknown(w)
 	}
+	slices.SortFunc(send, byName)
+	slices.Sort(gone)
+	return send, gone, unknown
+}
+
+// withVersions records in m (made when nil) the versions of the entries
+// sent, and forgets the names gone, so that they are sent again should
+// they come back.
+func withVersions(m map[string]string, sent []*entry, gone []string) map[string]string {
+	if m == nil {
+		m = make(map[string]string, len(sent))
+	}
+	for _, e := range sent {
+		m[e.name] = e.version
+	}
+	for _, n := range gone {
+		delete(m, n)
+	}
+	return m
+}
+
+// deltaPush builds an incremental response with the resources whose
+// versions differ from what the stream has, and the removed ones; nil when
+// there is nothing to say.
+func (s *Server) deltaPush(w *watch, hint []string) *push {
+	g := w.ts.group
+	sub := w.sub
+	returned := sub.ReturnedResources()
+	list, removed, unknown := s.changes(w, hint)
+	// Names the proxy asks for that do not exist are reported once as
+	// removed, which is how delta xDS says "no such resource".
+	removed = append(removed, unknown...)
 	if len(list) == 0 && len(removed) == 0 && !w.first {
 		return nil
 	}
-	slices.SortFunc(list, byName)
-	slices.Sort(removed)
 	// Updated in place, not copied: copying thousands of versions per push
 	// dominated the cost of a one-endpoint change. This relies on how
 	// go-control-plane's delta server (v0.14) uses the map: it never drops
@@ -364,19 +348,12 @@ func (s *Server) deltaPush(w *watch, hint []string) *push {
 	// resources, and it only touches the subscription after cancelling the
 	// watch, which takes s.mu. (State-of-the-world streams may drop a
 	// queued response, so sotwPush copies.)
-	next := returned
-	if next == nil {
-		next = make(map[string]string, len(list))
-	}
+	next := withVersions(returned, list, removed)
 	resp := &discovery.DeltaDiscoveryResponse{SystemVersionInfo: g.versionInfo(), TypeUrl: w.typ, Resources: make([]*discovery.Resource, len(list)), RemovedResources: removed}
 	p := &push{typ: w.typ, version: resp.SystemVersionInfo, group: g.version, resp: resp, entries: list, removed: removed}
 	for i, e := range list {
 		resp.Resources[i] = e.delta
-		next[e.name] = e.version
 		p.size += len(e.any.Value)
-	}
-	for _, n := range removed {
-		delete(next, n)
 	}
 	p.delta = &cache.DeltaPassthroughResponse{DeltaRequest: w.dreq, NextVersionMap: next, DeltaDiscoveryResponse: resp}
 	return p

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -13,61 +12,18 @@ import (
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
-// deltaStream is a hand-driven incremental ADS stream over real gRPC.
+// deltaStream is an incremental stream.
 type deltaStream struct {
-	t      *testing.T
-	stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
-	node   *core.Node
-	resps  chan *discovery.DeltaDiscoveryResponse
-	errs   chan error
+	*adsStream[*discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse]
 }
 
 func (h *harness) delta(node *core.Node) *deltaStream {
 	h.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn()).DeltaAggregatedResources(ctx)
-	if err != nil {
-		cancel()
-		h.t.Fatal(err)
-	}
-	d := &deltaStream{t: h.t, stream: st, node: node, resps: make(chan *discovery.DeltaDiscoveryResponse, 100), errs: make(chan error, 1)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				d.errs <- err
-				return
-			}
-			d.resps <- r
-		}
-	}()
-	h.t.Cleanup(func() { cancel(); <-done })
-	return d
-}
-
-func (d *deltaStream) send(req *discovery.DeltaDiscoveryRequest) {
-	d.t.Helper()
-	if d.node != nil {
-		req.Node, d.node = d.node, nil
-	}
-	if err := d.stream.Send(req); err != nil {
-		d.t.Fatal(err)
-	}
-}
-
-func (d *deltaStream) recv() *discovery.DeltaDiscoveryResponse {
-	d.t.Helper()
-	select {
-	case r := <-d.resps:
-		return r
-	case err := <-d.errs:
-		d.t.Fatalf("stream ended: %v", err)
-	case <-time.After(10 * time.Second):
-		d.t.Fatal("no delta response within 10s")
-	}
-	return nil
+	return &deltaStream{openStream(h, node,
+		func(ctx context.Context, c discovery.AggregatedDiscoveryServiceClient) (bidi[*discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse], error) {
+			return c.DeltaAggregatedResources(ctx)
+		},
+		func(r *discovery.DeltaDiscoveryRequest, n *core.Node) { r.Node = n })}
 }
 
 func (d *deltaStream) ack(r *discovery.DeltaDiscoveryResponse) {

@@ -180,25 +180,32 @@ func nodeOf(t testing.TB, id string, meta map[string]any, loc *core.Locality) *c
 	return &core.Node{Id: id, Metadata: s, Locality: loc}
 }
 
-// sotw is a hand-driven state-of-the-world ADS stream.
-type sotw struct {
-	t      *testing.T
-	stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	node   *core.Node
-	resps  chan *discovery.DiscoveryResponse
-	errs   chan error
-	cancel context.CancelFunc
+// adsStream is a hand-driven ADS stream over real gRPC, state of the
+// world or delta: requests go out as the test sends them (the node on the
+// first only, as clients do), responses queue up for recv.
+type adsStream[Req any, Resp any] struct {
+	t       *testing.T
+	stream  interface{ Send(Req) error }
+	node    *core.Node
+	setNode func(Req, *core.Node)
+	resps   chan Resp
+	errs    chan error
 }
 
-func (h *harness) sotw(node *core.Node) *sotw {
+type bidi[Req, Resp any] interface {
+	Send(Req) error
+	Recv() (Resp, error)
+}
+
+func openStream[Req, Resp any](h *harness, node *core.Node, open func(context.Context, discovery.AggregatedDiscoveryServiceClient) (bidi[Req, Resp], error), setNode func(Req, *core.Node)) *adsStream[Req, Resp] {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn()).StreamAggregatedResources(ctx)
+	st, err := open(ctx, discovery.NewAggregatedDiscoveryServiceClient(h.conn()))
 	if err != nil {
 		cancel()
 		h.t.Fatal(err)
 	}
-	s := &sotw{t: h.t, stream: st, node: node, resps: make(chan *discovery.DiscoveryResponse, 100), errs: make(chan error, 1), cancel: cancel}
+	s := &adsStream[Req, Resp]{t: h.t, stream: st, node: node, setNode: setNode, resps: make(chan Resp, 100), errs: make(chan error, 1)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -215,18 +222,18 @@ func (h *harness) sotw(node *core.Node) *sotw {
 	return s
 }
 
-// send sends a request; the node goes only on the first one, as clients do.
-func (s *sotw) send(req *discovery.DiscoveryRequest) {
+func (s *adsStream[Req, Resp]) send(req Req) {
 	s.t.Helper()
 	if s.node != nil {
-		req.Node, s.node = s.node, nil
+		s.setNode(req, s.node)
+		s.node = nil
 	}
 	if err := s.stream.Send(req); err != nil {
 		s.t.Fatal(err)
 	}
 }
 
-func (s *sotw) recv() *discovery.DiscoveryResponse {
+func (s *adsStream[Req, Resp]) recv() Resp {
 	s.t.Helper()
 	select {
 	case r := <-s.resps:
@@ -236,11 +243,12 @@ func (s *sotw) recv() *discovery.DiscoveryResponse {
 	case <-time.After(10 * time.Second):
 		s.t.Fatal("no response within 10s")
 	}
-	return nil
+	var zero Resp
+	return zero
 }
 
 // streamErr waits for the stream to end and returns its error.
-func (s *sotw) streamErr() error {
+func (s *adsStream[Req, Resp]) streamErr() error {
 	s.t.Helper()
 	select {
 	case r := <-s.resps:
@@ -251,6 +259,20 @@ func (s *sotw) streamErr() error {
 		s.t.Fatal("stream still open after 10s")
 	}
 	return errors.New("unreachable")
+}
+
+// sotw is a state-of-the-world stream.
+type sotw struct {
+	*adsStream[*discovery.DiscoveryRequest, *discovery.DiscoveryResponse]
+}
+
+func (h *harness) sotw(node *core.Node) *sotw {
+	h.t.Helper()
+	return &sotw{openStream(h, node,
+		func(ctx context.Context, c discovery.AggregatedDiscoveryServiceClient) (bidi[*discovery.DiscoveryRequest, *discovery.DiscoveryResponse], error) {
+			return c.StreamAggregatedResources(ctx)
+		},
+		func(r *discovery.DiscoveryRequest, n *core.Node) { r.Node = n })}
 }
 
 // ack acknowledges a response, naming the same resources again.
