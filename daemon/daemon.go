@@ -23,6 +23,7 @@ import (
 	"github.com/meridian-mesh/meridian/federation"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/store"
+	xdsserver "github.com/meridian-mesh/meridian/xds/server"
 )
 
 // Daemon is one assembled meridiand: the shared parts every component uses,
@@ -47,6 +48,8 @@ type Daemon struct {
 	// Federation is the mesh membership and replication (nil unless
 	// federation.enabled): its Policies() is the replicated policy store.
 	Federation *federation.Federation
+	// XDS serves the proxies (set by wireXDS, before wirePolicy).
+	XDS *xdsserver.Server
 
 	baseLog *slog.Logger // Log without the cluster attribute
 	health  *health.Server
@@ -90,6 +93,7 @@ var wiring = []struct {
 	{"kube", wireKube},
 	{"inject", wireInject},
 	{"federation", wireFederation},
+	{"xds", wireXDS},
 	{"policy", wirePolicy},
 }
 

@@ -48,7 +48,7 @@ func wirePolicy(ctx context.Context, d *Daemon) error {
 	cfg := policyapi.Config{
 		Cluster: d.Config.Cluster.Name, Registry: d.Registry, Policies: store, Etcd: d.Store,
 		DrillLeaseTTL: d.Config.Policy.DrillLeaseTTL.Duration, MaxDrillDuration: d.Config.Policy.MaxDrillDuration.Duration,
-		Logger: d.Log, Metrics: d.Metrics,
+		Logger: d.Log, Metrics: d.Metrics, Apply: d.XDS.SetCompiledPolicies,
 	}
 	srv, err := policyapi.New(cfg)
 	if err != nil {
