@@ -25,7 +25,8 @@ func (d *Daemon) registerAdmin() {
 			"/healthz          the process is up\n"+
 			"/readyz           every component is ready (?verbose lists the checks)\n"+
 			"/metrics          Prometheus metrics\n"+
-			"/debug/registry   the global registry as JSON (?service=NAME.NAMESPACE, ?namespace=, ?cluster=, ?endpoints=false)\n")
+			"/debug/registry   the global registry as JSON (?service=NAME.NAMESPACE, ?namespace=, ?cluster=, ?endpoints=false)\n"+
+			"/ui/              the mesh dashboard\n")
 	})
 }
 

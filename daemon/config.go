@@ -15,6 +15,7 @@ import (
 
 	"github.com/meridian-mesh/meridian/inject"
 	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/ui"
 )
 
 // Config is meridiand's configuration: a YAML file (Kubernetes YAML
@@ -41,6 +42,8 @@ type Config struct {
 	Log       Log      `json:"log,omitempty"`
 	// Inject configures the sidecar-injection webhook (package inject).
 	Inject inject.Settings `json:"inject,omitzero"`
+	// UI configures the /ui dashboard (package ui).
+	UI ui.Settings `json:"ui,omitzero"`
 	// Federation joins this control plane to the mesh (package federation).
 	Federation Federation `json:"federation,omitzero"`
 	// Policy configures the policy API and live drills (package policyapi).
@@ -188,6 +191,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, validateLog(c.Log, field.NewPath("log"))...)
 	errs = append(errs, c.Inject.Validate(field.NewPath("inject"))...)
+	errs = append(errs, c.UI.Validate(field.NewPath("ui"))...)
 	errs = append(errs, c.Federation.validate(field.NewPath("federation"))...)
 	errs = append(errs, c.Policy.validate(field.NewPath("policy"))...)
 	if len(errs) == 0 {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/meridian-mesh/meridian/federation"
+	"github.com/meridian-mesh/meridian/policyapi"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/store"
 	xdsserver "github.com/meridian-mesh/meridian/xds/server"
@@ -50,6 +51,9 @@ type Daemon struct {
 	Federation *federation.Federation
 	// XDS serves the proxies (set by wireXDS, before wirePolicy).
 	XDS *xdsserver.Server
+	// PolicyAPI is the policy pipeline (set by wirePolicy): the engine in
+	// force and the stored policies, which the dashboard shows.
+	PolicyAPI *policyapi.Server
 
 	baseLog *slog.Logger // Log without the cluster attribute
 	health  *health.Server
@@ -95,6 +99,7 @@ var wiring = []struct {
 	{"federation", wireFederation},
 	{"xds", wireXDS},
 	{"policy", wirePolicy},
+	{"ui", wireUI},
 }
 
 // New validates cfg and assembles a daemon: it opens etcd (starting the

@@ -55,6 +55,7 @@ func wirePolicy(ctx context.Context, d *Daemon) error {
 		return err
 	}
 	srv.Register(d.GRPC)
+	d.PolicyAPI = srv
 	d.Go("policy", srv.Run)
 	d.AddReadyCheck("policies", srv.Ready)
 	if d.Config.Kube.Enabled {

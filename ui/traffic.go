@@ -1,0 +1,180 @@
+package ui
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// requestsMetric is meridian-proxy's request counter (sidecar/telemetry),
+// labelled as Istio's istio_requests_total.
+const requestsMetric = "meridian_requests_total"
+
+// edgeKey identifies an edge of the mesh graph.
+type edgeKey struct{ source, destination, service string }
+
+type counts struct{ total, errors float64 }
+
+// Traffic scrapes meridian-proxy metrics endpoints and turns their request
+// counters into live rates per edge: requests and 5xx answers per second
+// from one cluster's workloads to another's, per service, over the last
+// scrape interval. Only the reporter="source" side is counted, so that a
+// request seen by both sidecars counts once.
+type Traffic struct {
+	targets  []string
+	interval time.Duration
+	client   *http.Client
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	prev  map[edgeKey]counts
+	at    time.Time
+	edges []Edge
+	note  string
+}
+
+// TrafficConfig configures NewTraffic.
+type TrafficConfig struct {
+	// Targets are metrics URLs of proxies (http://10.0.0.5:15090/metrics).
+	Targets []string
+	// Interval between scrapes; default 2s.
+	Interval time.Duration
+	Logger   *slog.Logger
+}
+
+// NewTraffic returns a scraper; Run scrapes until its context ends.
+func NewTraffic(cfg TrafficConfig) *Traffic {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	t := &Traffic{targets: cfg.Targets, interval: cfg.Interval, log: cfg.Logger,
+		client: &http.Client{Timeout: cfg.Interval}, note: "waiting for two scrapes of the proxies' metrics"}
+	if len(cfg.Targets) == 0 {
+		t.note = "no proxy metrics endpoints configured (ui.metricsTargets): no live request rates"
+	}
+	return t
+}
+
+// Run scrapes every interval until ctx ends.
+func (t *Traffic) Run(ctx context.Context) error {
+	if len(t.targets) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	tick := time.NewTicker(t.interval)
+	defer tick.Stop()
+	for {
+		t.scrape(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Edges returns the rates of the last interval and, when there are none,
+// why.
+func (t *Traffic) Edges() ([]Edge, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.edges), t.note
+}
+
+func (t *Traffic) scrape(ctx context.Context) {
+	now := time.Now()
+	cur := map[edgeKey]counts{}
+	var failed []string
+	for _, url := range t.targets {
+		if err := t.scrapeOne(ctx, url, cur); err != nil {
+			failed = append(failed, url)
+			t.log.Debug("scraping proxy metrics", "url", url, "err", err)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.prev != nil {
+		dt := now.Sub(t.at).Seconds()
+		t.edges = t.edges[:0]
+		for k, c := range cur {
+			p := t.prev[k]
+			d := counts{c.total - p.total, c.errors - p.errors}
+			if d.total < 0 || d.errors < 0 { // a proxy restarted: its counters began again
+				d = c
+			}
+			t.edges = append(t.edges, Edge{Source: k.source, Destination: k.destination, Service: k.service, RPS: round(d.total / dt), ErrorRPS: round(d.errors / dt)})
+		}
+		slices.SortFunc(t.edges, func(a, b Edge) int {
+			return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Destination, b.Destination), cmp.Compare(a.Service, b.Service))
+		})
+		t.note = ""
+	}
+	if len(failed) > 0 {
+		t.note = fmt.Sprintf("%d of %d proxy metrics endpoints unreachable (%s)", len(failed), len(t.targets), strings.Join(failed, ", "))
+	}
+	t.prev, t.at = cur, now
+}
+
+func (t *Traffic) scrapeOne(ctx context.Context, url string, into map[edgeKey]counts) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return err
+	}
+	mf := families[requestsMetric]
+	if mf == nil {
+		return nil
+	}
+	for _, m := range mf.GetMetric() {
+		l := labels(m)
+		if l["reporter"] != "source" {
+			continue
+		}
+		k := edgeKey{l["source_cluster"], l["destination_cluster"], l["destination_service"]}
+		c := into[k]
+		v := m.GetCounter().GetValue()
+		c.total += v
+		if strings.HasPrefix(l["response_code"], "5") {
+			c.errors += v
+		}
+		into[k] = c
+	}
+	return nil
+}
+
+func labels(m *dto.Metric) map[string]string {
+	out := make(map[string]string, len(m.GetLabel()))
+	for _, lp := range m.GetLabel() {
+		out[lp.GetName()] = lp.GetValue()
+	}
+	return out
+}
+
+func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
