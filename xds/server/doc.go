@@ -53,6 +53,12 @@
 // again. A resource failing validation is never published: its previous
 // version stays.
 //
+// Policies: SetPolicies compiles a policy set (refusing an invalid one,
+// naming the object and field, with nothing changed); SetCompiledPolicies
+// takes a set the policy pipeline (policyapi) compiled, live drills'
+// drains included. Either way the next push rebuilds every group under
+// the new set, so explain, drills and the proxies use one engine.
+//
 // Bad input closes only the stream that sent it, with a gRPC status naming
 // the field (InvalidArgument for a malformed node or a request without a
 // type); unknown resource names and types get an empty answer and a log
