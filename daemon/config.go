@@ -46,6 +46,9 @@ type Config struct {
 	UI ui.Settings `json:"ui,omitzero"`
 	// Federation joins this control plane to the mesh (package federation).
 	Federation Federation `json:"federation,omitzero"`
+	// Trust runs this cluster's CA and hands out identities (package
+	// trust/service).
+	Trust Trust `json:"trust,omitzero"`
 	// Policy configures the policy API and live drills (package policyapi).
 	Policy Policy `json:"policy,omitzero"`
 	// ShutdownTimeout bounds how long in-flight requests may finish after
@@ -193,6 +196,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Inject.Validate(field.NewPath("inject"))...)
 	errs = append(errs, c.UI.Validate(field.NewPath("ui"))...)
 	errs = append(errs, c.Federation.validate(field.NewPath("federation"))...)
+	errs = append(errs, c.Trust.validate(field.NewPath("trust"))...)
 	errs = append(errs, c.Policy.validate(field.NewPath("policy"))...)
 	if len(errs) == 0 {
 		return nil

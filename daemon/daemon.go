@@ -24,6 +24,7 @@ import (
 	"github.com/meridian-mesh/meridian/policyapi"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/store"
+	"github.com/meridian-mesh/meridian/trust/service"
 	xdsserver "github.com/meridian-mesh/meridian/xds/server"
 )
 
@@ -49,6 +50,9 @@ type Daemon struct {
 	// Federation is the mesh membership and replication (nil unless
 	// federation.enabled): its Policies() is the replicated policy store.
 	Federation *federation.Federation
+	// Trust is the mesh identity component (nil unless trust.enabled): its
+	// Member credentials for federation, SDS provider for xDS, SVIDs.
+	Trust *service.Service
 	// XDS serves the proxies (set by wireXDS, before wirePolicy).
 	XDS *xdsserver.Server
 	// PolicyAPI is the policy pipeline (set by wirePolicy): the engine in
@@ -96,6 +100,7 @@ var wiring = []struct {
 	{"workload", wireWorkload},
 	{"kube", wireKube},
 	{"inject", wireInject},
+	{"trust", wireTrust},
 	{"federation", wireFederation},
 	{"xds", wireXDS},
 	{"policy", wirePolicy},

@@ -46,6 +46,9 @@ func flagOf(path string) string {
 		if f, ok := federationFlags[path]; ok {
 			return f
 		}
+		if f, ok := trustFlags[path]; ok {
+			return f
+		}
 		i := strings.LastIndexAny(path, ".[")
 		if i < 0 {
 			return ""
@@ -83,6 +86,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout.Duration, "shutdown-timeout", c.ShutdownTimeout.Duration, "how long in-flight requests may finish on SIGTERM")
 	c.Federation.bindFlags(fs)
+	c.Trust.bindFlags(fs)
 }
 
 // ConfigFromArgs returns the configuration meridiand's command line asks
