@@ -62,7 +62,9 @@ type ClusterState struct {
 	// (meridianctl --server).
 	GRPC string `json:"grpc"`
 	// Admin is meridiand's admin URL (/readyz, /metrics, /debug/...).
-	Admin      string `json:"admin"`
+	Admin string `json:"admin"`
+	// Dashboard is meridiand's dashboard URL, when it serves one.
+	Dashboard  string `json:"dashboard,omitempty"`
 	Gossip     string `json:"gossip"`
 	Federation string `json:"federation"`
 	DataDir    string `json:"dataDir"`

@@ -52,6 +52,20 @@ func ready(ctx context.Context, admin string) error {
 	return nil
 }
 
+// serves reports whether url answers 200.
+func serves(ctx context.Context, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 // registryDump is meridiand's /debug/registry.
 func registryDump(ctx context.Context, admin string, endpoints bool) (daemon.RegistryDump, error) {
 	var d daemon.RegistryDump

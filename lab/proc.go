@@ -33,6 +33,7 @@ type procSpec struct {
 	netns         string // run inside this network namespace, when set
 	path          string
 	args          []string
+	env           []string // added to the lab's own environment
 }
 
 // start runs a process in its own process group (so that stopping it
@@ -50,7 +51,7 @@ func start(dir string, sp procSpec) (*proc, error) {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), labEnv+"="+dir)
+	cmd.Env = append(append(os.Environ(), sp.env...), labEnv+"="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("lab: starting %s: %w", sp.name, err)

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meridian-mesh/meridian/daemon"
+	"github.com/meridian-mesh/meridian/lab/demo"
 	"github.com/meridian-mesh/meridian/policyapi/policyapipb"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/xds/translate"
@@ -254,7 +255,12 @@ func (l *Lab) binary(name string) string { return filepath.Join(l.bins, name) }
 
 // spawn starts a process of cluster c and remembers it.
 func (l *Lab) spawn(c *ClusterState, role, bin string, args ...string) error {
-	p, err := start(l.State.StateDir, procSpec{name: c.Name + "." + role, cluster: c.Name, netns: c.Netns, path: l.binary(bin), args: args})
+	return l.spawnEnv(c, role, nil, bin, args...)
+}
+
+// spawnEnv starts a process of cluster c with extra environment.
+func (l *Lab) spawnEnv(c *ClusterState, role string, env []string, bin string, args ...string) error {
+	p, err := start(l.State.StateDir, procSpec{name: c.Name + "." + role, cluster: c.Name, netns: c.Netns, path: l.binary(bin), args: args, env: env})
 	if err != nil {
 		return err
 	}
@@ -299,6 +305,9 @@ func (l *Lab) startControlPlanes(ctx context.Context, say func(string, ...any)) 
 		g.Go(func() error {
 			if err := l.waitMeridiand(gctx, c); err != nil {
 				return err
+			}
+			if serves(gctx, c.Admin+"/ui/") {
+				c.Dashboard = c.Admin + "/ui/"
 			}
 			say("  %-11s %-12s meridiand ready (%s)  gRPC %s  admin %s", c.Name, c.Region, since(t), c.GRPC, c.Admin)
 			return nil
@@ -360,6 +369,16 @@ func (l *Lab) waitMeridiand(ctx context.Context, c *ClusterState) error {
 	return nil
 }
 
+// xdsEnv is the environment of a proxyless gRPC process of cluster c:
+// grpc-go's xDS bootstrap pointing at the cluster's meridiand.
+func xdsEnv(c *ClusterState, id, zone string) ([]string, error) {
+	b, err := demo.Bootstrap(c.GRPC, demo.Node{ID: id, Cluster: c.Name, Namespace: Namespace, Locality: registry.Locality{Region: c.Region, Zone: zone}})
+	if err != nil {
+		return nil, err
+	}
+	return []string{"GRPC_XDS_BOOTSTRAP_CONFIG=" + string(b)}, nil
+}
+
 // demoTarget is the xds:/// target of a demo service.
 func demoTarget(service string) string {
 	host := translate.Host(registry.ServiceKey{Namespace: Namespace, Name: service}, translate.DefaultDomain)
@@ -374,8 +393,13 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 	for i := range l.State.Clusters {
 		c := &l.State.Clusters[i]
 		for j, in := range c.Instances {
+			role := fmt.Sprintf("%s-%d", in.Service, j)
+			env, err := xdsEnv(c, c.Name+"/"+role, in.Zone)
+			if err != nil {
+				return err
+			}
 			args := []string{"serve", "--service", in.Service, "--cluster", c.Name, "--namespace", Namespace,
-				"--locality", c.Region + "/" + in.Zone, "--listen", in.Address, "--xds-server", c.GRPC}
+				"--locality", c.Region + "/" + in.Zone, "--listen", in.Address}
 			if in.Version != "" {
 				args = append(args, "--version", in.Version)
 			}
@@ -385,7 +409,7 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 			if l.opts.Publish == nil {
 				args = append(args, "--register", c.GRPC, "--ttl", workloadTTL.String())
 			}
-			if err := l.spawn(c, fmt.Sprintf("%s-%d", in.Service, j), "meridian-demo", args...); err != nil {
+			if err := l.spawnEnv(c, role, env, "meridian-demo", args...); err != nil {
 				return err
 			}
 			total++
@@ -489,13 +513,16 @@ func (l *Lab) startTraffic(ctx context.Context, say func(string, ...any)) error 
 	t := time.Now()
 	for i := range l.State.Clusters {
 		c := &l.State.Clusters[i]
-		args := []string{"load", "--caller", "users@" + c.Name, "--cluster", c.Name, "--namespace", Namespace,
-			"--locality", c.Region + "/" + c.Zones[0], "--xds-server", c.GRPC, "--stats", c.Users,
+		env, err := xdsEnv(c, c.Name+"/users", c.Zones[0])
+		if err != nil {
+			return err
+		}
+		args := []string{"load", "--caller", "users@" + c.Name, "--stats", c.Users,
 			"--rate", strconv.FormatFloat(l.opts.Rate, 'f', -1, 64), "--print", "0"}
 		for _, e := range entries {
 			args = append(args, "--target", e+"="+demoTarget(e))
 		}
-		if err := l.spawn(c, "users", "meridian-demo", args...); err != nil {
+		if err := l.spawnEnv(c, "users", env, "meridian-demo", args...); err != nil {
 			return err
 		}
 	}
@@ -508,7 +535,7 @@ func (l *Lab) startTraffic(ctx context.Context, say func(string, ...any)) error 
 			}
 			for _, e := range entries {
 				if tr, _ := r.Target(e); tr.OK == 0 {
-					return fmt.Errorf("no answer yet from %s for the users of %s (%s)", e, c.Name, tr.Summary())
+					return fmt.Errorf("no answer yet from %s for the users of %s (%s; last error: %s)", e, c.Name, tr.Summary(), tr.LastError)
 				}
 			}
 			return nil

@@ -49,22 +49,47 @@ func (s *State) Traffic(ctx context.Context, window time.Duration) []Traffic {
 	return out
 }
 
-// WriteTraffic prints traffic as a table: one line per cluster's users
-// and target, with the success rate and where answers came from.
-func WriteTraffic(w io.Writer, ts []Traffic) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USERS IN\tCALLING\tOK\tSERVED BY\tFAILURES")
+// row is one line of the traffic table: one cluster's users calling one
+// target.
+type row struct {
+	key, users, target, ok, served, failures string
+	// fingerprint sums the row up coarsely — shares to 10 points, success
+	// to 1 point — so that the watcher prints when something moved, not
+	// on every jitter.
+	fingerprint string
+}
+
+func rows(ts []Traffic) []row {
+	var out []row
 	for _, t := range ts {
 		if t.Error != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t%s\t\n", t.Cluster, t.Error)
+			out = append(out, row{key: t.Cluster, users: t.Cluster, target: "-", ok: "-", served: t.Error, fingerprint: t.Error})
 			continue
 		}
 		for _, tr := range t.Targets {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Cluster, tr.Target, okRate(tr), shareList(traffic.Shares(tr.Served)), shareCounts(traffic.Shares(tr.Errors)))
+			fp := fmt.Sprintf("%d", int(math.Floor(100*tr.SuccessRate())))
+			for _, s := range traffic.Shares(tr.Served) {
+				fp += fmt.Sprintf(",%s:%d", s.Name, int(math.Round(10*s.Fraction)))
+			}
+			out = append(out, row{key: t.Cluster + "/" + tr.Target, users: t.Cluster, target: tr.Target, ok: okRate(tr),
+				served: shareList(traffic.Shares(tr.Served)), failures: shareCounts(traffic.Shares(tr.Errors)), fingerprint: fp})
 		}
+	}
+	return out
+}
+
+func writeRows(w io.Writer, rs []row) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USERS IN\tCALLING\tOK\tSERVED BY\tFAILURES")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.users, r.target, r.ok, r.served, r.failures)
 	}
 	tw.Flush()
 }
+
+// WriteTraffic prints traffic as a table: one line per cluster's users
+// and target, with the success rate and where answers came from.
+func WriteTraffic(w io.Writer, ts []Traffic) { writeRows(w, rows(ts)) }
 
 func okRate(tr traffic.TargetReport) string {
 	if tr.Requests == 0 {
@@ -92,34 +117,16 @@ func shareCounts(ss []traffic.Share) string {
 	return strings.Join(parts, ", ")
 }
 
-// fingerprint sums traffic up coarsely — shares to 10 points, success to
-// 1 point — so that the watcher prints when something moved, not on
-// every jitter.
-func fingerprint(ts []Traffic) string {
-	var b strings.Builder
-	for _, t := range ts {
-		fmt.Fprintf(&b, "%s:%s;", t.Cluster, t.Error)
-		for _, tr := range t.Targets {
-			fmt.Fprintf(&b, "%s=%d", tr.Target, int(math.Floor(100*tr.SuccessRate())))
-			for _, s := range traffic.Shares(tr.Served) {
-				fmt.Fprintf(&b, ",%s:%d", s.Name, int(math.Round(10*s.Fraction)))
-			}
-			b.WriteString(";")
-		}
-	}
-	return b.String()
-}
-
-// Watch prints the lab's traffic until ctx ends: every interval, when
-// where traffic goes or its success rate changed, and at least every 30s;
-// and once about any process that exited on its own.
+// Watch prints the lab's traffic until ctx ends: every interval, the rows
+// whose destinations or success rate moved, and the whole table at least
+// every 30s; and once about any process that exited on its own.
 func (l *Lab) Watch(ctx context.Context, w io.Writer, interval, window time.Duration) {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	last, lastAt := "", time.Time{}
+	last, lastAll := map[string]string{}, time.Time{}
 	reported := map[string]bool{}
 	for {
 		select {
@@ -138,16 +145,26 @@ func (l *Lab) Watch(ctx context.Context, w io.Writer, interval, window time.Dura
 		if l.opts.Rate < 0 {
 			continue
 		}
-		ts := l.State.Traffic(ctx, window)
+		rs := rows(l.State.Traffic(ctx, window))
 		if ctx.Err() != nil {
 			return
 		}
-		fp := fingerprint(ts)
-		if fp == last && time.Since(lastAt) < 30*time.Second {
+		// Every 30s the whole table; in between, the rows that moved.
+		all := time.Since(lastAll) >= 30*time.Second
+		var show []row
+		for _, r := range rs {
+			if all || last[r.key] != r.fingerprint {
+				show = append(show, r)
+			}
+			last[r.key] = r.fingerprint
+		}
+		if len(show) == 0 {
 			continue
 		}
-		last, lastAt = fp, time.Now()
+		if all {
+			lastAll = time.Now()
+		}
 		fmt.Fprintf(w, "\n%s  traffic, last %v:\n", time.Now().Format(time.TimeOnly), window)
-		WriteTraffic(w, ts)
+		writeRows(w, show)
 	}
 }

@@ -3,17 +3,19 @@
 //
 //	meridian-demo serve --service catalog --version v2 --cluster eks-use1 \
 //	    --locality us-east-1/use1-az2 --listen 10.250.2.11:9090 \
-//	    --upstream inventory=xds:///inventory.shop.svc.cluster.local:9090 \
-//	    --xds-server 10.250.2.1:15010 --register 10.250.2.1:15010
+//	    --upstream inventory=xds:///inventory.shop.svcluster.local:9090 \
+//	    --register 10.250.2.1:15010
 //
-//	meridian-demo load --caller users@eks-use1 --cluster eks-use1 \
-//	    --locality us-east-1/use1-az1 --xds-server 10.250.2.1:15010 \
-//	    --target frontend=xds:///frontend.shop.svc.cluster.local:9090 \
+//	meridian-demo load --caller users@eks-use1 \
+//	    --target frontend=xds:///frontend.shop.svcluster.local:9090 \
 //	    --rate 20 --stats 10.250.2.2:15080
 //
 // Upstream and target addresses starting with xds:/// go through grpc-go's
-// xDS resolver, bootstrapped from --xds-server with the node's cluster and
-// locality; others are dialed as they are (a sidecar, a gateway).
+// xDS resolver, which reads its bootstrap — the control plane's address
+// and the node's cluster and locality — from GRPC_XDS_BOOTSTRAP_CONFIG or
+// GRPC_XDS_BOOTSTRAP, as every grpc-go xDS client does (the lab writes it
+// with lab/demo.Bootstrap); others are dialed as they are (a sidecar, a
+// gateway).
 // meridianctl lab starts these processes; they are not meant to be run by
 // hand, but nothing stops you.
 package main
@@ -69,42 +71,12 @@ func run(ctx context.Context, args []string) error {
 	return fmt.Errorf("unknown command %q: want serve or load", args[0])
 }
 
-// common are the flags both commands share: who the process is in the
-// mesh, and where its xDS comes from.
-type common struct {
-	cluster, locality, namespace, xdsServer string
-}
-
-func (c *common) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&c.cluster, "cluster", "", "Meridian cluster this process runs in (required)")
-	fs.StringVar(&c.locality, "locality", "", "REGION/ZONE this process runs in (required)")
-	fs.StringVarP(&c.namespace, "namespace", "n", "shop", "namespace")
-	fs.StringVar(&c.xdsServer, "xds-server", "", "meridiand's gRPC address, for xds:/// targets")
-}
-
-// setup checks the shared flags and, when --xds-server is given, sets the
-// xDS bootstrap grpc-go reads for xds:/// targets.
-func (c *common) setup(id string) (registry.Locality, error) {
-	loc, err := registry.ParseLocality(c.locality)
-	if err != nil || loc.Zone == "" || c.cluster == "" {
-		return loc, fmt.Errorf("--cluster and --locality REGION/ZONE are required (got %q, %q)", c.cluster, c.locality)
-	}
-	if c.xdsServer == "" {
-		return loc, nil
-	}
-	b, err := demo.Bootstrap(c.xdsServer, demo.Node{ID: id, Cluster: c.cluster, Namespace: c.namespace, Locality: loc})
-	if err != nil {
-		return loc, err
-	}
-	return loc, os.Setenv("GRPC_XDS_BOOTSTRAP_CONFIG", string(b))
-}
-
 // dial connects to NAME=TARGET pairs.
 func dial(pairs []string) (names []string, conns []*grpc.ClientConn, err error) {
 	for _, p := range pairs {
 		name, target, ok := strings.Cut(p, "=")
 		if !ok || name == "" || target == "" {
-			return nil, nil, fmt.Errorf("%q: want NAME=TARGET, such as catalog=xds:///catalog.shop.svc.cluster.local:9090", p)
+			return nil, nil, fmt.Errorf("%q: want NAME=TARGET, such as catalog=xds:///catalog.shop.svcluster.local:9090", p)
 		}
 		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -116,13 +88,14 @@ func dial(pairs []string) (names []string, conns []*grpc.ClientConn, err error) 
 }
 
 func serve(ctx context.Context, args []string, log *slog.Logger) error {
-	var c common
-	var service, version, listen, register string
+	var cluster, locality, namespace, service, version, listen, register string
 	var upstreams []string
 	labels := map[string]string{}
 	var ttl time.Duration
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-	c.bind(fs)
+	fs.StringVar(&cluster, "cluster", "", "Meridian cluster this instance runs in (required)")
+	fs.StringVar(&locality, "locality", "", "REGION/ZONE this instance runs in (required)")
+	fs.StringVarP(&namespace, "namespace", "n", "shop", "namespace of the service")
 	fs.StringVar(&service, "service", "", "service name (required)")
 	fs.StringVar(&version, "version", "", "version label (v1, v2)")
 	fs.StringVar(&listen, "listen", "127.0.0.1:9090", "IP:port to serve gRPC on")
@@ -133,12 +106,9 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if service == "" {
-		return errors.New("--service is required")
-	}
-	loc, err := c.setup(service + "-" + listen)
-	if err != nil {
-		return err
+	loc, err := registry.ParseLocality(locality)
+	if err != nil || loc.Zone == "" || cluster == "" || service == "" {
+		return fmt.Errorf("--service, --cluster and --locality REGION/ZONE are required (got %q, %q, %q)", service, cluster, locality)
 	}
 	lis, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -149,41 +119,42 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 		lis.Close()
 		return err
 	}
-	cfg := demo.Config{Self: &demopb.Hop{Service: service, Namespace: c.namespace, Version: version,
-		Cluster: c.cluster, Region: loc.Region, Zone: loc.Zone, Address: lis.Addr().String()}}
+	cfg := demo.Config{Self: &demopb.Hop{Service: service, Namespace: namespace, Version: version,
+		Cluster: cluster, Region: loc.Region, Zone: loc.Zone, Address: lis.Addr().String()}}
 	for i, conn := range conns {
 		defer conn.Close()
 		cfg.Upstreams = append(cfg.Upstreams, demo.Upstream{Name: names[i], Client: demopb.NewDemoClient(conn)})
 	}
-	log = log.With("service", service, "cluster", c.cluster, "address", lis.Addr().String())
+	var wl *grpc.ClientConn
+	if register != "" {
+		if wl, err = grpc.NewClient(register, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			lis.Close()
+			return fmt.Errorf("--register: %w", err)
+		}
+		defer wl.Close()
+	}
+	log = log.With("service", service, "cluster", cluster, "address", lis.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return demo.Serve(gctx, lis, cfg) })
-	if register != "" {
-		conn, err := grpc.NewClient(register, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
+	if wl != nil {
 		if version != "" {
 			labels["version"] = version
 		}
 		labels["app"] = service
-		req := &workloadpb.RegisterRequest{Service: service, Namespace: c.namespace, Address: lis.Addr().String(),
+		req := &workloadpb.RegisterRequest{Service: service, Namespace: namespace, Address: lis.Addr().String(),
 			PortName: "grpc", Protocol: "grpc", Locality: loc.String(), Labels: labels, Ttl: durationpb.New(ttl)}
-		g.Go(func() error { return demo.Keepalive(gctx, workloadpb.NewWorkloadServiceClient(conn), req, log, nil) })
+		g.Go(func() error { return demo.Keepalive(gctx, workloadpb.NewWorkloadServiceClient(wl), req, log) })
 	}
 	log.Info("serving", "upstreams", upstreams)
 	return g.Wait()
 }
 
 func load(ctx context.Context, args []string, log *slog.Logger) error {
-	var c common
 	var caller, stats string
 	var targets []string
 	var rate float64
 	var timeout, every time.Duration
 	fs := pflag.NewFlagSet("load", pflag.ContinueOnError)
-	c.bind(fs)
 	fs.StringVar(&caller, "caller", "load", "name sent with every call")
 	fs.StringArrayVar(&targets, "target", nil, "NAME=TARGET to call (repeat; required)")
 	fs.Float64Var(&rate, "rate", 20, "calls per second to each target")
@@ -191,9 +162,6 @@ func load(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.StringVar(&stats, "stats", "", "IP:port to serve /stats on (JSON)")
 	fs.DurationVar(&every, "print", 5*time.Second, "print a summary this often (0: never)")
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if _, err := c.setup(caller); err != nil {
 		return err
 	}
 	names, conns, err := dial(targets)
@@ -209,13 +177,15 @@ func load(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var lis net.Listener
+	if stats != "" {
+		if lis, err = net.Listen("tcp", stats); err != nil {
+			return fmt.Errorf("--stats: %w", err)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gen.Run(gctx) })
-	if stats != "" {
-		lis, err := net.Listen("tcp", stats)
-		if err != nil {
-			return err
-		}
+	if lis != nil {
 		srv := &http.Server{Handler: gen.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {

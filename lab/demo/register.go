@@ -14,18 +14,17 @@ import (
 )
 
 // Keepalive registers req with the Workload API, then heartbeats at a
-// third of the TTL until ctx ends, and deregisters. registered is called
-// once, after the first successful registration (the lab waits for it).
-// Failures after that are logged and retried — an instance outlives a
+// third of the TTL until ctx ends, and deregisters. Failures after the
+// first registration are logged and retried — an instance outlives a
 // meridiand restart — and a workload meridiand no longer knows is
 // registered again. It returns an error only when the first registration
 // is refused for a reason other than unavailability.
-func Keepalive(ctx context.Context, c workloadpb.WorkloadServiceClient, req *workloadpb.RegisterRequest, log *slog.Logger, registered func()) error {
+func Keepalive(ctx context.Context, c workloadpb.WorkloadServiceClient, req *workloadpb.RegisterRequest, log *slog.Logger) error {
 	if req.Ttl == nil {
 		req.Ttl = durationpb.New(5 * time.Second)
 	}
 	interval := max(req.GetTtl().AsDuration()/3, 100*time.Millisecond)
-	id := ""
+	id, registered := "", false
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -36,10 +35,7 @@ func Keepalive(ctx context.Context, c workloadpb.WorkloadServiceClient, req *wor
 			if resp, err = c.Register(rctx, req); err == nil {
 				id = resp.GetWorkload().GetId()
 				log.Info("registered", "id", id, "address", req.GetAddress())
-				if registered != nil {
-					registered()
-					registered = nil
-				}
+				registered = true
 			}
 		} else {
 			_, err = c.Heartbeat(rctx, &workloadpb.HeartbeatRequest{Id: id})
@@ -51,7 +47,7 @@ func Keepalive(ctx context.Context, c workloadpb.WorkloadServiceClient, req *wor
 		cancel()
 		switch code := status.Code(err); {
 		case err == nil, ctx.Err() != nil:
-		case registered != nil && code != codes.Unavailable && code != codes.DeadlineExceeded:
+		case !registered && code != codes.Unavailable && code != codes.DeadlineExceeded:
 			return fmt.Errorf("demo: registering %s.%s at %s: %w", req.GetService(), req.GetNamespace(), req.GetAddress(), err)
 		default:
 			log.Warn("workload API", "err", err)

@@ -27,6 +27,8 @@ type TargetReport struct {
 	Served map[string]int `json:"served,omitempty"`
 	// Paths counts successes by the whole path (see Path).
 	Paths map[string]int `json:"paths,omitempty"`
+	// LastError is the message of the last failure, for the curious.
+	LastError string `json:"lastError,omitempty"`
 }
 
 // Target returns the report of one target, and whether there is one.
@@ -118,6 +120,9 @@ func (g *Generator) Between(from, to time.Time) Report {
 			addAll(&tr.Errors, s.errors)
 			addAll(&tr.Served, s.served)
 			addAll(&tr.Paths, s.paths)
+			if s.lastError != "" {
+				tr.LastError = s.lastError
+			}
 		}
 		r.Targets = append(r.Targets, tr)
 	}

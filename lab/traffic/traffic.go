@@ -78,6 +78,7 @@ type Generator struct {
 type slot struct {
 	ok, failed int
 	errors     map[string]int // failure reason (gRPC code) → count
+	lastError  string         // the message of the bucket's last failure
 	served     map[string]int // serving cluster (first hop) → count
 	paths      map[string]int // every hop, "svc vN@cluster/zone > ..." → count
 }
@@ -174,6 +175,10 @@ func (g *Generator) record(target string, start time.Time, reply *demopb.CallRep
 	if err != nil {
 		s.failed++
 		inc(&s.errors, reason(err))
+		s.lastError = err.Error()
+		if st, ok := status.FromError(err); ok {
+			s.lastError = st.Message()
+		}
 		return
 	}
 	s.ok++

@@ -133,6 +133,9 @@ func printNextSteps(w io.Writer, s *lab.State) {
 			drill = c
 		}
 	}
+	if drill.Dashboard != "" {
+		fmt.Fprintf(w, "\nDashboard: %s (every meridiand serves it; this is %s's)\n", drill.Dashboard, drill.Name)
+	}
 	fmt.Fprintf(w, "\nScripts: %s/lab.json has every address.\n", s.StateDir)
 	fmt.Fprintf(w, "\nTry, in another terminal:\n")
 	fmt.Fprintf(w, "  export MERIDIAN_SERVER=%s        # or: eval \"$(meridianctl lab env %s)\"\n", drill.GRPC, drill.Name)
