@@ -67,12 +67,13 @@ func TestKindConfigs(t *testing.T) {
 }
 
 // TestKindScript: lab.sh parses, and passes shellcheck (installed from
-// Debian by scripts/apt.sh when missing). Running it needs Docker.
+// Debian by scripts/apt.sh when missing; flock, because dpkg takes one
+// installer at a time and test packages run in parallel). Running it needs Docker.
 func TestKindScript(t *testing.T) {
 	if out, err := exec.Command("bash", "-n", "kind/lab.sh").CombinedOutput(); err != nil {
 		t.Fatalf("bash -n kind/lab.sh: %v\n%s", err, out)
 	}
-	if out, err := exec.Command("bash", "../scripts/apt.sh", "shellcheck").CombinedOutput(); err != nil {
+	if out, err := exec.Command("flock", filepath.Join(os.TempDir(), "meridian-apt.lock"), "bash", "../scripts/apt.sh", "shellcheck").CombinedOutput(); err != nil {
 		t.Fatalf("scripts/apt.sh shellcheck: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("shellcheck", "kind/lab.sh", "../scripts/helm.sh").CombinedOutput(); err != nil {

@@ -15,10 +15,11 @@ import (
 )
 
 // kubectl returns Debian's kubectl, installed by scripts/apt.sh when
-// missing.
+// missing (under a lock: dpkg takes one installer at a time, and test
+// packages run in parallel).
 func kubectl(t *testing.T) string {
 	t.Helper()
-	if out, err := exec.Command("bash", "../scripts/apt.sh", "kubectl").CombinedOutput(); err != nil {
+	if out, err := exec.Command("flock", filepath.Join(os.TempDir(), "meridian-apt.lock"), "bash", "../scripts/apt.sh", "kubectl").CombinedOutput(); err != nil {
 		t.Fatalf("scripts/apt.sh kubectl: %v\n%s", err, out)
 	}
 	path, err := exec.LookPath("kubectl")

@@ -24,10 +24,11 @@ import (
 )
 
 // chromium returns Debian's chromium, installed by scripts/apt.sh when
-// missing.
+// missing (under a lock: dpkg takes one installer at a time, and test
+// packages run in parallel).
 func chromium(t *testing.T) string {
 	t.Helper()
-	if out, err := exec.Command("bash", "../scripts/apt.sh", "chromium").CombinedOutput(); err != nil {
+	if out, err := exec.Command("flock", filepath.Join(os.TempDir(), "meridian-apt.lock"), "bash", "../scripts/apt.sh", "chromium").CombinedOutput(); err != nil {
 		t.Fatalf("scripts/apt.sh chromium: %v\n%s", err, out)
 	}
 	path, err := exec.LookPath("chromium")
