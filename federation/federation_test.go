@@ -2,6 +2,8 @@ package federation_test
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridian-mesh/meridian/federation"
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/store"
@@ -392,5 +395,57 @@ func TestSplitBrainIsRefused(t *testing.T) {
 	seg := b.reg.View().Segment("a")
 	if _, ok := seg.Endpoint(registry.EndpointKey{Service: web, ID: "real"}); !ok || b.status("a") != registry.Alive {
 		t.Fatalf("b's copy of a was disturbed: %d endpoints, %v", seg.EndpointCount(), b.status("a"))
+	}
+}
+
+// refuseCluster is an Authenticator that refuses one cluster's members, as
+// a certificate check refuses a member whose identity does not chain to
+// the mesh root.
+type refuseCluster string
+
+func (r refuseCluster) Authenticate(cluster string, st tls.ConnectionState) error {
+	if len(st.PeerCertificates) == 0 {
+		return errors.New("no certificate")
+	}
+	if cluster == string(r) {
+		return fmt.Errorf("cluster %s: identity refused", cluster)
+	}
+	return nil
+}
+
+// With an Authenticator, a member whose identity is refused never counts:
+// its cluster stays out of the registry, its pulls are refused, and the
+// others carry on without it.
+func TestAuthenticatorRefusesAMember(t *testing.T) {
+	l := newLab(t)
+	auth := func(c *federation.Config) { c.Authenticator = refuseCluster("evil") }
+	a := l.start("a", memberOpts{cfg: auth})
+	b := l.start("b", memberOpts{cfg: auth})
+	evil := l.start("evil", memberOpts{cfg: auth})
+	evil.apply(t, registry.PutEndpoint(endpoint("evil", "x", "10.7.0.1")))
+	a.apply(t, registry.PutEndpoint(endpoint("a", "x", "10.7.0.2")))
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if err := sameSegment(a, b, "a"); err != nil {
+			return err
+		}
+		for _, m := range []*member{a, b} {
+			if n := m.counter("meridian_federation_dropped_messages_total", map[string]string{"reason": "unverified"}); n == 0 {
+				return fmt.Errorf("%s refused nothing yet", m.name)
+			}
+		}
+		return nil
+	})
+	for _, m := range []*member{a, b} {
+		if m.reg.View().Segment("evil") != nil {
+			t.Fatalf("%s took the refused cluster into its registry", m.name)
+		}
+		for _, ms := range m.f.Status().Members {
+			if ms.Name == evil.name && ms.Verified {
+				t.Fatalf("%s verified the refused member", m.name)
+			}
+		}
+	}
+	if evil.reg.View().Segment("a") != nil && evil.reg.View().Segment("a").EndpointCount() > 0 {
+		t.Fatal("the refused member pulled a's segment")
 	}
 }
