@@ -35,7 +35,7 @@ func startDaemon(t *testing.T, dataDir string, edits ...func(*daemon.Config)) *r
 	for _, edit := range edits {
 		edit(&cfg)
 	}
-	d, err := daemon.New(context.Background(), cfg, daemon.WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil))))
+	d, err := daemon.New(context.Background(), cfg, daemon.WithLogger(slog.New(slog.NewTextHandler(testLog(t), nil))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-mesh/meridian/federation/policy"
@@ -202,10 +203,18 @@ func drillID(t locality.Target) string {
 
 // keepAlive renews the lease, and the replicated record's RenewBy once
 // half of it has passed. An error means the lease is gone: the drill is
-// over.
+// over. A renewal etcd does not answer is only logged: the next heartbeat
+// tries again, and finds the lease gone if it ran out meanwhile.
 func (l *liveDrill) keepAlive(ctx context.Context) error {
-	if _, err := l.s.cfg.Etcd.Client.KeepAliveOnce(ctx, l.lease); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, l.s.cfg.DrillLeaseTTL/3)
+	_, err := l.s.cfg.Etcd.Client.KeepAliveOnce(rctx, l.lease)
+	cancel()
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		return fmt.Errorf("policyapi: drill %s: lease lost: %w", l.rec.ID, err)
+	case err != nil:
+		l.s.log.Warn("drill lease not renewed; trying again at the next heartbeat", "drill", l.rec.ID, "err", err)
+		return nil
 	}
 	ttl := l.s.cfg.DrillLeaseTTL
 	if time.Until(l.rec.RenewBy) > ttl/2 {

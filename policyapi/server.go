@@ -247,12 +247,14 @@ func (s *Server) compile(policiesChanged bool, now time.Time) time.Time {
 		return wake
 	}
 	next.pol = next.base.WithDrains(next.drains...)
-	s.install(cur, next)
-	s.m.compiles.Inc()
-	s.log.Info("policies in force", "objects", len(next.objs), "drains", fmt.Sprint(next.drains), "version", next.version)
+	// Apply first: whoever sees the new engine (explain, a drill's
+	// progress) may rely on the xDS server having it.
 	if s.cfg.Apply != nil {
 		s.cfg.Apply(next.pol)
 	}
+	s.install(cur, next)
+	s.m.compiles.Inc()
+	s.log.Info("policies in force", "objects", len(next.objs), "drains", fmt.Sprint(next.drains), "version", next.version)
 	return wake
 }
 
