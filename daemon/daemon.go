@@ -99,8 +99,8 @@ var wiring = []struct {
 }{
 	{"workload", wireWorkload},
 	{"kube", wireKube},
-	{"inject", wireInject},
 	{"trust", wireTrust},
+	{"inject", wireInject},
 	{"federation", wireFederation},
 	{"xds", wireXDS},
 	{"policy", wirePolicy},

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 
 	"k8s.io/client-go/kubernetes"
@@ -12,16 +14,27 @@ import (
 )
 
 // wireInject serves the sidecar-injection webhook when it is enabled, with
-// a serving certificate from the mesh CA's intermediate in etcd; /readyz
-// waits until the webhook configuration carries the CA bundle.
+// a serving certificate from the mesh CA: the intermediate the trust
+// component keeps in etcd, the roots of its bundle. /readyz waits until the
+// webhook configuration carries the CA bundle.
 func wireInject(ctx context.Context, d *Daemon) error {
 	s := d.Config.Inject
 	if !s.Enabled {
 		return nil
 	}
-	sealer, err := ca.LoadSealer(s.TrustKeyFile)
+	if d.Trust == nil {
+		return errors.New("inject: the webhook's certificate comes from the mesh CA: enable trust too (trust.enabled, --trust)")
+	}
+	sealer, err := ca.LoadSealer(d.Config.Trust.KeyFile)
 	if err != nil {
 		return err
+	}
+	td := d.Trust.Authority.TrustDomain()
+	roots := func() []*x509.Certificate {
+		if b, ok := d.Trust.Bundles.Get(td); ok {
+			return b.X509Authorities()
+		}
+		return nil
 	}
 	var client kubernetes.Interface
 	if s.WebhookName != "" {
@@ -35,7 +48,7 @@ func wireInject(ctx context.Context, d *Daemon) error {
 	}
 	srv, err := inject.New(ctx, inject.Config{
 		Settings: s, Cluster: d.Config.Cluster.Name, Kube: client, Logger: d.Log, Metrics: d.Metrics,
-		CA: inject.StoreCA(ca.NewStore(d.Store.Client, d.Store.Key("trust"), sealer)),
+		CA: inject.StoreCA(ca.NewStore(d.Store.Client, d.Store.Key("trust"), sealer), roots),
 	})
 	if err != nil {
 		return err

@@ -269,6 +269,11 @@ func TestChartConfigAcceptedByMeridiand(t *testing.T) {
 			if !cfg.Kube.Enabled || !cfg.Inject.Enabled || cfg.Inject.WebhookName != "meridian-sidecar-injector-"+namespace {
 				t.Errorf("config = %+v; want discovery and injection on", cfg)
 			}
+			// The webhook's certificate comes from the mesh CA: trust runs,
+			// and starts from the root Secret's mount.
+			if !cfg.Trust.Enabled || cfg.Trust.KeyFile == "" || cfg.Trust.RootDir != "/etc/meridian/trust-root" {
+				t.Errorf("trust = %+v; want it on, with the key and the root mounted", cfg.Trust)
+			}
 			if extra != nil && (len(cfg.Etcd.Endpoints) != 1 || cfg.Cluster.Labels["jurisdiction"] != "eu") {
 				t.Errorf("config = %+v; want the external etcd with TLS and the labels", cfg)
 			}

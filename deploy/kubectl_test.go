@@ -53,10 +53,10 @@ func TestManifestsDryRunServer(t *testing.T) {
 	}
 	files = append(files, more...)
 	// Branches no profile takes: external etcd with TLS, no persistence,
-	// egress alone, injection off.
+	// egress alone, injection off, a CA Secret instead of a root.
 	for name, set := range map[string]string{
 		"external-etcd": "etcd.external.endpoints={https://etcd-0.etcd:2379},etcd.external.tlsSecret=etcd-client,meridiand.replicas=3",
-		"ephemeral":     "etcd.persistence.enabled=false,gateways.ingress.enabled=false,gateways.egress.enabled=true,injection.enabled=false",
+		"ephemeral":     "etcd.persistence.enabled=false,gateways.ingress.enabled=false,gateways.egress.enabled=true,injection.enabled=false,trust.caSecret=meridian-trust-ca",
 		"storage-class": "etcd.persistence.storageClass=fast,injection.failurePolicy=Ignore,cluster.gateways={gw.example:15443},cluster.labels.jurisdiction=eu",
 	} {
 		b, err := render(t, "default", "--set", set)

@@ -33,26 +33,22 @@ type CA struct {
 // root rotation is picked up at the next renewal.
 type CASource func(context.Context) (CA, error)
 
-// StoreCA reads the cluster's intermediate, and the root when this cluster
-// holds it, from the mesh CA's etcd store (package trust/ca). A cluster
-// that does not hold the root anchors the caBundle at its intermediate:
-// the API server accepts any certificate in the bundle as an anchor, and the
-// bundle is rewritten whenever the intermediate changes.
-func StoreCA(st *ca.Store) CASource {
+// StoreCA reads the cluster's intermediate chain and key from the mesh
+// CA's etcd store (package trust/ca, where the trust component keeps them)
+// and takes the trust anchors for the caBundle from roots (the trust
+// component's bundle of the mesh's trust domain), so that a root rotation
+// reaches the caBundle at the next renewal.
+func StoreCA(st *ca.Store, roots func() []*x509.Certificate) CASource {
 	return func(ctx context.Context) (CA, error) {
 		_, chain, key, err := st.LoadIntermediate(ctx)
 		if err != nil {
 			return CA{}, fmt.Errorf("inject: the mesh CA has no intermediate for this cluster yet: %w", err)
 		}
-		out := CA{Chain: chain, Key: key, Roots: chain[len(chain)-1:]}
-		root, err := st.LoadRoot(ctx)
-		switch {
-		case err == nil:
-			out.Roots = []*x509.Certificate{root.Certificate()}
-		case !errors.Is(err, ca.ErrNotFound):
-			return CA{}, fmt.Errorf("inject: %w", err)
+		r := roots()
+		if len(r) == 0 {
+			return CA{}, errors.New("inject: the mesh's trust bundle holds no root")
 		}
-		return out, nil
+		return CA{Chain: chain, Key: key, Roots: r}, nil
 	}
 }
 

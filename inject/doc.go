@@ -23,8 +23,10 @@
 // iptables would be the node's) and pods that already have the sidecar.
 //
 // Trust: the serving certificate is signed by the mesh CA (package trust/ca)
-// — the cluster's intermediate, read from etcd through StoreCA — for the
-// webhook Service's DNS names, and renewed at half-life. It is not an SVID:
+// — the cluster's intermediate, read from etcd through StoreCA where the
+// trust component keeps it — for the webhook Service's DNS names, and
+// renewed at half-life; the caBundle holds the mesh's roots from the trust
+// component's bundle. It is not an SVID:
 // the API server verifies the webhook's host name, and SVIDs carry only a
 // SPIFFE URI. When given a client and the configuration's name, the server
 // writes the CA's roots into the configuration's caBundle and keeps them

@@ -27,9 +27,6 @@ type Settings struct {
 	// carries: the Service's names as the API server calls them
 	// (meridiand.NAMESPACE.svc). Required.
 	Hosts []string `json:"hosts,omitempty"`
-	// TrustKeyFile holds the key that seals the mesh CA's keys in etcd;
-	// empty reads $MERIDIAN_TRUST_KEY or $MERIDIAN_TRUST_KEY_FILE.
-	TrustKeyFile string `json:"trustKeyFile,omitempty"`
 	// ProxyImage runs the meridian-proxy sidecar; InitImage runs the init
 	// container that redirects the pod's traffic with iptables. Required.
 	ProxyImage string `json:"proxyImage,omitempty"`

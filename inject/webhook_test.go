@@ -111,13 +111,10 @@ func meshCA(t *testing.T, api *kubetest.APIServer) inject.CASource {
 		t.Fatal(err)
 	}
 	st := ca.NewStore(api.Etcd(), "/meridian/trust", sealer)
-	if err := st.CreateRoot(t.Context(), root); err != nil {
-		t.Fatal(err)
-	}
 	if err := st.SaveIntermediate(t.Context(), td, "kind-1", []*x509.Certificate{ic}, key); err != nil {
 		t.Fatal(err)
 	}
-	return inject.StoreCA(st)
+	return inject.StoreCA(st, func() []*x509.Certificate { return []*x509.Certificate{root.Certificate()} })
 }
 
 func testLogger(t *testing.T) *slog.Logger {

@@ -11,8 +11,14 @@
 # own network, so that cross-cluster traffic goes through east-west gateways
 # (NodePort 31443 on each control-plane node, on Docker's "kind" network).
 #
+# One root of trust for the whole lab: `meridianctl trust init` once into
+# $LAB_STATE/ca, and one intermediate per cluster signed by it, handed to
+# each meridiand as the Secret meridian-trust-ca. Keep $LAB_STATE to
+# recreate a cluster into the same mesh.
+#
 # Environment: MERIDIAN_TAG (image tag, default dev), KIND, KUBECTL, DOCKER
-# (commands, default from $PATH), LAB_CLUSTERS (a subset, space-separated).
+# (commands, default from $PATH), LAB_CLUSTERS (a subset, space-separated),
+# LAB_STATE (default .lab/kind).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +29,10 @@ kind=${KIND:-kind}
 kubectl=${KUBECTL:-kubectl}
 docker=${DOCKER:-docker}
 ns=meridian-system
+ctl="$top/bin/meridianctl"
 ew_nodeport=31443
+state=${LAB_STATE:-$top/.lab/kind}   # the mesh root and each cluster's intermediate
+trust_domain=lab.meridian
 read -r -a clusters <<<"${LAB_CLUSTERS:-onprem-dc1 eks-use1 eks-euw1}"
 
 declare -A region=([onprem-dc1]=onprem-east [eks-use1]=us-east-1 [eks-euw1]=eu-west-1)
@@ -66,13 +75,18 @@ install() {
   local c=$1 ctx="kind-$1" ip sets
   ip=$(node_ip "$c")
   [ -n "$ip" ] || die "no address for $c-control-plane: is the cluster up?"
-  # The CA sealing key is created once; replacing it would lose the CA.
+  # The CA's Secrets are created once; replacing them would lose the CA.
+  "$kubectl" --context "$ctx" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" --context "$ctx" apply -f - >/dev/null
   if ! "$kubectl" --context "$ctx" -n "$ns" get secret meridian-trust-key >/dev/null 2>&1; then
-    "$kubectl" --context "$ctx" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" --context "$ctx" apply -f - >/dev/null
     "$kubectl" --context "$ctx" -n "$ns" create secret generic meridian-trust-key \
       --from-literal=key="$(head -c 32 /dev/urandom | base64)" >/dev/null
   fi
+  [ -d "$state/ca/$c" ] || "$ctl" trust issue-intermediate --dir "$state/ca" --cluster "$c" >/dev/null
+  if ! "$kubectl" --context "$ctx" -n "$ns" get secret meridian-trust-ca >/dev/null 2>&1; then
+    "$kubectl" --context "$ctx" -n "$ns" create secret generic meridian-trust-ca --from-file="$state/ca/$c" >/dev/null
+  fi
   sets="cluster.name=$c,cluster.region=${region[$c]},cluster.network=${network[$c]}"
+  sets+=",trust.trustDomain=$trust_domain,trust.caSecret=meridian-trust-ca"
   sets+=",cluster.gateways={$ip:$ew_nodeport}"
   sets+=",image.tag=$tag,image.pullPolicy=Never,initImage.tag=$tag,initImage.pullPolicy=Never"
   sets+=",gateways.ingress.service.type=NodePort,gateways.eastwest.service.type=NodePort"
@@ -95,6 +109,11 @@ up() {
   check_clusters
   helm=$("$top/scripts/helm.sh")
   (cd "$top" && go build -o "$top/bin/meridianctl" ./cmd/meridianctl)
+  if [ ! -f "$state/ca/root-key.pem" ]; then
+    say "creating the lab's root of trust in $state/ca"
+    mkdir -p "$state"
+    "$ctl" trust init --trust-domain "$trust_domain" --dir "$state/ca" >/dev/null
+  fi
   images
   local c
   for c in "${clusters[@]}"; do
@@ -121,7 +140,7 @@ MSG
 # join connects every cluster's control plane to the first one's: federation
 # gossip and the trust bundle, as `meridianctl join` exchanges them.
 join() {
-  local ctl="$top/bin/meridianctl" first="kind-${clusters[0]}" c
+  local first="kind-${clusters[0]}" c
   "$ctl" join --help >/dev/null 2>&1 ||
     die "this meridianctl has no 'join' command yet: the clusters are installed but not joined"
   for c in "${clusters[@]:1}"; do

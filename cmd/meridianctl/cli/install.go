@@ -11,11 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -35,6 +38,8 @@ import (
 
 	"github.com/meridian-mesh/meridian/deploy"
 	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/trust/ca"
+	"github.com/meridian-mesh/meridian/trust/service"
 )
 
 // installOptions are install's flags.
@@ -44,6 +49,9 @@ type installOptions struct {
 	kubeconfig string
 	dryRun     bool
 	cluster    registry.Cluster
+	// trustRoot is a directory of `meridianctl trust init`: the root every
+	// installed cluster starts its CA from.
+	trustRoot string
 }
 
 // installFlags maps the cluster fields to the flags that set them.
@@ -59,8 +67,10 @@ func newInstallCommand(g *Globals) *cobra.Command {
 		Short: "Install Meridian in Kubernetes clusters, or print the manifests",
 		Long: `install applies Meridian's manifests — the CRDs, then the chart rendered for an
 install profile (deploy/manifests) — to one or more kubeconfig contexts with
-server-side apply, and creates the Secret that seals the mesh CA's keys when
-it is missing. Running it again updates what it installed.
+server-side apply, and creates the Secrets the mesh CA starts from when they
+are missing: its sealing key, and its root (--trust-root, or a new one).
+Clusters that share a root are one mesh. Running it again updates what it
+installed and never replaces those Secrets.
 
 Profiles, as Istio users know them:
   minimal   the control plane only (meridiand, CRDs, RBAC, the injection webhook)
@@ -88,6 +98,7 @@ For values the profiles do not offer, use the Helm chart in deploy/helm/meridian
 	f.StringVar(&o.cluster.Network, "network", "", "network of the cluster; clusters on different networks meet through east-west gateways")
 	f.StringToStringVar(&o.cluster.Labels, "labels", nil, "labels of the cluster, for failover and residency policies (provider=eks,jurisdiction=eu)")
 	f.StringSliceVar(&o.cluster.Gateways, "gateways", nil, "host:port of the cluster's east-west gateways as other clusters reach them")
+	f.StringVar(&o.trustRoot, "trust-root", "", "directory of 'meridianctl trust init': the mesh root every cluster starts its CA from (default a new root per cluster)")
 	_ = cmd.RegisterFlagCompletionFunc("profile", cobra.FixedCompletions(deploy.Profiles, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.MarkFlagRequired("region")
 	return cmd
@@ -134,7 +145,7 @@ func (o *installOptions) run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return Hint(fmt.Errorf("context %q: %w", kctx, err), "see 'kubectl config get-contexts'")
 		}
-		n, err := apply(ctx, rc, objs)
+		n, err := apply(ctx, rc, objs, o.trustRoot)
 		if err != nil {
 			return Hint(fmt.Errorf("context %q: %w", kctx, err), "check that the context reaches its API server and may create cluster-scoped objects (CRDs, ClusterRoles, webhooks)")
 		}
@@ -269,8 +280,8 @@ func writeYAML(w io.Writer, objs []*unstructured.Unstructured) error {
 }
 
 // apply server-side-applies objs in order (CRDs and the namespace first, as
-// rendered), then creates the CA sealing key Secret when it is missing.
-func apply(ctx context.Context, rc *rest.Config, objs []*unstructured.Unstructured) (int, error) {
+// rendered), then creates the mesh CA's Secrets when they are missing.
+func apply(ctx context.Context, rc *rest.Config, objs []*unstructured.Unstructured, trustRoot string) (int, error) {
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return 0, err
@@ -299,7 +310,7 @@ func apply(ctx context.Context, rc *rest.Config, objs []*unstructured.Unstructur
 			return i, fmt.Errorf("apply %s %s: %w", gvk.Kind, qualified(o), err)
 		}
 	}
-	return len(objs), ensureTrustKey(ctx, rc, objs)
+	return len(objs), ensureTrustSecrets(ctx, rc, objs, trustRoot)
 }
 
 func qualified(o *unstructured.Unstructured) string {
@@ -309,10 +320,14 @@ func qualified(o *unstructured.Unstructured) string {
 	return o.GetNamespace() + "/" + o.GetName()
 }
 
-// ensureTrustKey creates the Secret meridiand seals the mesh CA's keys with
-// (32 random bytes), unless it exists: replacing it would lose the CA.
-func ensureTrustKey(ctx context.Context, rc *rest.Config, objs []*unstructured.Unstructured) error {
-	var ns, name string
+// ensureTrustSecrets creates the Secrets meridiand's StatefulSet mounts
+// for the mesh CA, unless they exist — replacing them would lose the CA:
+// the sealing key (32 random bytes) and the root to start from (the files
+// of trustRoot, or of a new root for the trust domain in meridiand's
+// configuration).
+func ensureTrustSecrets(ctx context.Context, rc *rest.Config, objs []*unstructured.Unstructured, trustRoot string) error {
+	var ns string
+	secrets := map[string]string{} // volume → Secret
 	for _, o := range objs {
 		if o.GetKind() != "StatefulSet" || o.GetName() != "meridiand" {
 			continue
@@ -320,31 +335,95 @@ func ensureTrustKey(ctx context.Context, rc *rest.Config, objs []*unstructured.U
 		ns = o.GetNamespace()
 		vols, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "volumes")
 		for _, v := range vols {
-			if vm, _ := v.(map[string]any); vm["name"] == "trust-key" {
-				name, _, _ = unstructured.NestedString(vm, "secret", "secretName")
+			vm, _ := v.(map[string]any)
+			name, _, _ := unstructured.NestedString(vm, "secret", "secretName")
+			if vol, _ := vm["name"].(string); name != "" {
+				secrets[vol] = name
 			}
 		}
-	}
-	if name == "" {
-		return nil
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
-	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{}); err == nil || !apierrors.IsNotFound(err) {
-		return err
+	content := map[string]func() (map[string][]byte, error){
+		"trust-key": func() (map[string][]byte, error) {
+			key := make([]byte, 32)
+			if _, err := rand.Read(key); err != nil {
+				return nil, err
+			}
+			return map[string][]byte{"key": []byte(base64.StdEncoding.EncodeToString(key))}, nil
+		},
+		"trust-root": func() (map[string][]byte, error) { return rootFiles(trustRoot, trustDomainOf(objs)) },
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return err
-	}
-	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "meridian"}},
-		Data:       map[string][]byte{"key": []byte(base64.StdEncoding.EncodeToString(key))},
-	}
-	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create Secret %s/%s: %w", ns, name, err)
+	for _, vol := range []string{"trust-key", "trust-root"} {
+		name := secrets[vol]
+		if name == "" {
+			continue
+		}
+		if _, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
+			continue
+		} else if !apierrors.IsNotFound(err) {
+			return err
+		}
+		data, err := content[vol]()
+		if err != nil {
+			return err
+		}
+		sec := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "meridian"}},
+			Data:       data,
+		}
+		if _, err := cs.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create Secret %s/%s: %w", ns, name, err)
+		}
 	}
 	return nil
+}
+
+// rootFiles reads a root directory of `meridianctl trust init`, or makes
+// one for td when dir is empty.
+func rootFiles(dir, td string) (map[string][]byte, error) {
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "meridian-root-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		domain, err := spiffeid.TrustDomainFromString(td)
+		if err != nil {
+			return nil, fmt.Errorf("trust domain %q: %w", td, err)
+		}
+		if _, err := service.InitRootDir(tmp, ca.RootOptions{TrustDomain: domain}, nil, nil); err != nil {
+			return nil, err
+		}
+		dir = tmp
+	}
+	out := map[string][]byte{}
+	for _, f := range []string{service.RootCertFile, service.RootKeyFile, service.TrustDomainFile} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			return nil, Hint(fmt.Errorf("--trust-root: %w", err), "give the directory 'meridianctl trust init --dir DIR' wrote")
+		}
+		out[f] = b
+	}
+	return out, nil
+}
+
+// trustDomainOf reads the trust domain from meridiand's configuration.
+func trustDomainOf(objs []*unstructured.Unstructured) string {
+	for _, o := range objs {
+		if o.GetKind() == "ConfigMap" && o.GetName() == "meridiand" {
+			text, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+			var cfg struct {
+				Trust struct {
+					TrustDomain string `json:"trustDomain"`
+				} `json:"trust"`
+			}
+			if yaml.Unmarshal([]byte(text), &cfg) == nil && cfg.Trust.TrustDomain != "" {
+				return cfg.Trust.TrustDomain
+			}
+		}
+	}
+	return "cluster.local"
 }

@@ -95,4 +95,11 @@ func TestInstallApply(t *testing.T) {
 	if err != nil || len(sec.Data["key"]) == 0 {
 		t.Errorf("trust key Secret: %v", err)
 	}
+	// A new root for the mesh's trust domain, in the files meridiand's
+	// trust bootstrap reads.
+	root, err := cs.CoreV1().Secrets("meridian-system").Get(ctx, "meridian-trust-root", metav1.GetOptions{})
+	if err != nil || !strings.HasPrefix(string(root.Data["root-cert.pem"]), "-----BEGIN CERTIFICATE-----") ||
+		len(root.Data["root-key.pem"]) == 0 || strings.TrimSpace(string(root.Data["trust-domain"])) != "cluster.local" {
+		t.Errorf("trust root Secret: %v %v", err, root)
+	}
 }
