@@ -12,7 +12,7 @@ function el(tag, attrs, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") e.className = v; else e.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -21,7 +21,7 @@ function el(tag, attrs, ...children) {
 
 function fill(id, ...children) {
   const node = document.getElementById(id);
-  node.replaceChildren(...children.flat());
+  node.replaceChildren(...children.flat(Infinity));
   return node;
 }
 
@@ -170,15 +170,27 @@ async function drill(ev) {
     el("td", {}, `${s.service.name}.${s.service.namespace}`),
     el("td", {}, `${s.servingBefore} → ${s.servingAfter} (${s.capacityLeft.toFixed(0)}% left)`),
     el("td", {}, s.stranded ? el("span", { class: "fo fo-down" }, s.residencyOutage ? "fails: residency holds" : "fails: no endpoint left") : el("span", { class: "fo fo-local" }, "served")),
-    el("td", {}, (s.clients || []).filter(c => c.moved > 0).map(c =>
-      el("div", {}, `${c.client.cluster || c.client.locality.region}: ${c.moved.toFixed(0)}% move to `,
-        c.after.filter(a => !a.failing).map(a => el("span", { class: "chip" }, `${[a.locality.region, a.locality.zone].filter(Boolean).join("/")} ${a.percent.toFixed(0)}%`)))))));
+    el("td", {}, (s.clients || []).filter(c => c.moved > 0).map(c => {
+      const from = `${[c.client.locality.region, c.client.locality.zone].filter(Boolean).join("/")}${c.client.cluster ? " (" + c.client.cluster + ")" : ""}`;
+      const to = (c.after || []).filter(a => !a.failing);
+      return el("div", {}, to.length === 0 ? `${from}: requests fail` : [`${from}: ${c.moved.toFixed(0)}% move to `,
+        to.map(a => el("span", { class: "chip" }, `${[a.locality.region, a.locality.zone].filter(Boolean).join("/")} ${a.percent.toFixed(0)}%`))]);
+    }))));
   out.replaceChildren(el("p", {}, `If ${r.target.kind} ${r.target.name} goes down:`),
     rows.length ? el("table", { id: "drill-table" }, el("thead", {}, el("tr", {}, el("th", {}, "service"), el("th", {}, "serving endpoints"), el("th", {}, "outcome"), el("th", {}, "traffic moves"))), el("tbody", {}, rows))
       : el("p", { class: "muted" }, "no service is affected"));
 }
 
-document.getElementById("drill-form").addEventListener("submit", drill);
+const form = document.getElementById("drill-form");
+form.addEventListener("submit", drill);
 window.addEventListener("resize", () => poll());
 render(JSON.parse(document.getElementById("initial").textContent));
 setInterval(poll, POLL_MS);
+// /ui/?kind=region&name=us-east-1 opens with that what-if answered: a link
+// to share, and what the browser test loads.
+const asked = new URLSearchParams(location.search);
+if (asked.has("kind") && asked.has("name")) {
+  form.elements.kind.value = asked.get("kind");
+  form.elements.name.value = asked.get("name");
+  form.requestSubmit();
+}
