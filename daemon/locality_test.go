@@ -24,21 +24,23 @@ import (
 	"github.com/meridian-mesh/meridian/registry"
 )
 
-// TestMain lets a test run meridianctl as a process of its own — this test
-// binary again, with MERIDIANCTL_ARGS — so that killing it kills the CLI
-// and nothing else.
-func TestMain(m *testing.M) {
-	if args := os.Getenv("MERIDIANCTL_ARGS"); args != "" {
-		var a []string
-		if err := json.Unmarshal([]byte(args), &a); err != nil {
-			panic(err)
-		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := cli.Execute(ctx, a, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
+// TestMeridianctlProcess is not a test: it is meridianctl, run as a
+// process of its own by tests (this test binary again, with
+// MERIDIANCTL_ARGS), so that killing it kills the CLI and nothing else. As
+// a test it does nothing.
+func TestMeridianctlProcess(t *testing.T) {
+	args := os.Getenv("MERIDIANCTL_ARGS")
+	if args == "" {
+		return
 	}
-	os.Exit(m.Run())
+	var a []string
+	if err := json.Unmarshal([]byte(args), &a); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Execute(ctx, a, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // testLog is where a test's meridiands log: the test's output, until the
@@ -298,7 +300,7 @@ func TestLocalityThroughXDS(t *testing.T) {
 	t.Run("live drill ends when meridianctl is killed", func(t *testing.T) {
 		c := m.client("catalog")
 		args, _ := json.Marshal([]string{"drill", "region", "us-east-1", "--live", "--duration", "10m", "--server", m.server("eks-euw1")})
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMeridianctlProcess$")
 		cmd.Env = append(os.Environ(), "MERIDIANCTL_ARGS="+string(args))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
