@@ -179,6 +179,15 @@ func TestPolicyCommands(t *testing.T) {
 			checkCtlFailure(t, code, errOut, tc.want...)
 		})
 	}
+	// Nothing listens there.
+	dead := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	for _, args := range [][]string{
+		{"get", "fop"}, {"apply", "-f", file}, {"delete", "fop", "shop"}, {"explain", "web.shop", "--from", "eks-use1"},
+		{"drill", "region", "us-east-1"}, {"drill", "region", "us-east-1", "--live"}, {"drill", "list"},
+	} {
+		code, _, errOut := ctl(append(args, "--server", dead)...)
+		checkCtlFailure(t, code, errOut, "meridiand at "+dead+" is unavailable")
+	}
 	code, out, _ = ctl("get", "all", "-A", "--server", srv)
 	if code != 0 || strings.Count(out, "\n") != 3 {
 		t.Fatalf("after the bad input: %d\n%s", code, out)
