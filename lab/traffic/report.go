@@ -197,3 +197,31 @@ func (g *Generator) Recovery(target string, t time.Time, rate float64, w time.Du
 	}
 	return rec
 }
+
+// Moved measures a shift of target's traffic after since: how long until
+// every call succeeded by a path match accepts (see Path), and kept doing
+// so until the settled end of the history. It is false when that never
+// held, or held only for the last bucket.
+func (g *Generator) Moved(target string, since time.Time, match func(path string) bool) (time.Duration, bool) {
+	end := g.index(g.Settled())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := g.history[target]
+	a := g.index(since)
+	r, matched := a, false
+	for i := max(a, g.first); i < end && i-g.first < len(h); i++ {
+		s := h[i-g.first]
+		if s.failed > 0 {
+			r, matched = i+1, false
+			continue
+		}
+		for p := range s.paths {
+			if !match(p) {
+				r, matched = i+1, false
+				break
+			}
+			matched = true
+		}
+	}
+	return time.Duration(r-a) * Bucket, matched && r < end-1
+}

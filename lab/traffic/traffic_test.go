@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,6 +85,15 @@ func TestRecovery(t *testing.T) {
 	}
 	if got, want := r.Summary(), "ok  92.5% (2000)  served by eks-use1 54% onprem-dc1 46%  failed: Unavailable 150"; got != want {
 		t.Errorf("Summary = %q, want %q", got, want)
+	}
+	firstHop := func(cluster string) func(string) bool {
+		return func(p string) bool { return strings.HasPrefix(p, "frontend@"+cluster+"/") }
+	}
+	if d, ok := g.Moved("frontend", cut, firstHop("onprem-dc1")); !ok || d != 1500*time.Millisecond {
+		t.Errorf("Moved to onprem-dc1 = %v, %t; want 1.5s, true", d, ok)
+	}
+	if _, ok := g.Moved("frontend", t0, firstHop("eks-use1")); ok {
+		t.Error("Moved to eks-use1 holds, but the traffic left it")
 	}
 	w, _ := g.Window(5 * time.Second).Target("frontend")
 	if w.SuccessRate() != 1 || w.Served["onprem-dc1"] != w.Requests {
