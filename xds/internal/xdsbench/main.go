@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -59,6 +60,7 @@ func main() {
 			{"meridian", *baseClients, *changes, false},
 			{"baseline", *baseClients, *baseChanges, false},
 		}
+		load0 := loadAvg()
 		var out []result
 		for _, r := range runs {
 			args := append([]string{"-run", r.impl, "-clients", strconv.Itoa(r.clients), "-changes", strconv.Itoa(r.chg), "-delta=" + strconv.FormatBool(r.delta)}, common...)
@@ -70,6 +72,7 @@ func main() {
 			out = append(out, res)
 		}
 		report(out[0], out[1], out[2], out[3])
+		fmt.Printf("machine load average (1 min) at start %s, at end %s: other work on the machine slows every figure\n", load0, loadAvg())
 	}
 }
 
@@ -133,6 +136,19 @@ func report(full, fullDelta, small, base result) {
 	check(small.SyncCPU <= base.SyncCPU/4, fmt.Sprintf("initial sync at most a quarter of the baseline's CPU, same size (%.2f)", small.SyncCPU/base.SyncCPU))
 	check(full.SyncWall <= base.SyncWall*scale/2, fmt.Sprintf("initial sync at most half the baseline's time, %d clients (%.2f)", full.Clients, full.SyncWall/(base.SyncWall*scale)))
 	check(full.SyncCPU <= base.SyncCPU*scale/4, fmt.Sprintf("initial sync at most a quarter of the baseline's CPU, %d clients (%.2f)", full.Clients, full.SyncCPU/(base.SyncCPU*scale)))
+}
+
+// loadAvg is the one-minute load average, for the reader to judge noise.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 func ratio(b, m float64) float64 {
