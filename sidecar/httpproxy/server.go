@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -85,10 +86,15 @@ func (s *Server) Close() {
 	s.stop()
 	s.h1.Close()
 	s.mu.Lock()
+	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	// Closing untracks, which takes the lock: close outside it.
+	for _, c := range conns {
+		c.Close()
+	}
 	s.wg.Wait()
 }
 
@@ -110,7 +116,12 @@ func (s *Server) ServeConn(c net.Conn, ci *downstream.ConnInfo) {
 	h2 := s.hcm.Codec == xdsconfig.CodecHTTP2
 	if tc, ok := c.(*tls.Conn); ok {
 		h2 = h2 || tc.ConnectionState().NegotiatedProtocol == "h2"
-	} else if p, ok := c.(Peeker); ok && s.hcm.Codec == xdsconfig.CodecAuto {
+	} else if s.hcm.Codec == xdsconfig.CodecAuto {
+		p, ok := c.(Peeker)
+		if !ok {
+			bc := &bufferedConn{Conn: c, r: bufio.NewReader(c)}
+			p, c, ec.Conn = bc, bc, bc
+		}
 		c.SetReadDeadline(time.Now().Add(s.hcm.RequestHeadersTimeout))
 		b, err := p.Peek(len(h2Preface))
 		c.SetReadDeadline(time.Time{})
@@ -165,6 +176,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.h.ServeHTTP(w, r)
 }
+
+// bufferedConn lets the codec sniff a connection's first bytes.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Peek(n int) ([]byte, error) { return b.r.Peek(n) }
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // edgeConn counts what the HTTP stacks refuse on their own: a response
 // written for a request no handler saw is a refusal (400 malformed, 431

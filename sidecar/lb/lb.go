@@ -12,9 +12,11 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 )
 
-// Host is one endpoint. Its identity is its address; the balancer keeps
-// the same Host across updates so that active requests and outlier state
-// carry over.
+// Host is one endpoint. Its address, locality, priority and weights are
+// fixed for its life; the balancer keeps the same Host across updates
+// while they stay the same, so that active requests and outlier state
+// carry over (a changed endpoint gets a new Host that inherits the outlier
+// state).
 type Host struct {
 	// Addr is "ip:port", or "name:port" for endpoints published as DNS
 	// names (resolved when dialed).
@@ -25,9 +27,8 @@ type Host struct {
 	// lweight is the weight of the host's locality (0: unset).
 	lweight uint32
 
-	// health is the EDS health; written under the balancer's lock, read
-	// when pickers are built (also under it).
-	health xdsconfig.Health
+	// health is the EDS health (an xdsconfig.Health).
+	health atomic.Uint32
 	active atomic.Int64
 
 	cons5xx, consGateway, consLocal atomic.Uint32
@@ -52,12 +53,12 @@ func (h *Host) Active() int64 { return h.active.Load() }
 func (h *Host) Ejected() bool { return h.ejected.Load() }
 
 // Health returns the host's EDS health.
-func (h *Host) Health() xdsconfig.Health { return h.health }
+func (h *Host) Health() xdsconfig.Health { return xdsconfig.Health(h.health.Load()) }
 
 // healthy reports whether the host takes traffic outside panic mode.
-func (h *Host) healthy() bool { return h.health == xdsconfig.Healthy && !h.ejected.Load() }
+func (h *Host) healthy() bool { return h.Health() == xdsconfig.Healthy && !h.ejected.Load() }
 
-func (h *Host) degraded() bool { return h.health == xdsconfig.Degraded && !h.ejected.Load() }
+func (h *Host) degraded() bool { return h.Health() == xdsconfig.Degraded && !h.ejected.Load() }
 
 // Config configures a Balancer: the cluster's settings.
 type Config struct {
@@ -134,16 +135,29 @@ func (b *Balancer) Update(eps *xdsconfig.Endpoints, addr func(xdsconfig.HostSpec
 			for _, hs := range l.Hosts {
 				a := addr(hs)
 				h := old[a]
-				if h == nil {
-					h = &Host{Addr: a}
-				}
 				delete(old, a) // an address listed twice keeps its first place
-				h.Locality, h.Priority, h.Weight, h.lweight, h.health = l.Locality, l.Priority, hs.Weight, l.Weight, hs.Health
+				if h == nil || h.Locality != l.Locality || h.Priority != l.Priority || h.Weight != hs.Weight || h.lweight != l.Weight {
+					h = inherit(&Host{Addr: a, Locality: l.Locality, Priority: l.Priority, Weight: hs.Weight, lweight: l.Weight}, h)
+				}
+				h.health.Store(uint32(hs.Health))
 				b.hosts = append(b.hosts, h)
 			}
 		}
 	}
 	b.rebuild()
+}
+
+// inherit carries an old host's outlier state to its replacement.
+// Callers hold b.mu.
+func inherit(h, old *Host) *Host {
+	if old != nil {
+		h.ejected.Store(old.ejected.Load())
+		h.ejectedAt, h.numEjections = old.ejectedAt, old.numEjections
+		h.cons5xx.Store(old.cons5xx.Load())
+		h.consGateway.Store(old.consGateway.Load())
+		h.consLocal.Store(old.consLocal.Load())
+	}
+	return h
 }
 
 // Hosts returns the current hosts, for the admin page and metrics.
