@@ -7,7 +7,8 @@ import (
 )
 
 // wireUI serves the mesh dashboard at /ui/ on the admin server, with live
-// request rates when proxies' metrics endpoints are configured.
+// request rates when proxies' metrics endpoints or a Prometheus are
+// configured.
 func wireUI(_ context.Context, d *Daemon) error {
 	cfg := ui.Config{
 		Registry: d.Registry, Cluster: d.Config.Cluster.Name, Logger: d.Log,
@@ -18,8 +19,8 @@ func wireUI(_ context.Context, d *Daemon) error {
 			return d.PolicyAPI
 		},
 	}
-	if targets := d.Config.UI.MetricsTargets; len(targets) > 0 {
-		cfg.Traffic = ui.NewTraffic(ui.TrafficConfig{Targets: targets, Logger: d.Log})
+	if s := d.Config.UI; len(s.MetricsTargets) > 0 || s.PrometheusURL != "" {
+		cfg.Traffic = ui.NewTraffic(ui.TrafficConfig{Targets: s.MetricsTargets, PrometheusURL: s.PrometheusURL, Logger: d.Log})
 		d.Go("ui-traffic", cfg.Traffic.Run)
 	}
 	h, err := ui.New(cfg)

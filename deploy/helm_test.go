@@ -235,7 +235,8 @@ func TestChartConfigAcceptedByMeridiand(t *testing.T) {
 		cases[p] = nil
 	}
 	cases["external etcd, labels"] = []string{"--set", "etcd.external.endpoints={https://etcd-0.etcd:2379},etcd.external.tlsSecret=etcd-client,meridiand.replicas=3",
-		"--set", "cluster.name=eks-euw1,cluster.region=eu-west-1,cluster.labels.jurisdiction=eu,cluster.network=vpc-1"}
+		"--set", "cluster.name=eks-euw1,cluster.region=eu-west-1,cluster.labels.jurisdiction=eu,cluster.network=vpc-1",
+		"--set", "dashboard.prometheusURL=http://prometheus.monitoring:9090"}
 	for name, extra := range cases {
 		t.Run(name, func(t *testing.T) {
 			profile := name
@@ -274,7 +275,7 @@ func TestChartConfigAcceptedByMeridiand(t *testing.T) {
 			if !cfg.Trust.Enabled || cfg.Trust.KeyFile == "" || cfg.Trust.RootDir != "/etc/meridian/trust-root" {
 				t.Errorf("trust = %+v; want it on, with the key and the root mounted", cfg.Trust)
 			}
-			if extra != nil && (len(cfg.Etcd.Endpoints) != 1 || cfg.Cluster.Labels["jurisdiction"] != "eu") {
+			if extra != nil && (len(cfg.Etcd.Endpoints) != 1 || cfg.Cluster.Labels["jurisdiction"] != "eu" || cfg.UI.PrometheusURL == "") {
 				t.Errorf("config = %+v; want the external etcd with TLS and the labels", cfg)
 			}
 		})
@@ -334,6 +335,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"cluster.name=Not_A_Label", "at '/cluster/name'"},
 		{"cluster.nmae=x", "at '/cluster': additional properties 'nmae' not allowed"},
 		{"meridiand.replicas=2", "meridiand.replicas > 1 needs an external etcd"},
+		{"dashboard.prometheusURL=prometheus:9090", "at '/dashboard/prometheusURL'"},
 	} {
 		_, err := render(t, "default", "--set", tc.set)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/internal/meshtest"
+	"github.com/meridian-mesh/meridian/internal/promtest"
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/locality"
 	"github.com/meridian-mesh/meridian/policyapi"
@@ -274,4 +275,36 @@ func TestPageWorksOffline(t *testing.T) {
 	if !strings.Contains(string(page), `"eks-use1"`) || strings.Contains(string(page), "<script>alert") {
 		t.Error("the page does not inline the mesh")
 	}
+}
+
+// TestTrafficFromPrometheus: the same rates, asked of a real Prometheus
+// that scrapes the proxy.
+func TestTrafficFromPrometheus(t *testing.T) {
+	metricsURL, send := proxyMetrics(t)
+	prom := promtest.Start(t, strings.TrimSuffix(strings.TrimPrefix(metricsURL, "http://"), "/metrics"))
+	tr := ui.NewTraffic(ui.TrafficConfig{PrometheusURL: prom.URL, Interval: 200 * time.Millisecond})
+	go tr.Run(t.Context()) //nolint:errcheck // returns nil when ctx ends
+	testutil.Eventually(t, time.Minute, func() error {
+		send(100)
+		edges, note := tr.Edges()
+		for _, e := range edges {
+			if e.Source == "onprem-dc1" && e.Destination == "eks-euw1" && e.RPS > 0 && e.ErrorRPS > 0 {
+				if ratio := e.ErrorRPS / e.RPS; ratio < 0.05 || ratio > 0.2 {
+					return fmt.Errorf("error ratio %.2f; want about 0.1", ratio)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no onprem-dc1 → eks-euw1 rate yet: %+v (%s)", edges, note)
+	})
+
+	// A Prometheus that is not there is named in the note.
+	bad := ui.NewTraffic(ui.TrafficConfig{PrometheusURL: "http://127.0.0.1:1", Interval: 50 * time.Millisecond})
+	go bad.Run(t.Context()) //nolint:errcheck // returns nil when ctx ends
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if _, note := bad.Edges(); !strings.Contains(note, "Prometheus at http://127.0.0.1:1") {
+			return fmt.Errorf("note = %q", note)
+		}
+		return nil
+	})
 }
