@@ -8,10 +8,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meridian-mesh/meridian/daemon"
+	"github.com/meridian-mesh/meridian/trust/ca"
+	"github.com/meridian-mesh/meridian/trust/service"
 )
 
 // Timing of the lab's workloads: short, so that a stopped instance stops
@@ -21,10 +24,24 @@ const (
 	workloadGrace = 30 * time.Second
 )
 
+// TrustDomain is the lab mesh's SPIFFE trust domain.
+const TrustDomain = "lab.meridian"
+
+// Ports of the trust component on each cluster's IP.
+const TrustPort = 15012
+
+// keys are the files of the lab's secrets.
+type keys struct {
+	gossip string // the gossip keyring (federation.keyFile)
+	seal   string // the key sealing CA keys in etcd (trust.keyFile)
+	caDir  string // the offline root; CADIR/CLUSTER is each intermediate
+}
+
 // meridiandConfig is cluster i's meridiand configuration: its addresses,
 // its etcd data, gossip with every other cluster through the lab's key,
-// and failure detection tuned for clusters on one machine.
-func meridiandConfig(s *State, i int, keyFile string) daemon.Config {
+// failure detection tuned for clusters on one machine, and its
+// intermediate CA under the lab's one root.
+func meridiandConfig(s *State, i int, k keys) daemon.Config {
 	c := s.Clusters[i]
 	cfg := daemon.DefaultConfig()
 	cfg.Cluster = c.Cluster.Cluster
@@ -42,9 +59,38 @@ func meridiandConfig(s *State, i int, keyFile string) daemon.Config {
 	}
 	cfg.Federation = daemon.Federation{
 		Enabled: true, Replica: "meridiand-0", GossipAddr: c.Gossip, GRPCAddr: c.Federation,
-		Seeds: seeds, KeyFile: keyFile, Preset: "local",
+		Seeds: seeds, KeyFile: k.gossip, Preset: "local",
+	}
+	if k.caDir != "" {
+		cfg.Trust = daemon.Trust{Enabled: true, TrustDomain: TrustDomain, KeyFile: k.seal,
+			CADir: filepath.Join(k.caDir, c.Name), CAAddr: fmt.Sprintf("%s:%d", c.IP, TrustPort)}
 	}
 	return cfg
+}
+
+// makeKeys writes the lab's secrets into dir: the gossip key, the sealing
+// key, and — as `meridianctl trust init` and `trust issue-intermediate`
+// do — a root CA with an intermediate per cluster.
+func makeKeys(dir string, clusters []ClusterState) (keys, error) {
+	k := keys{gossip: filepath.Join(dir, "gossip.key"), seal: filepath.Join(dir, "seal.key"), caDir: filepath.Join(dir, "ca")}
+	for _, f := range []string{k.gossip, k.seal} {
+		if err := writeKey(f); err != nil {
+			return k, err
+		}
+	}
+	td, err := spiffeid.TrustDomainFromString(TrustDomain)
+	if err != nil {
+		return k, fmt.Errorf("lab: %w", err)
+	}
+	if _, err := service.InitRootDir(k.caDir, ca.RootOptions{TrustDomain: td}, nil, nil); err != nil {
+		return k, fmt.Errorf("lab: root CA: %w", err)
+	}
+	for _, c := range clusters {
+		if _, err := service.IssueIntermediateDir(k.caDir, c.Name, 0); err != nil {
+			return k, fmt.Errorf("lab: intermediate CA of %s: %w", c.Name, err)
+		}
+	}
+	return k, nil
 }
 
 // writeConfig writes a meridiand configuration as YAML, as a user would.
@@ -57,9 +103,9 @@ func writeConfig(path string, cfg daemon.Config) error {
 	return os.WriteFile(path, append([]byte(head), b...), 0o644)
 }
 
-// writeGossipKey writes a fresh 32-byte gossip key (AES-256), base64, the
-// format meridiand's federation.keyFile reads.
-func writeGossipKey(path string) error {
+// writeKey writes a fresh 32-byte key, base64: the format of meridiand's
+// federation.keyFile (AES-256 gossip key) and trust.keyFile.
+func writeKey(path string) error {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return fmt.Errorf("lab: %w", err)

@@ -81,13 +81,13 @@ func TestPolicies(t *testing.T) {
 func TestMeridiandConfig(t *testing.T) {
 	dir := t.TempDir()
 	s := plan(dir, Known, Network{Mode: modeLoopback, Prefix: "mlab", Subnet: "127.77"}, nil)
-	key := filepath.Join(dir, "gossip.key")
-	if err := writeGossipKey(key); err != nil {
+	k, err := makeKeys(dir, s.Clusters)
+	if err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range s.Clusters {
 		path := filepath.Join(dir, c.Name+".yaml")
-		if err := writeConfig(path, meridiandConfig(s, i, key)); err != nil {
+		if err := writeConfig(path, meridiandConfig(s, i, k)); err != nil {
 			t.Fatal(err)
 		}
 		cfg, err := daemon.LoadConfigFile(path)
@@ -97,8 +97,8 @@ func TestMeridiandConfig(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: %v", c.Name, err)
 		}
-		if len(cfg.Federation.Seeds) != 2 || cfg.GRPCAddr != c.GRPC {
-			t.Errorf("%s: seeds %v, grpc %s", c.Name, cfg.Federation.Seeds, cfg.GRPCAddr)
+		if len(cfg.Federation.Seeds) != 2 || cfg.GRPCAddr != c.GRPC || !cfg.Trust.Enabled {
+			t.Errorf("%s: seeds %v, grpc %s, trust %+v", c.Name, cfg.Federation.Seeds, cfg.GRPCAddr, cfg.Trust)
 		}
 	}
 }

@@ -124,8 +124,12 @@ func (s *State) Cluster(name string) (*ClusterState, error) {
 
 const stateFile = "lab.json"
 
-// ErrNotRunning is returned when a state directory holds no lab.
+// ErrNotRunning is returned when a state directory holds no running lab.
 var ErrNotRunning = errors.New("lab: no lab is running")
+
+// ErrDied is returned (wrapping ErrNotRunning) for a lab whose supervisor
+// died without cleaning up: Down, or the next Start, cleans up after it.
+var ErrDied = fmt.Errorf("%w: its supervisor died without cleaning up", ErrNotRunning)
 
 // Load reads a lab's lab.json.
 func Load(dir string) (*State, error) {

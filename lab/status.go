@@ -49,7 +49,7 @@ func LoadRunning(dir string) (*State, error) {
 		return nil, err
 	}
 	if !running(dir) {
-		return nil, fmt.Errorf("%w: the lab in %s stopped without cleaning up (its supervisor, pid %d, is gone)", ErrNotRunning, dir, s.Supervisor)
+		return nil, fmt.Errorf("%w (lab in %s, supervisor pid %d)", ErrDied, dir, s.Supervisor)
 	}
 	return s, nil
 }

@@ -68,7 +68,7 @@ type Lab struct {
 	opts  Options
 	lock  *os.File
 	bins  string
-	key   string
+	keys  keys
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -285,10 +285,11 @@ func (l *Lab) logFile(name string) string {
 // startControlPlanes starts every meridiand, waits until each is ready
 // and until every one sees every other cluster alive through gossip.
 func (l *Lab) startControlPlanes(ctx context.Context, say func(string, ...any)) error {
-	l.key = filepath.Join(l.State.StateDir, "gossip.key")
-	if err := writeGossipKey(l.key); err != nil {
+	var err error
+	if l.keys, err = makeKeys(l.State.StateDir, l.State.Clusters); err != nil {
 		return err
 	}
+	say("  trust: one root CA (trust domain %s, kept offline in %s), an intermediate per cluster; gossip keyring-gated", TrustDomain, l.keys.caDir)
 	for i := range l.State.Clusters {
 		c := &l.State.Clusters[i]
 		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
@@ -339,7 +340,7 @@ func (l *Lab) startControlPlanes(ctx context.Context, say func(string, ...any)) 
 }
 
 func (l *Lab) startMeridiand(c *ClusterState, i int) error {
-	cfg := meridiandConfig(l.State, i, l.key)
+	cfg := meridiandConfig(l.State, i, l.keys)
 	if l.opts.Configure != nil {
 		if err := l.opts.Configure(c, &cfg); err != nil {
 			return fmt.Errorf("lab: configuring %s: %w", c.Name, err)

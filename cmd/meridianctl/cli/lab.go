@@ -56,6 +56,8 @@ address for scripts.`,
 // labError adds the hint that fits a lab error.
 func labError(err error) error {
 	switch {
+	case errors.Is(err, lab.ErrDied):
+		return Hint(err, "'meridianctl lab down' cleans up what it left ('lab up' does too, before starting)")
 	case errors.Is(err, lab.ErrRunning):
 		return Hint(err, "see it with 'meridianctl lab status', stop it with 'meridianctl lab down', or use another --state-dir")
 	case errors.Is(err, lab.ErrNotRunning):

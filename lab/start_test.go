@@ -1,0 +1,118 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meridian-mesh/meridian/internal/testutil"
+)
+
+// progress collects a lab's progress lines.
+type progress struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.b.Write(b)
+}
+
+func (p *progress) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.b.String()
+}
+
+// TestStartLoopback runs a two-cluster lab on loopback, the mode of
+// machines without network namespaces: traffic flows and stays local, an
+// outage (stopped processes) fails the EU-only service without it leaving
+// the EU, and a lab whose supervisor died is cleaned up by the next Start.
+// The netns mode is exercised by the e2e-multicluster suite.
+func TestStartLoopback(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{StateDir: dir, Clusters: Known[1:], Netns: "false", Prefix: "mltest", Subnet: "127.78", Rate: 20}
+	var p progress
+	opts.Progress = &p
+	l, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, p.String())
+	}
+	defer l.Close()
+	if l.State.Network.Mode != modeLoopback {
+		t.Fatalf("mode %q", l.State.Network.Mode)
+	}
+	users := func(cluster, target string) string {
+		for _, tr := range l.State.Traffic(context.Background(), 2*time.Second) {
+			if tr.Cluster != cluster {
+				continue
+			}
+			for _, r := range tr.Targets {
+				if r.Target == target {
+					return fmt.Sprintf("ok=%.0f%% served=%v", 100*r.SuccessRate(), r.Served)
+				}
+			}
+		}
+		return "nothing"
+	}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		for _, want := range [][3]string{{"eks-use1", Frontend, "eks-use1"}, {"eks-use1", CustomerRecords, "eks-euw1"}, {"eks-euw1", Frontend, "eks-euw1"}} {
+			if got := users(want[0], want[1]); !strings.HasPrefix(got, "ok=100% served=map["+want[2]+":") {
+				return fmt.Errorf("users of %s calling %s: %s", want[0], want[1], got)
+			}
+		}
+		return nil
+	})
+
+	if err := l.State.Cut(t.Context(), "eks-euw1"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if got := users("eks-use1", CustomerRecords); got != "ok=0% served=map[]" {
+			return fmt.Errorf("during the EU outage, customer-records from us-east-1: %s", got)
+		}
+		return nil
+	})
+	if err := l.State.Heal(t.Context(), "eks-euw1"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if got := users("eks-use1", CustomerRecords); !strings.HasPrefix(got, "ok=100% served=map[eks-euw1:") {
+			return fmt.Errorf("after the EU outage, customer-records from us-east-1: %s", got)
+		}
+		return nil
+	})
+
+	// The supervisor dies: its lock goes, its processes stay.
+	l.lock.Close()
+	l.lock = nil
+	left := l.procs
+	var p2 progress
+	opts.Progress = &p2
+	l2, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, p2.String())
+	}
+	if !strings.Contains(p2.String(), "cleaned up a lab that did not stop cleanly: stopped") {
+		t.Errorf("the second start did not report cleaning up:\n%s", p2.String())
+	}
+	for name, p := range left {
+		if !p.exited() {
+			t.Errorf("%s of the dead lab still runs", name)
+		}
+	}
+	running := l2.procs
+	if err := l2.Close(); err != nil {
+		t.Error(err)
+	}
+	for name, p := range running {
+		if !p.exited() {
+			t.Errorf("%s still runs after Close", name)
+		}
+	}
+}
