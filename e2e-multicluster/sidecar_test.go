@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/meridian-mesh/meridian/lab"
+	"github.com/meridian-mesh/meridian/lab/demopb"
+	"github.com/meridian-mesh/meridian/lab/traffic"
+	"github.com/meridian-mesh/meridian/sidecar"
+	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
+	"github.com/meridian-mesh/meridian/xds/translate"
+)
+
+// proxiedUsers starts a meridian-proxy in sidecar mode for users in a
+// zone of a cluster — its xDS from that cluster's meridiand, an explicit
+// upstream port for the service — and a generator calling through it; both
+// stop when the test ends.
+func (m *mesh) proxiedUsers(t *testing.T, cluster, zone string, rate float64, service string) *traffic.Generator {
+	t.Helper()
+	c := m.cluster(t, cluster)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := netip.MustParseAddrPort(lis.Addr().String())
+	lis.Close()
+	userSeq.Lock()
+	userSeq.n++
+	id := fmt.Sprintf("e2e-proxy-%s-%d", cluster, userSeq.n)
+	userSeq.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := sidecar.New(ctx, sidecar.Config{
+		Server:    c.GRPC,
+		Node:      xdsclient.NodeConfig{ID: id, Mode: translate.ModeSidecar, Cluster: c.Name, Namespace: lab.Namespace, Locality: c.Region + "/" + zone},
+		Upstreams: []sidecar.Upstream{{Listen: up, Host: service + "." + lab.Namespace + ".svc.cluster.local", Port: lab.DemoPort}},
+		Logger:    slog.New(slog.DiscardHandler), Metrics: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			t.Errorf("meridian-proxy: %v", err)
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	select {
+	case <-p.Client().Synced():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("meridian-proxy never got its configuration: %+v", p.Client().Status())
+	}
+	conn, err := grpc.NewClient("passthrough:///"+up.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	g, err := traffic.New(traffic.Config{Caller: id, Rate: rate, Timeout: time.Second,
+		Targets: []traffic.Target{{Name: service, Client: demopb.NewDemoClient(conn)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, gcancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = g.Run(gctx) }()
+	t.Cleanup(func() { gcancel(); <-done })
+	return g
+}
+
+// TestSidecarRegionFailover is TestRegionFailover with meridian-proxy in
+// the path: users on-prem call checkout through their sidecar, which
+// follows the on-prem meridiand's xDS; us-east-1 is cut under load.
+func TestSidecarRegionFailover(t *testing.T) {
+	m := theMesh(t)
+	onprem := m.cluster(t, "onprem-dc1")
+	g := m.proxiedUsers(t, onprem.Name, onprem.Zones[0], 200, Checkout)
+	waitServed(t, g, Checkout, "eks-use1", 30*time.Second)
+
+	cut := time.Now()
+	if err := m.lab.State.Cut(t.Context(), "eks-use1"); err != nil {
+		t.Fatal(err)
+	}
+	healed := false
+	heal := func() {
+		if !healed {
+			healed = true
+			if err := m.lab.State.Heal(context.Background(), "eks-use1"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(heal)
+	waitServed(t, g, Checkout, "eks-euw1", 60*time.Second)
+	time.Sleep(6 * time.Second)
+	rec := g.Recovery(Checkout, cut, 0.99, time.Second)
+	if !rec.Recovered {
+		t.Fatalf("no recovery to 99%% after the cut: %+v", rec)
+	}
+	t.Logf("region failover through meridian-proxy (us-east-1 cut, users on-prem → checkout): ≥99%% success %v after the cut (detection included), %s; %d of %d calls failed during the switch",
+		rec.After.Round(10*time.Millisecond), within(rec.After, 2*time.Second), rec.Failed, rec.Requests)
+	back := time.Now()
+	heal()
+	took := moved(t, g, Checkout, back, servedBy("eks-use1", ""))
+	t.Logf("failback through meridian-proxy: all traffic back in eks-use1 %v after the heal", took)
+}
