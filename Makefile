@@ -7,7 +7,14 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # enough on this code base.
 TESTFLAGS ?= -race -count=1 -timeout 28m
 
-.PHONY: all build test demo bench e2e lint generate kube-apiserver clean
+IMAGE ?= meridian-mesh/meridian
+TAG ?= dev
+# Debian commands the tests drive (kubectl dry-runs, the dashboard in
+# Chromium, Prometheus for the dashboards' queries, shellcheck for scripts,
+# ip/tc/iptables for network namespaces).
+TEST_TOOLS := kubectl chromium prometheus shellcheck ip tc iptables
+
+.PHONY: all build test test-deps demo bench e2e lint generate kube-apiserver helm image clean
 
 all: build
 
@@ -19,7 +26,17 @@ build:
 kube-apiserver:
 	@scripts/kube-apiserver.sh >/dev/null
 
-test: kube-apiserver
+# helm for the chart tests, built once from tools/helm and cached.
+helm:
+	@scripts/helm.sh >/dev/null
+
+# Everything the tests need that is not Go code, installed or built once,
+# outside the test timeout.
+test-deps: kube-apiserver helm
+	@scripts/apt.sh $(TEST_TOOLS)
+	@scripts/spire-agent.sh >/dev/null
+
+test: test-deps
 	$(GO) test $(TESTFLAGS) ./...
 
 demo: build
@@ -38,6 +55,13 @@ lint:
 
 generate:
 	scripts/protoc.sh
+
+# The Meridian images (deploy/Dockerfile): meridiand, meridian-proxy and
+# meridianctl, static, on an empty base; and the init image injected pods run
+# first. Needs a Docker engine (not run in CI).
+image:
+	docker build -f deploy/Dockerfile --target meridian -t $(IMAGE):$(TAG) .
+	docker build -f deploy/Dockerfile --target init -t $(IMAGE)-init:$(TAG) .
 
 clean:
 	rm -rf $(BIN)

@@ -15,8 +15,13 @@ for cmd in "$@"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+# Test packages run in parallel and dpkg admits one installer at a time:
+# take turns here, and let apt wait for a lock held by anything else.
+exec 9>"${TMPDIR:-/tmp}/meridian-apt.sh.lock"
+flock 9
+apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q)
 echo "installing Debian packages: ${missing[*]}" >&2
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
-  $sudo apt-get update -q >/dev/null 2>&1
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+$sudo "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1 || {
+  $sudo "${apt[@]}" update >/dev/null 2>&1
+  $sudo "${apt[@]}" install "${missing[@]}" >/dev/null
 }
