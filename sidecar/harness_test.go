@@ -37,7 +37,7 @@ type backend struct {
 	delay  atomic.Int64
 }
 
-func startBackend(t *testing.T, name string) *backend {
+func startBackend(t testing.TB, name string) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,12 +70,12 @@ func (b *backend) stop() { b.srv.Close() }
 
 // mesh is a registry served by Meridian's xDS server.
 type mesh struct {
-	t   *testing.T
+	t   testing.TB
 	reg *registry.Registry
 	xds *cptest.Meridian
 }
 
-func newMesh(t *testing.T) *mesh {
+func newMesh(t testing.TB) *mesh {
 	t.Helper()
 	reg := registry.New(registry.Options{})
 	for _, c := range []registry.Cluster{{Name: "c1", Region: "r1", Network: "n1"}} {
@@ -120,7 +120,7 @@ func (m *mesh) policies(doc string) {
 func host(svc string) string { return svc + ".shop.svc.cluster.local" }
 
 // freeAddr returns a loopback address nothing listens on.
-func freeAddr(t *testing.T) netip.AddrPort {
+func freeAddr(t testing.TB) netip.AddrPort {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -138,7 +138,7 @@ type proxy struct {
 
 // startProxy runs a meridian-proxy until the test ends and waits for its
 // first configuration.
-func startProxy(t *testing.T, server string, cfg sidecar.Config) *proxy {
+func startProxy(t testing.TB, server string, cfg sidecar.Config) *proxy {
 	t.Helper()
 	cfg.Server = server
 	if cfg.Node.ID == "" {
@@ -170,7 +170,7 @@ func startProxy(t *testing.T, server string, cfg sidecar.Config) *proxy {
 }
 
 // metric sums a metric's samples whose labels include the given pairs.
-func (p *proxy) metric(t *testing.T, name string, labels ...string) float64 {
+func (p *proxy) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := p.metrics.Gather()
 	if err != nil {
@@ -207,7 +207,7 @@ func (p *proxy) metric(t *testing.T, name string, labels ...string) float64 {
 	return sum
 }
 
-func get(t *testing.T, c *http.Client, url string, hdr ...string) (int, string, http.Header) {
+func get(t testing.TB, c *http.Client, url string, hdr ...string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -227,7 +227,7 @@ func get(t *testing.T, c *http.Client, url string, hdr ...string) (int, string, 
 }
 
 // eventually2xx waits until a URL answers 200 through the proxy.
-func eventually2xx(t *testing.T, c *http.Client, url string, hdr ...string) string {
+func eventually2xx(t testing.TB, c *http.Client, url string, hdr ...string) string {
 	t.Helper()
 	var body string
 	testutil.Eventually(t, 10*time.Second, func() error {

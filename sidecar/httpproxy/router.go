@@ -290,7 +290,7 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	case errors.Is(err, upstream.ErrNoHost):
 		h.localReply(w, x, http.StatusServiceUnavailable, "no healthy upstream")
 	case errors.As(err, &ce):
-		h.localReply(w, x, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+		h.localReply(w, x, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: "+ce.Err.Error())
 	case errors.Is(err, errPerTryTimeout), errors.Is(r.Context().Err(), context.DeadlineExceeded):
 		x.flags.add(flagUpstreamTimeout)
 		h.localReply(w, x, http.StatusGatewayTimeout, "upstream request timeout")
@@ -299,7 +299,7 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		x.flags.add(flagDownstreamReset)
 		x.code = 0
 	default:
-		h.localReply(w, x, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: remote reset")
+		h.localReply(w, x, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: remote reset, transport failure reason: "+err.Error())
 	}
 }
 
