@@ -21,15 +21,23 @@
 //  2. REGISTRY_ONLY. The sidecar's allow_any virtual hosts and the
 //     virtualOutbound default chain go to BlackHoleCluster instead of
 //     PassthroughCluster.
-//  3. Authorization. The RBAC and JWT filters of trust/authz.HTTPFilters
+//  3. ServiceEntries (AddServiceEntries): a cluster per host and port
+//     (STRICT_DNS for names), a virtual host in the sidecar's route for the
+//     port and in gateways' routes; an egress gateway under REGISTRY_ONLY
+//     refuses every other host through BlackHoleCluster.
+//  4. Authorization. The RBAC and JWT filters of trust/authz.HTTPFilters
 //     are placed before the router of inbound HTTP chains.
 package proposal
 
 import (
 	"fmt"
+	"net"
 	"slices"
+	"time"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -277,4 +285,59 @@ func mustAny(m proto.Message) *anypb.Any {
 		panic(err)
 	}
 	return a
+}
+
+// ServiceEntry is a host outside the mesh the proposal turns into a
+// cluster and routes (translate does not read ServiceEntries yet): an HTTP
+// port reached at Endpoint (a DNS name is a STRICT_DNS cluster, an IP a
+// STATIC one).
+type ServiceEntry struct {
+	Host         string
+	Port         uint32
+	Endpoint     string
+	EndpointPort uint32
+}
+
+// AddServiceEntries adds the entries' clusters and their virtual hosts
+// to a proxy's route configurations: a sidecar's route for the port, a
+// gateway's route. With registryOnly, a gateway's route refuses every
+// other host through BlackHoleCluster (a sidecar's allow_any does so
+// already under Options.RegistryOnly).
+func AddServiceEntries(res map[resource.Type][]types.Resource, p translate.Proxy, entries []ServiceEntry, registryOnly bool) {
+	for _, se := range entries {
+		name := translate.ClusterName(se.Port, se.Host)
+		typ := cluster.Cluster_STRICT_DNS
+		if net.ParseIP(se.Endpoint) != nil {
+			typ = cluster.Cluster_STATIC
+		}
+		res[resource.ClusterType] = append(res[resource.ClusterType], &cluster.Cluster{
+			Name:                 name,
+			ClusterDiscoveryType: &cluster.Cluster_Type{Type: typ},
+			ConnectTimeout:       durationpb.New(5 * time.Second),
+			LoadAssignment: &endpoint.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpoint.LocalityLbEndpoints{{
+				LbEndpoints: []*endpoint.LbEndpoint{{HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
+					Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+						Address: se.Endpoint, PortSpecifier: &core.SocketAddress_PortValue{PortValue: se.EndpointPort}}}},
+				}}}},
+			}}},
+		})
+	}
+	for _, r := range res[resource.RouteType] {
+		rc := r.(*route.RouteConfiguration)
+		gateway := p.Mode == translate.ModeIngress || p.Mode == translate.ModeEgress
+		for _, se := range entries {
+			if !gateway && rc.GetName() != translate.OutboundRouteName(se.Port) {
+				continue
+			}
+			vh := &route.VirtualHost{Name: translate.Target(se.Host, se.Port), Domains: []string{se.Host, translate.Target(se.Host, se.Port)},
+				Routes: []*route.Route{{Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: translate.ClusterName(se.Port, se.Host)}}}}}}
+			rc.VirtualHosts = append([]*route.VirtualHost{vh}, rc.GetVirtualHosts()...)
+		}
+		if gateway && registryOnly {
+			rc.VirtualHosts = append(rc.VirtualHosts, &route.VirtualHost{Name: "registry_only", Domains: []string{"*"},
+				Routes: []*route.Route{{Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: translate.BlackHoleCluster}}}}}})
+		}
+	}
 }
