@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"golang.org/x/net/http2"
 
 	"github.com/meridian-mesh/meridian/internal/testutil"
@@ -195,5 +196,71 @@ func TestEgressGatewayRegistryOnly(t *testing.T) {
 	}
 	if v := px.metric(t, "meridian_proxy_outbound_refused_total"); v < 1 {
 		t.Fatal("refusal not counted")
+	}
+}
+
+// TestEastWestGateway: a client sidecar in cluster c2 (network n2) reaches
+// the echo service, whose only endpoint runs in cluster c1 (network n1),
+// through c1's east-west gateway. The control plane sends the client the
+// gateway's address for that endpoint (translate's multi-network rule);
+// the client's mTLS session carries SNI outbound_.80_._.HOST, which the
+// gateway routes to the endpoint without terminating it; the server
+// sidecar terminates it and checks the client's SPIFFE ID. With the
+// gateway published as a DNS name, the client resolves it.
+func TestEastWestGateway(t *testing.T) {
+	for _, hostname := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hostname=%v", hostname), func(t *testing.T) {
+			ca := newAuthority(t, td)
+			reg := registry.New(registry.Options{})
+			cp := cptest.StartSnapshot(t, cptest.SnapshotOptions{})
+			gwAddr, inb, up := freeAddr(t), freeAddr(t), freeAddr(t)
+			for _, c := range []registry.Cluster{
+				{Name: "c1", Region: "r1", Network: "n1", Gateways: []string{gwAddr.String()}},
+				{Name: "c2", Region: "r2", Network: "n2"},
+			} {
+				if err := reg.SetCluster(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			app := startBackend(t, "echo-app")
+			svc := &registry.Service{Namespace: "shop", Name: "echo", Ports: []registry.ServicePort{{Port: 80, Protocol: registry.ProtocolHTTP}}}
+			for _, c := range []string{"c1", "c2"} {
+				if _, err := reg.Apply(c, registry.PutService(svc)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := reg.Apply("c1", registry.PutEndpoint(&registry.Endpoint{Service: svc.Key(), ID: "e1", Addresses: []string{inb.Addr().String()},
+				Port: uint32(inb.Port()), ServiceAccount: "echo", Locality: registry.Locality{Region: "r1", Zone: "z1"}})); err != nil {
+				t.Fatal(err)
+			}
+			bundles := []*spiffebundle.Bundle{ca.bundle()}
+			appPort := uint32(app.addr.Port())
+			client := translate.Proxy{ID: "client", Mode: translate.ModeSidecar, Cluster: "c2", Namespace: "shop", ServiceAccount: "client", Locality: registry.Locality{Region: "r2", Zone: "z1"}}
+			server := translate.Proxy{ID: "echo", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", ServiceAccount: "echo", Locality: registry.Locality{Region: "r1", Zone: "z1"}, InboundPorts: []uint32{appPort}}
+			gw := translate.Proxy{ID: "ew", Mode: translate.ModeEastWest, Cluster: "c1", Namespace: "shop", ListenerPort: translate.DefaultEastWestPort, Locality: registry.Locality{Region: "r1", Zone: "z1"}}
+			res := publish(t, cp, reg, client, proposal.Options{MTLS: &proposal.MTLS{SVID: ca.svid(t, "shop", "client"), Bundles: bundles}})
+			if hostname {
+				proposal.HostnameGateways(res, map[string]string{gwAddr.String(): "localhost"})
+				cp.Set(t, client.ID, res)
+			}
+			publish(t, cp, reg, server, proposal.Options{MTLS: &proposal.MTLS{SVID: ca.svid(t, "shop", "echo"), Bundles: bundles}, InboundHTTP: []uint32{appPort}})
+			publish(t, cp, reg, gw, proposal.Options{})
+			gwpx := startProxy(t, cp.Addr, sidecar.Config{Node: nodeOf(gw), Rebind: map[string]netip.AddrPort{translate.GatewayName(translate.ModeEastWest, translate.DefaultEastWestPort): gwAddr}})
+			startProxy(t, cp.Addr, sidecar.Config{Node: nodeOf(server), Inbound: []sidecar.InboundPort{{Listen: inb, AppPort: uint16(appPort)}}})
+			startProxy(t, cp.Addr, sidecar.Config{Node: nodeOf(client), Upstreams: []sidecar.Upstream{{Listen: up, Host: host("echo"), Port: 80}}})
+
+			c := &http.Client{Timeout: 5 * time.Second}
+			if body := eventually2xx(t, c, "http://"+up.String()+"/across"); !strings.HasPrefix(body, "echo-app GET /across") {
+				t.Fatalf("across networks: %q", body)
+			}
+			// The gateway passed TLS through: it saw SNI, proxied TCP, and
+			// terminated nothing.
+			if v := gwpx.metric(t, "meridian_tcp_connections_opened_total", "reporter", "gateway"); v < 1 {
+				t.Fatalf("gateway TCP connections: %v", v)
+			}
+			if v := gwpx.metric(t, "meridian_requests_total"); v != 0 {
+				t.Fatalf("the gateway saw %v HTTP requests: it must not terminate mTLS", v)
+			}
+		})
 	}
 }

@@ -341,3 +341,23 @@ func AddServiceEntries(res map[resource.Type][]types.Resource, p translate.Proxy
 		}
 	}
 }
+
+// HostnameGateways rewrites load-assignment endpoints at the given
+// addresses ("IP:PORT") to DNS names: what translate should emit for a
+// cluster whose east-west gateway is published as a hostname (an EKS load
+// balancer), instead of leaving it out. meridian-proxy resolves and
+// re-resolves such endpoints; for Envoy the translation would need a
+// STRICT_DNS cluster per gateway instead.
+func HostnameGateways(res map[resource.Type][]types.Resource, names map[string]string) {
+	for _, r := range res[resource.EndpointType] {
+		cla := r.(*endpoint.ClusterLoadAssignment)
+		for _, le := range cla.GetEndpoints() {
+			for _, lbe := range le.GetLbEndpoints() {
+				sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
+				if name, ok := names[net.JoinHostPort(sa.GetAddress(), fmt.Sprint(sa.GetPortValue()))]; ok {
+					sa.Address = name
+				}
+			}
+		}
+	}
+}
