@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
@@ -98,9 +100,11 @@ spec:
 	url := "http://" + up.String() + "/"
 	// Wait until the policies are in force and the local zone serves.
 	eventually2xx(t, client, url)
-	waitUntil(t, func() bool {
-		_, _, h := get(t, client, url)
-		return h.Get("X-Backend") != "" && h.Get("X-Backend")[:2] == "z1"
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if _, _, h := get(t, client, url); !strings.HasPrefix(h.Get("X-Backend"), "z1") {
+			return fmt.Errorf("answered by %q, want the local zone", h.Get("X-Backend"))
+		}
+		return nil
 	})
 
 	type sample struct {
@@ -118,7 +122,7 @@ spec:
 	for i := range total {
 		at := time.Duration(i) * interval
 		if d := time.Until(start.Add(at)); d > 0 {
-			time.Sleep(d)
+			time.Sleep(d) // pacing the open-loop load, not waiting for a condition
 		}
 		if !killed && at >= warm {
 			for _, b := range local {
@@ -190,16 +194,6 @@ spec:
 	return res
 }
 
-func waitUntil(t testing.TB, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestFailoverUnderLoad: under steady load, killing the client's zone
 // moves traffic to the next priority with at most 0.1% of requests failing

@@ -23,6 +23,8 @@ const maxResolverEntries = 4096
 type Resolver struct {
 	// Lookup resolves a name; default net.DefaultResolver.LookupNetIP.
 	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 
 	mu    sync.Mutex
 	cache map[string]resolved
@@ -44,10 +46,14 @@ func NewResolver() *Resolver {
 // Resolve returns the addresses of host, from the cache when the answer
 // is younger than refresh.
 func (r *Resolver) Resolve(ctx context.Context, host string, refresh time.Duration) ([]netip.Addr, error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
 	r.mu.Lock()
 	e, ok := r.cache[host]
 	r.mu.Unlock()
-	if ok && time.Since(e.at) < refresh {
+	if ok && now().Sub(e.at) < refresh {
 		return e.addrs, nil
 	}
 	v, err, _ := r.group.Do(host, func() (any, error) {
@@ -65,7 +71,7 @@ func (r *Resolver) Resolve(ctx context.Context, host string, refresh time.Durati
 		if r.cache == nil || len(r.cache) >= maxResolverEntries {
 			r.cache = map[string]resolved{}
 		}
-		r.cache[host] = resolved{addrs: addrs, at: time.Now()}
+		r.cache[host] = resolved{addrs: addrs, at: now()}
 		r.mu.Unlock()
 		return addrs, nil
 	})

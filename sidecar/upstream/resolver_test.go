@@ -19,7 +19,8 @@ func TestResolverReResolves(t *testing.T) {
 	answer := []netip.Addr{netip.MustParseAddr("192.0.2.1")}
 	var fail bool
 	lookups := 0
-	r := &upstream.Resolver{Lookup: func(context.Context, string) ([]netip.Addr, error) {
+	now := time.Unix(1000, 0)
+	r := &upstream.Resolver{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }, Lookup: func(context.Context, string) ([]netip.Addr, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		lookups++
@@ -39,15 +40,15 @@ func TestResolverReResolves(t *testing.T) {
 	}
 	mu.Lock()
 	answer = []netip.Addr{netip.MustParseAddr("192.0.2.2")}
+	now = now.Add(2 * refresh)
 	mu.Unlock()
-	time.Sleep(2 * refresh)
 	if got, _ := r.Resolve(ctx, "gw.example", refresh); got[0] != netip.MustParseAddr("192.0.2.2") {
 		t.Fatalf("after the refresh interval: %v, want the new address", got)
 	}
 	mu.Lock()
 	fail = true
+	now = now.Add(2 * refresh)
 	mu.Unlock()
-	time.Sleep(2 * refresh)
 	if got, err := r.Resolve(ctx, "gw.example", refresh); err != nil || got[0] != netip.MustParseAddr("192.0.2.2") {
 		t.Fatalf("failed refresh: %v %v, want the last answer", got, err)
 	}
