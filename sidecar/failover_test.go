@@ -194,7 +194,6 @@ spec:
 	return res
 }
 
-
 // TestFailoverUnderLoad: under steady load, killing the client's zone
 // moves traffic to the next priority with at most 0.1% of requests failing
 // (retries on connect failure go to another endpoint, outlier detection
