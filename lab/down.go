@@ -120,14 +120,16 @@ func Down(ctx context.Context, dir string) (string, error) {
 		if err := syscall.Kill(st.Supervisor, syscall.SIGTERM); err != nil {
 			return "", fmt.Errorf("lab: stopping the lab's supervisor (pid %d): %w", st.Supervisor, err)
 		}
+		// Wait for the supervisor itself to exit: it removes the state
+		// directory, lock included, before it does.
 		deadline := time.Now().Add(30 * time.Second)
-		for running(dir) {
+		for alive(st.Supervisor) {
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return "", fmt.Errorf("lab: the lab's supervisor (pid %d) did not stop within 30s", st.Supervisor)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if _, err := os.Stat(dir); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, stateFile)); err != nil {
 			return fmt.Sprintf("stopped the lab (supervisor pid %d)", st.Supervisor), nil
 		}
 	}

@@ -153,6 +153,17 @@ func (l *Lab) Watch(ctx context.Context, w io.Writer, interval, window time.Dura
 		all := time.Since(lastAll) >= 30*time.Second
 		var show []row
 		for _, r := range rs {
+			// A cluster's users switch between one error row and a row
+			// per target: forget the other kind, so that it prints again.
+			if r.target == "-" {
+				for k := range last {
+					if strings.HasPrefix(k, r.users+"/") {
+						delete(last, k)
+					}
+				}
+			} else {
+				delete(last, r.users)
+			}
 			if all || last[r.key] != r.fingerprint {
 				show = append(show, r)
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -100,7 +101,7 @@ func newLabUpCommand(g *Globals, dir *string) *cobra.Command {
 				return labError(err)
 			}
 			printNextSteps(g.Out, l.State)
-			l.Watch(ctx, g.Out, interval, 5*time.Second)
+			l.Watch(ctx, g.Out, interval, 2*time.Second)
 			fmt.Fprintln(g.Out, "\nStopping the lab ...")
 			if err := l.Close(); err != nil {
 				return labError(err)
@@ -114,7 +115,7 @@ func newLabUpCommand(g *Globals, dir *string) *cobra.Command {
 	f.StringVar(&netns, "netns", "auto", "a network namespace per cluster: auto (when root), true, or false (loopback)")
 	f.Float64Var(&rate, "rate", 20, "calls per second from each cluster's users to each entry service")
 	f.StringVar(&binDir, "bin-dir", "", "directory of meridiand and meridian-demo (default: next to meridianctl, else built from source)")
-	f.DurationVar(&interval, "print-every", 2*time.Second, "how often to check whether traffic moved (printed only when it did, or every 30s)")
+	f.DurationVar(&interval, "print-every", time.Second, "how often to look at the last 2s of traffic (printed only when it moved, or every 30s)")
 	return cmd
 }
 
@@ -140,16 +141,18 @@ func printNextSteps(w io.Writer, s *lab.State) {
 	}
 	fmt.Fprintf(w, "\nScripts: %s/lab.json has every address.\n", s.StateDir)
 	fmt.Fprintf(w, "\nTry, in another terminal:\n")
-	fmt.Fprintf(w, "  export MERIDIAN_SERVER=%s        # or: eval \"$(meridianctl lab env %s)\"\n", drill.GRPC, drill.Name)
-	fmt.Fprintf(w, "  meridianctl status                          # the mesh as %s sees it\n", drill.Name)
-	fmt.Fprintf(w, "  meridianctl drill region %s                  # what would fail over where (dry run)\n", drill.Region)
-	fmt.Fprintf(w, "  meridianctl drill region %s --live --duration 30s   # watch the traffic below move, and come back\n", drill.Region)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  eval \"$(meridianctl lab env %s)\"\t# MERIDIAN_SERVER=%s: meridianctl talks to %s\n", drill.Name, drill.GRPC, drill.Name)
+	fmt.Fprintf(tw, "  meridianctl status\t# the mesh as %s sees it\n", drill.Name)
+	fmt.Fprintf(tw, "  meridianctl drill region %s\t# what would fail over where (dry run)\n", drill.Region)
+	fmt.Fprintf(tw, "  meridianctl drill region %s --live --duration 30s\t# watch the traffic below leave and come back\n", drill.Region)
 	for _, c := range s.Clusters {
 		if c.Labels["jurisdiction"] == "eu" {
-			fmt.Fprintf(w, "  meridianctl lab cut %s && sleep 10 && meridianctl lab heal %s   # customer-records fails rather than leave the EU\n", c.Name, c.Name)
+			fmt.Fprintf(tw, "  meridianctl lab cut %s; sleep 10; meridianctl lab heal %s\t# an EU outage: customer-records fails rather than leave the EU\n", c.Name, c.Name)
 		}
 	}
-	fmt.Fprintf(w, "  meridianctl lab status\n")
+	fmt.Fprintf(tw, "  meridianctl lab status\t# clusters, control planes, traffic\n")
+	tw.Flush()
 	fmt.Fprintf(w, "\nCtrl-C here (or meridianctl lab down) stops the lab and removes everything it started.\n")
 }
 
