@@ -17,11 +17,12 @@ import (
 	"github.com/meridian-mesh/meridian/trust/service"
 )
 
-// Timing of the lab's workloads: short, so that a stopped instance stops
-// getting traffic within seconds.
+// Timing of the lab's workloads: a stopped instance stops getting traffic
+// within seconds, yet a machine busy for a few seconds (CI, a shared
+// laptop) does not expire every instance at once.
 const (
-	workloadTTL   = 3 * time.Second
-	workloadGrace = 30 * time.Second
+	workloadTTL   = 10 * time.Second
+	workloadGrace = time.Minute
 )
 
 // TrustDomain is the lab mesh's SPIFFE trust domain.

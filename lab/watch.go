@@ -71,8 +71,12 @@ func rows(ts []Traffic) []row {
 			for _, s := range traffic.Shares(tr.Served) {
 				fp += fmt.Sprintf(",%s:%d", s.Name, int(math.Round(10*s.Fraction)))
 			}
+			served := shareList(traffic.Shares(tr.Served))
+			if tr.Requests == 0 {
+				served = "no call ended in the window (is the machine busy?)"
+			}
 			out = append(out, row{key: t.Cluster + "/" + tr.Target, users: t.Cluster, target: tr.Target, ok: okRate(tr),
-				served: shareList(traffic.Shares(tr.Served)), failures: shareCounts(traffic.Shares(tr.Errors)), fingerprint: fp})
+				served: served, failures: shareCounts(traffic.Shares(tr.Errors)), fingerprint: fp})
 		}
 	}
 	return out
