@@ -45,7 +45,7 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		d.f.repl.policyAnnounced(m)
 	case *pb.Heartbeat:
 		if m.GetNode() != d.f.node && d.f.members.heartbeat(m.GetNode(), m.GetSeq(), m.GetLeaving()) {
-			d.f.bcast.QueueBroadcast(&broadcast{name: "h/" + m.GetNode(), msg: append([]byte(nil), buf...)})
+			d.f.beats.QueueBroadcast(&broadcast{name: "h/" + m.GetNode(), msg: append([]byte(nil), buf...)})
 		}
 	default:
 		d.f.m.drop(dropInvalid)
@@ -53,8 +53,14 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	}
 }
 
+// GetBroadcasts fills a gossip packet: announcements first, heartbeats in
+// the room left.
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	return d.f.bcast.GetBroadcasts(overhead, limit)
+	msgs := d.f.bcast.GetBroadcasts(overhead, limit)
+	for _, m := range msgs {
+		limit -= len(m) + overhead
+	}
+	return append(msgs, d.f.beats.GetBroadcasts(overhead, limit)...)
 }
 
 // LocalState is this member's part of a full state sync: what it holds of

@@ -54,7 +54,8 @@ type Federation struct {
 	conns      *connPool
 
 	ml    atomic.Pointer[memberlist.Memberlist]
-	bcast *memberlist.TransmitLimitedQueue
+	bcast *memberlist.TransmitLimitedQueue // announcements
+	beats *memberlist.TransmitLimitedQueue // heartbeats
 	meta  atomic.Pointer[[]byte]
 
 	members *memberTable
@@ -349,6 +350,11 @@ func (f *Federation) memberlistConfig() *memberlist.Config {
 	// A restarted member reuses its name from a new address after this.
 	c.DeadNodeReclaimTime = 2 * c.GossipToTheDeadTime
 	f.bcast = &memberlist.TransmitLimitedQueue{NumNodes: f.numMembers, RetransmitMult: c.RetransmitMult}
+	// Every member passes each newer heartbeat on, so each needs only a
+	// few transmissions per member to reach all (2·log10(N) rounded up):
+	// half of what announcements get, and heartbeats are most of the
+	// messages.
+	f.beats = &memberlist.TransmitLimitedQueue{NumNodes: f.numMembers, RetransmitMult: 2}
 	return &c
 }
 
@@ -492,7 +498,12 @@ func (f *Federation) heartbeat(leaving bool) {
 		return
 	}
 	msg := encode(msgHeartbeat, &pb.Heartbeat{Node: f.node, Seq: f.hbSeq.Add(1), Leaving: leaving})
-	f.bcast.QueueBroadcast(&broadcast{name: "h/" + f.node, msg: msg})
+	if leaving {
+		// Saying goodbye is an announcement: it must reach everyone.
+		f.bcast.QueueBroadcast(&broadcast{name: "h/" + f.node, msg: msg})
+		return
+	}
+	f.beats.QueueBroadcast(&broadcast{name: "h/" + f.node, msg: msg})
 }
 
 // broadcast is one announcement in the gossip queue. A newer announcement

@@ -193,7 +193,7 @@ type member struct {
 }
 
 type lab struct {
-	t       *testing.T
+	t       testing.TB
 	net     *network
 	preset  federation.Gossip
 	seeds   []string
@@ -201,7 +201,7 @@ type lab struct {
 	logger  *slog.Logger
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	l := &lab{t: t, net: newNetwork(), preset: testPreset(), members: map[string]*member{}, logger: testLogger()}
 	t.Cleanup(l.stopAll)
 	return l
@@ -303,7 +303,7 @@ func (l *lab) start(cluster string, o memberOpts) *member {
 	return m
 }
 
-func port(t *testing.T, addr string) int {
+func port(t testing.TB, addr string) int {
 	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -389,7 +389,7 @@ func endpoint(cluster, id, ip string) *registry.Endpoint {
 
 // apply writes to a member's own segment, as its discovery would; it
 // waits until the member leads.
-func (m *member) apply(t *testing.T, changes ...registry.Change) {
+func (m *member) apply(t testing.TB, changes ...registry.Change) {
 	t.Helper()
 	testutil.Eventually(t, 20*time.Second, func() error {
 		if !m.f.Leading() {

@@ -6,9 +6,14 @@
 //
 //	/meridian/workloads/NAMESPACE/SERVICE/ID   workload-API registrations (discovery/workload):
 //	                                           one JSON record each; heartbeats are not stored
-//	/meridian/policies/KIND/NAMESPACE/NAME     replicated policy resources
-//	/meridian/registry/segment                 the local segment, for fast restart
-//	/meridian/federation/...                   epochs, peers, leader election
+//	/meridian/policies/KIND/NAMESPACE/NAME     replicated policy resources and tombstones (federation/policy):
+//	                                           JSON of policy.Resource; "-" as NAMESPACE when mesh-scoped
+//	/meridian/registry/epoch                   the local segment's last epoch (federation)
+//	/meridian/registry/state                   the epoch.version the persisted entries reflect
+//	/meridian/registry/services/NS/NAME        the local segment, one key per service and per
+//	/meridian/registry/endpoints/NS/SVC/ID/PORT  endpoint (JSON), for fast restart (leader writes, fenced)
+//	/meridian/federation/cluster-id            the cluster identity its replicas share (split-brain guard)
+//	/meridian/federation/leader/...            leader election among the cluster's meridiand replicas
 //	/meridian/trust/root                       root CA certificate + sealed key (root holder only)
 //	/meridian/trust/root-next                  the next root during a root rotation (root holder only)
 //	/meridian/trust/intermediate               this cluster's intermediate chain + sealed key
