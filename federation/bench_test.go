@@ -5,7 +5,6 @@ import (
 	"io"
 	"log"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -49,17 +48,10 @@ func benchLab(b *testing.B, n int, preset federation.Gossip) *lab {
 func visibleEverywhere(b *testing.B, ms []*member, cluster string, v uint64) time.Time {
 	pending := slices.Clone(ms)
 	deadline := time.Now().Add(time.Minute)
-	t0 := time.Now()
 	for len(pending) > 0 {
 		pending = slices.DeleteFunc(pending, func(m *member) bool {
 			seg := m.reg.View().Segment(cluster)
-			ok := seg != nil && seg.Version() >= v
-			if ok && time.Since(t0) > 700*time.Millisecond && os.Getenv("BENCH_DEBUG") != "" {
-				fmt.Printf("late: %s saw %s.%d after %v; pulls ok %v err %v\n", m.name, cluster, v, time.Since(t0),
-					m.counter("meridian_federation_pulls_total", map[string]string{"result": "ok"}),
-					m.counter("meridian_federation_pulls_total", map[string]string{"result": "error"}))
-			}
-			return ok
+			return seg != nil && seg.Version() >= v
 		})
 		if time.Now().After(deadline) {
 			b.Fatalf("change %s.%d not visible at %d members after a minute", cluster, v, len(pending))
