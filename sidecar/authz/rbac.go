@@ -237,6 +237,11 @@ func principal(p *rbacv3.Principal) (matchFn, error) {
 		return f, err
 	case *rbacv3.Principal_Metadata:
 		return metadataRule(id.Metadata)
+	case *rbacv3.Principal_SourcedMetadata:
+		if id.SourcedMetadata.GetMetadataSource() != rbacv3.MetadataSource_DYNAMIC {
+			return nil, fmt.Errorf("sourced_metadata from %s is not supported (only DYNAMIC)", id.SourcedMetadata.GetMetadataSource())
+		}
+		return metadataRule(id.SourcedMetadata.GetMetadataMatcher())
 	}
 	return nil, fmt.Errorf("principal %T is not supported", p.GetIdentifier())
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar/downstream"
 	"github.com/meridian-mesh/meridian/sidecar/httpproxy"
 	"github.com/meridian-mesh/meridian/sidecar/identity"
+	"github.com/meridian-mesh/meridian/sidecar/internal/hello"
 	"github.com/meridian-mesh/meridian/sidecar/tcpproxy"
 	"github.com/meridian-mesh/meridian/sidecar/telemetry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
@@ -549,12 +550,12 @@ func inspect(pc *peekConn, f *connFacts) error {
 	want := 5
 	for {
 		b, err := pc.Peek(want)
-		h, perr := parseClientHello(b)
+		h, perr := hello.Parse(b)
 		switch {
 		case perr == nil:
 			f.transport, f.sni, f.alpn = "tls", h.SNI, h.ALPN
 			return nil
-		case !errors.Is(perr, errNeedMore):
+		case !errors.Is(perr, hello.ErrNeedMore):
 			return errors.New("tls_garbage")
 		case err != nil:
 			if isTimeout(err) {
@@ -563,7 +564,7 @@ func inspect(pc *peekConn, f *connFacts) error {
 			return errors.New("closed_before_data")
 		}
 		want = nextWant(b, want)
-		if want > maxHelloBytes+5*8 {
+		if want > hello.MaxBytes+5*8 {
 			return errors.New("tls_garbage")
 		}
 	}

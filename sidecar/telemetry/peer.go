@@ -10,9 +10,9 @@ import (
 // doc); proxies strip it before applications see it.
 const PeerHeader = "X-Meridian-Peer"
 
-// maxPeerHeader bounds what ParsePeer reads: labels are short, and a peer
-// must not make the proxy allocate at will.
-const maxPeerHeader = 512
+// MaxPeerHeader bounds what ParsePeer reads: labels are short (Kubernetes
+// names), and a peer must not make the proxy allocate at will.
+const MaxPeerHeader = 2048
 
 // Telemetry bundles what the proxies record with.
 type Telemetry struct {
@@ -61,7 +61,7 @@ func (p Peer) Encode() string {
 // malformed or oversized value yields no labels.
 func ParsePeer(v string) (Peer, bool) {
 	var p Peer
-	if v == "" || len(v) > maxPeerHeader {
+	if v == "" || len(v) > MaxPeerHeader {
 		return p, false
 	}
 	for _, kv := range strings.Split(v, ";") {

@@ -1,4 +1,8 @@
-package listen
+// Package hello reads the server name and application protocols of a TLS
+// ClientHello without consuming it: the TLS inspector of meridian-proxy's
+// listeners. It is small and dependency-free so that it can be fuzzed
+// quickly (FuzzParse).
+package hello
 
 import (
 	"encoding/binary"
@@ -11,54 +15,54 @@ type Hello struct {
 	ALPN []string
 }
 
-// errNeedMore says the bytes so far end inside the ClientHello.
-var errNeedMore = errors.New("listen: incomplete ClientHello")
+// ErrNeedMore says the bytes so far end inside the ClientHello.
+var ErrNeedMore = errors.New("hello: incomplete ClientHello")
 
-// maxHelloBytes bounds how far the inspector reads: a larger ClientHello
+// MaxBytes bounds how far the inspector reads: a larger ClientHello
 // is refused as abuse.
-const maxHelloBytes = 64 << 10
+const MaxBytes = 64 << 10
 
-// parseClientHello reads the SNI and ALPN of a ClientHello at the start of
-// b (TLS records, possibly several). It returns errNeedMore when b ends
+// Parse reads the SNI and ALPN of a ClientHello at the start of
+// b (TLS records, possibly several). It returns ErrNeedMore when b ends
 // before the handshake message does, and another error when the bytes are
 // not a ClientHello. It never reads past b and never panics on any input
-// (see FuzzParseClientHello).
-func parseClientHello(b []byte) (Hello, error) {
+// (see FuzzParse).
+func Parse(b []byte) (Hello, error) {
 	// Reassemble the handshake message from its records.
 	var msg []byte
 	for {
 		if len(b) < 5 {
-			return Hello{}, errNeedMore
+			return Hello{}, ErrNeedMore
 		}
 		if b[0] != 0x16 {
-			return Hello{}, errors.New("listen: not a TLS handshake record")
+			return Hello{}, errors.New("hello: not a TLS handshake record")
 		}
 		if b[1] != 3 {
-			return Hello{}, errors.New("listen: unknown TLS record version")
+			return Hello{}, errors.New("hello: unknown TLS record version")
 		}
 		n := int(binary.BigEndian.Uint16(b[3:5]))
 		if n == 0 || n > 1<<14+256 {
-			return Hello{}, errors.New("listen: bad TLS record length")
+			return Hello{}, errors.New("hello: bad TLS record length")
 		}
 		if len(b) < 5+n {
-			return Hello{}, errNeedMore
+			return Hello{}, ErrNeedMore
 		}
 		msg = append(msg, b[5:5+n]...)
 		b = b[5+n:]
 		if len(msg) >= 4 {
 			if msg[0] != 1 {
-				return Hello{}, errors.New("listen: first handshake message is not a ClientHello")
+				return Hello{}, errors.New("hello: first handshake message is not a ClientHello")
 			}
 			total := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3]))
-			if total > maxHelloBytes {
-				return Hello{}, errors.New("listen: ClientHello too large")
+			if total > MaxBytes {
+				return Hello{}, errors.New("hello: ClientHello too large")
 			}
 			if len(msg) >= total {
 				return parseHelloBody(msg[4:total])
 			}
 		}
-		if len(msg) > maxHelloBytes {
-			return Hello{}, errors.New("listen: ClientHello too large")
+		if len(msg) > MaxBytes {
+			return Hello{}, errors.New("hello: ClientHello too large")
 		}
 	}
 }
@@ -104,14 +108,14 @@ func parseHelloBody(body []byte) (Hello, error) {
 	r.bytes(r.u16()) // cipher suites
 	r.bytes(r.u8())  // compression methods
 	if r.bad {
-		return h, errors.New("listen: truncated ClientHello")
+		return h, errors.New("hello: truncated ClientHello")
 	}
 	if len(r.b) == 0 {
 		return h, nil // no extensions
 	}
 	exts := &reader{b: r.bytes(r.u16())}
 	if r.bad {
-		return h, errors.New("listen: truncated ClientHello extensions")
+		return h, errors.New("hello: truncated ClientHello extensions")
 	}
 	for len(exts.b) > 0 && !exts.bad {
 		typ := exts.u16()
@@ -127,7 +131,7 @@ func parseHelloBody(body []byte) (Hello, error) {
 				name := list.bytes(list.u16())
 				if kind == 0 && !list.bad && h.SNI == "" {
 					if !validSNI(name) {
-						return Hello{}, errors.New("listen: malformed server name")
+						return Hello{}, errors.New("hello: malformed server name")
 					}
 					h.SNI = string(name)
 				}
@@ -143,7 +147,7 @@ func parseHelloBody(body []byte) (Hello, error) {
 		}
 	}
 	if exts.bad {
-		return Hello{}, errors.New("listen: truncated ClientHello extension")
+		return Hello{}, errors.New("hello: truncated ClientHello extension")
 	}
 	return h, nil
 }
