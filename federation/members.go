@@ -417,12 +417,12 @@ func (t *memberTable) verifyLoop(ctx context.Context) {
 func (f *Federation) verify(ctx context.Context, m member) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Gossip.PullTimeout)
 	defer cancel()
-	conn, err := f.conns.get(m.meta.GetGrpcAddr())
+	client, err := f.client(m.name)
 	if err != nil {
 		return err
 	}
 	var p peer.Peer
-	resp, err := pb.NewFederationClient(conn).Identify(ctx, &pb.IdentifyRequest{Protocol: protocolVersion, Node: f.node}, grpc.Peer(&p))
+	resp, err := client.Identify(ctx, &pb.IdentifyRequest{Protocol: protocolVersion, Node: f.node}, grpc.Peer(&p))
 	if err != nil {
 		return fmt.Errorf("identify %s: %w", m.name, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/meridian-mesh/meridian/federation/federationpb"
@@ -341,11 +342,7 @@ func (r *replicator) pullSegment(ctx context.Context, cluster string) {
 // malformed, oversized, of an unknown protocol or not following this
 // member's version is dropped and counted, and ends the pull.
 func (f *Federation) pullSegmentFrom(ctx context.Context, node, cluster string) (err error) {
-	m, ok := f.members.get(node)
-	if !ok {
-		return fmt.Errorf("federation: unknown member %s", node)
-	}
-	conn, err := f.conns.get(m.meta.GetGrpcAddr())
+	client, err := f.client(node)
 	if err != nil {
 		return err
 	}
@@ -354,7 +351,7 @@ func (f *Federation) pullSegmentFrom(ctx context.Context, node, cluster string) 
 	start := f.haveVersion(cluster)
 	kind := "delta"
 	defer func() { f.countPull(kind, err) }()
-	stream, err := pb.NewFederationClient(conn).PullSegment(ctx, &pb.PullSegmentRequest{
+	stream, err := client.PullSegment(ctx, &pb.PullSegmentRequest{
 		Protocol: protocolVersion, Cluster: cluster, Epoch: start.epoch, Version: start.version,
 	})
 	if err != nil {
@@ -362,21 +359,7 @@ func (f *Federation) pullSegmentFrom(ctx context.Context, node, cluster string) 
 	}
 	var full *registry.SegmentData
 	var want [2]int // services, endpoints of the full copy
-	var total int64
-	for {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", errTransport, err)
-		}
-		if total += int64(proto.Size(chunk)); total > f.cfg.Limits.PullBytes {
-			return refuse(dropOversized, "pull of %s from %s exceeds %d bytes", cluster, node, f.cfg.Limits.PullBytes)
-		}
-		if chunk.GetProtocol() != protocolVersion {
-			return refuse(dropUnknownVersion, "protocol %d from %s", chunk.GetProtocol(), node)
-		}
+	err = receive(f, stream, node, func(chunk *pb.SegmentChunk) error {
 		for _, b := range chunk.GetBatches() {
 			if full != nil {
 				return refuse(dropMalformed, "batches inside a full copy from %s", node)
@@ -389,10 +372,11 @@ func (f *Federation) pullSegmentFrom(ctx context.Context, node, cluster string) 
 			if full != nil {
 				return refuse(dropMalformed, "two full copies in one pull from %s", node)
 			}
-			if full, err = f.checkFullHeader(h, cluster, start); err != nil {
+			hdr, err := f.checkFullHeader(h, cluster, start)
+			if err != nil {
 				return err
 			}
-			kind = "full"
+			full, kind = hdr, "full"
 			want = [2]int{int(h.GetServices()), int(h.GetEndpoints())}
 		}
 		if len(chunk.GetServices())+len(chunk.GetEndpoints()) > 0 {
@@ -409,6 +393,10 @@ func (f *Federation) pullSegmentFrom(ctx context.Context, node, cluster string) 
 				return refuse(dropMalformed, "full copy from %s longer than its header", node)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if full != nil {
 		if len(full.Services) != want[0] || len(full.Endpoints) != want[1] {
@@ -535,38 +523,20 @@ func (r *replicator) pullPolicies(ctx context.Context) {
 // pullPoliciesFrom pulls the policy records this member lacks from one
 // member and applies them.
 func (f *Federation) pullPoliciesFrom(ctx context.Context, node string, have policy.Vector) (err error) {
-	m, ok := f.members.get(node)
-	if !ok {
-		return fmt.Errorf("federation: unknown member %s", node)
-	}
-	defer func() { f.countPull("policies", err) }()
-	conn, err := f.conns.get(m.meta.GetGrpcAddr())
+	client, err := f.client(node)
 	if err != nil {
 		return err
 	}
+	defer func() { f.countPull("policies", err) }()
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Gossip.PullTimeout)
 	defer cancel()
-	stream, err := pb.NewFederationClient(conn).PullPolicies(ctx, &pb.PullPoliciesRequest{Protocol: protocolVersion, Vector: vectorToPB(have)})
+	stream, err := client.PullPolicies(ctx, &pb.PullPoliciesRequest{Protocol: protocolVersion, Vector: vectorToPB(have)})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errTransport, err)
 	}
 	var in policy.Sync
 	var last bool
-	var total int64
-	for {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", errTransport, err)
-		}
-		if total += int64(proto.Size(chunk)); total > f.cfg.Limits.PullBytes {
-			return refuse(dropOversized, "policy pull from %s exceeds %d bytes", node, f.cfg.Limits.PullBytes)
-		}
-		if chunk.GetProtocol() != protocolVersion {
-			return refuse(dropUnknownVersion, "protocol %d from %s", chunk.GetProtocol(), node)
-		}
+	err = receive(f, stream, node, func(chunk *pb.PolicyChunk) error {
 		if last {
 			return refuse(dropMalformed, "chunk after the last one from %s", node)
 		}
@@ -577,6 +547,10 @@ func (f *Federation) pullPoliciesFrom(ctx context.Context, node string, have pol
 			last = true
 			in.Vector, in.Horizon, in.Full = vectorFromPB(chunk.GetVector()), policy.Timestamp(chunk.GetHorizon()), chunk.GetFull()
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if !last {
 		return refuse(dropMalformed, "policy pull from %s cut short", node)
@@ -600,6 +574,52 @@ func (f *Federation) pullPoliciesFrom(ctx context.Context, node string, have pol
 		}
 	}
 	return nil
+}
+
+// client returns a Federation client for a member.
+func (f *Federation) client(node string) (pb.FederationClient, error) {
+	m, ok := f.members.get(node)
+	if !ok {
+		return nil, fmt.Errorf("federation: unknown member %s", node)
+	}
+	conn, err := f.conns.get(m.meta.GetGrpcAddr())
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewFederationClient(conn), nil
+}
+
+// versioned is a reply message: it carries the protocol version.
+type versioned[T any] interface {
+	*T
+	proto.Message
+	GetProtocol() uint32
+}
+
+// receive reads a reply stream to its end and hands each message to fn,
+// after checking its protocol version and the running total of bytes
+// against Limits.PullBytes.
+func receive[T any, PT versioned[T]](f *Federation, s grpc.ServerStreamingClient[T], node string, fn func(PT) error) error {
+	var total int64
+	for {
+		m, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", errTransport, err)
+		}
+		msg := PT(m)
+		if total += int64(proto.Size(msg)); total > f.cfg.Limits.PullBytes {
+			return refuse(dropOversized, "reply from %s exceeds %d bytes", node, f.cfg.Limits.PullBytes)
+		}
+		if msg.GetProtocol() != protocolVersion {
+			return refuse(dropUnknownVersion, "protocol %d from %s", msg.GetProtocol(), node)
+		}
+		if err := fn(msg); err != nil {
+			return err
+		}
+	}
 }
 
 // announceSegment tells the federation that this member holds a cluster's
