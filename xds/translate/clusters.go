@@ -7,6 +7,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -18,6 +19,9 @@ import (
 
 const connectTimeout = 10 * time.Second
 
+// httpOptionsKey is where a cluster carries its upstream HTTP options.
+const httpOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
 // adsSource is "this same ADS stream", the config source of every dynamic
 // resource Meridian refers to.
 func adsSource() *core.ConfigSource {
@@ -28,22 +32,45 @@ func adsSource() *core.ConfigSource {
 }
 
 func buildClusters(in Input, s Scope, r *Result) {
+	td := s.identity().TrustDomain()
 	for _, svc := range services(in) {
 		// Outlier detection is per service (the FailoverPolicy or
 		// DestinationPolicy that selects it, or Meridian's default); the
 		// engine decides it, whichever the client.
 		od := in.Policies.eng().Assign(in.View, svc.key, locality.Client{}).OutlierDetection
 		dp := in.Policies.destination(svc.key)
-		if dp != nil && dp.Spec.TLS != nil {
-			r.warnf("%s: DestinationPolicy %s/%s: tls is not translated until the trust work lands", svc.host, dp.Namespace, dp.Name)
+		var peers []spiffeid.ID
+		peersFn := func() []spiffeid.ID {
+			if peers == nil {
+				peers = peersOf(in.View, svc.key, td)
+			}
+			return peers
 		}
 		for _, p := range svc.def.Ports {
 			for _, v := range in.Policies.variantsOf(svc.key) {
 				name := SubsetClusterName(p.Port, v.name(), svc.host)
-				r.add(name, outboundCluster(name, p, s.Mode, dp, od, r))
+				c := outboundCluster(name, p, s.Mode, dp, od, r)
+				c.TransportSocket = clientTLS(in, s, name, svc.host, peersFn, dp, r)
+				r.add(name, c)
 			}
 		}
 	}
+	if s.Mode == ModeProxyless || s.Mode == ModeEastWest {
+		return
+	}
+	// ServiceEntry hosts; grpc-go would refuse their cluster types, and an
+	// east-west gateway only reaches its own cluster's endpoints.
+	for _, e := range in.Policies.externalPorts() {
+		if e.entry.Spec.Resolution == v1alpha1.ResolutionNone && s.Mode != ModeSidecar {
+			continue // only a sidecar knows the address the client asked for
+		}
+		r.add(e.cluster(), externalCluster(in, s, e, r))
+	}
+	r.add(BlackHoleCluster, &cluster.Cluster{
+		Name:                 BlackHoleCluster,
+		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(connectTimeout),
+	})
 	if s.Mode != ModeSidecar {
 		return
 	}
@@ -53,24 +80,30 @@ func buildClusters(in Input, s Scope, r *Result) {
 		LbPolicy:             cluster.Cluster_CLUSTER_PROVIDED,
 		ConnectTimeout:       durationpb.New(connectTimeout),
 	})
-	r.add(BlackHoleCluster, &cluster.Cluster{
-		Name:                 BlackHoleCluster,
-		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(connectTimeout),
-	})
-	for _, port := range splitPorts(s.Inbound) {
-		name := InboundClusterName(port)
-		r.add(name, &cluster.Cluster{
+	// Remote key sets of every RequestAuthentication: unused ones cost
+	// nothing, and the clusters stay shared by all sidecars.
+	if in.Policies != nil {
+		for _, j := range in.Policies.jwks {
+			r.add(j.Name, jwksCluster(j))
+		}
+	}
+	for _, p := range splitInbound(s.Inbound) {
+		name := InboundClusterName(p.port)
+		c := &cluster.Cluster{
 			Name:                 name,
 			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},
 			ConnectTimeout:       durationpb.New(connectTimeout),
 			LoadAssignment: &endpoint.ClusterLoadAssignment{
 				ClusterName: name,
 				Endpoints: []*endpoint.LocalityLbEndpoints{{LbEndpoints: []*endpoint.LbEndpoint{{
-					HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: socketAddress("127.0.0.1", port)}},
+					HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: socketAddress("127.0.0.1", p.port)}},
 				}}}},
 			},
-		})
+		}
+		if opts := httpOptions(p.proto, 0); opts != nil {
+			c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpOptionsKey: mustAny(opts)}
+		}
+		r.add(name, c)
 	}
 }
 
@@ -132,7 +165,7 @@ func outboundCluster(name string, p registry.ServicePort, mode Mode, dp *v1alpha
 		}
 	}
 	if opts := httpOptions(p.Protocol, maxPerConn); opts != nil {
-		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(opts)}
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpOptionsKey: mustAny(opts)}
 	}
 	return c
 }

@@ -1,7 +1,9 @@
 package translate
 
 import (
+	"net"
 	"net/netip"
+	"strconv"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -131,17 +133,25 @@ func endpointsOf(v *registry.View, s Scope, eps []locality.Endpoint, keep func(*
 			r.warnf("%s: endpoints of cluster %s are on another network and the cluster has no east-west gateway: left out", cluster, rm.cluster)
 			continue
 		}
+		h := registry.Unhealthy
+		if rm.serving {
+			h = registry.Healthy
+		}
 		for _, gw := range gws {
-			addr, port, err := registry.ParseAddrPort(gw)
-			if err != nil {
-				r.warnf("%s: gateway %q of cluster %s is not an IP:port (EDS needs addresses): left out", cluster, gw, rm.cluster)
+			host, portStr, err := net.SplitHostPort(gw)
+			port, perr := strconv.ParseUint(portStr, 10, 16)
+			if err != nil || perr != nil || port == 0 || host == "" {
+				r.warnf("%s: gateway %q of cluster %s is not HOST:PORT: left out", cluster, gw, rm.cluster)
 				continue
 			}
-			h := registry.Unhealthy
-			if rm.serving {
-				h = registry.Healthy
+			lb := lbEndpoint(&registry.Endpoint{Addresses: []string{host}, Weight: max(rm.weight, 1)}, h, uint32(port))
+			if _, err := netip.ParseAddr(host); err != nil {
+				// A gateway published as a DNS name (EKS load balancers
+				// are): the endpoint carries the name, which the proxy
+				// resolves and re-resolves (see the package doc).
+				lb.GetEndpoint().Hostname = host
 			}
-			out = append(out, lbEndpoint(&registry.Endpoint{Addresses: []string{addr.String()}, Weight: max(rm.weight, 1)}, h, port))
+			out = append(out, lb)
 		}
 	}
 	return out

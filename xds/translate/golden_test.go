@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/meridian-mesh/meridian/registry"
@@ -25,15 +26,26 @@ var useast1a = registry.Locality{Region: "us-east-1", Zone: "us-east-1a"}
 var goldenProxies = []struct {
 	name     string
 	proxy    translate.Proxy
-	policies bool // with testdata/policies.yaml
+	policies []string // testdata files
 }{
-	{"sidecar", translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a, InboundPorts: []uint32{8080, 9090}}, false},
-	{"ingress", translate.Proxy{ID: "in", Mode: translate.ModeIngress, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a, ListenerPort: 8080}, false},
-	{"egress", translate.Proxy{ID: "eg", Mode: translate.ModeEgress, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a, ListenerPort: 8080}, false},
-	{"east-west", translate.Proxy{ID: "ew", Mode: translate.ModeEastWest, Cluster: "onprem-dc1", Namespace: "gateways", Locality: registry.Locality{Region: "onprem-east", Zone: "dc1-z1"}, ListenerPort: 15443}, false},
-	{"proxyless", translate.Proxy{ID: "pl", Mode: translate.ModeProxyless, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a, NoOverprovisioning: true}, false},
-	{"sidecar-policies", translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a}, true},
-	{"proxyless-policies", translate.Proxy{ID: "pl", Mode: translate.ModeProxyless, Cluster: "eks-euw1", Namespace: "shop", Locality: registry.Locality{Region: "eu-west-1", Zone: "eu-west-1a"}, NoOverprovisioning: true}, true},
+	{"sidecar", translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a, InboundPorts: []uint32{8080, 9090}}, nil},
+	{"ingress", translate.Proxy{ID: "in", Mode: translate.ModeIngress, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a, ListenerPort: 8080}, nil},
+	{"egress", translate.Proxy{ID: "eg", Mode: translate.ModeEgress, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a, ListenerPort: 8080}, nil},
+	{"east-west", translate.Proxy{ID: "ew", Mode: translate.ModeEastWest, Cluster: "onprem-dc1", Namespace: "gateways", Locality: registry.Locality{Region: "onprem-east", Zone: "dc1-z1"}, ListenerPort: 15443}, nil},
+	{"proxyless", translate.Proxy{ID: "pl", Mode: translate.ModeProxyless, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a, NoOverprovisioning: true}, nil},
+	{"sidecar-policies", translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", Locality: useast1a}, []string{"policies.yaml"}},
+	{"proxyless-policies", translate.Proxy{ID: "pl", Mode: translate.ModeProxyless, Cluster: "eks-euw1", Namespace: "shop", Locality: registry.Locality{Region: "eu-west-1", Zone: "eu-west-1a"}, NoOverprovisioning: true}, []string{"policies.yaml"}},
+	// Security, ServiceEntries, REGISTRY_ONLY and Gateways (mesh.yaml),
+	// for proxies whose identity the server attested.
+	{"sidecar-mtls", translate.Proxy{ID: "fe", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", ServiceAccount: "frontend", Locality: useast1a,
+		Labels: map[string]string{"app": "frontend"}, InboundPorts: []uint32{8080, 9090}, InboundProtocols: map[uint32]registry.Protocol{8080: registry.ProtocolHTTP},
+		RegistryOnly: true, Identity: spiffeid.RequireFromString("spiffe://mesh.test/ns/shop/sa/frontend")}, []string{"policies.yaml", "mesh.yaml"}},
+	{"ingress-gateway", translate.Proxy{ID: "in", Mode: translate.ModeIngress, Cluster: "eks-use1", Namespace: "gateways", ServiceAccount: "ingress", Locality: useast1a,
+		Labels: map[string]string{"istio": "ingressgateway"}, ListenerPort: 8080, Identity: spiffeid.RequireFromString("spiffe://mesh.test/ns/gateways/sa/ingress")}, []string{"policies.yaml", "mesh.yaml"}},
+	{"egress-gateway", translate.Proxy{ID: "eg", Mode: translate.ModeEgress, Cluster: "eks-use1", Namespace: "gateways", ServiceAccount: "egress", Locality: useast1a,
+		Labels: map[string]string{"istio": "egressgateway"}, ListenerPort: 8080, RegistryOnly: true, Identity: spiffeid.RequireFromString("spiffe://mesh.test/ns/gateways/sa/egress")}, []string{"policies.yaml", "mesh.yaml"}},
+	{"east-west-gateway", translate.Proxy{ID: "ew", Mode: translate.ModeEastWest, Cluster: "eks-use1", Namespace: "gateways", Locality: useast1a,
+		Labels: map[string]string{"istio": "eastwestgateway"}, ListenerPort: 15443, Identity: spiffeid.RequireFromString("spiffe://mesh.test/ns/gateways/sa/eastwest")}, []string{"policies.yaml", "mesh.yaml"}},
 }
 
 // TestGolden renders every resource a proxy of each mode gets and compares
@@ -41,16 +53,15 @@ var goldenProxies = []struct {
 // rewrites the files after a deliberate change (review the diff).
 func TestGolden(t *testing.T) {
 	view := threeClusters(t).View()
-	pols := policies(t)
 	for _, tc := range goldenProxies {
 		t.Run(tc.name, func(t *testing.T) {
 			in := translate.Input{View: view}
-			if tc.policies {
-				in.Policies = pols
+			if tc.policies != nil {
+				in.Policies = policies(t, tc.policies...)
 			}
 			out := map[string]any{}
 			var warnings []string
-			for _, typ := range translate.Types {
+			for _, typ := range append(translate.Types, translate.SecretType) {
 				s := tc.proxy.Scope(typ)
 				res := translate.Build(in, s)
 				byName := map[string]json.RawMessage{}
@@ -63,6 +74,19 @@ func TestGolden(t *testing.T) {
 						t.Fatal(err)
 					}
 					byName[r.Name] = b
+				}
+				if typ == translate.SecretType {
+					// Secrets come from the trust component; the
+					// translation only names the credentials a proxy may
+					// receive.
+					var creds []string
+					for _, c := range translate.Credentials(in, s) {
+						creds = append(creds, c.SecretName())
+					}
+					if len(creds) > 0 {
+						out[s.String()+" credentials"] = creds
+					}
+					continue
 				}
 				out[s.String()] = byName
 				warnings = append(warnings, res.Warnings...)

@@ -1,9 +1,12 @@
 package translate
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	fault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
@@ -14,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/registry"
 )
 
@@ -32,89 +36,107 @@ func buildListeners(in Input, s Scope, r *Result) {
 		}
 	case ModeSidecar:
 		sidecarListeners(in, s, r)
-	case ModeIngress, ModeEgress:
+	case ModeIngress, ModeEgress, ModeEastWest:
+		if gws := in.Policies.gatewaysFor(s); len(gws) > 0 {
+			gatewayListeners(in, s, gws, r)
+			return
+		}
 		name := GatewayName(s.Mode, s.Port)
+		if s.Mode == ModeEastWest {
+			r.add(name, eastWestListener(in, name, s.Port))
+			return
+		}
 		r.add(name, &listener.Listener{
 			Name:         name,
 			Address:      socketAddress("0.0.0.0", s.Port),
 			FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{httpFilter(name, name)}}},
 		})
-	case ModeEastWest:
-		name := GatewayName(s.Mode, s.Port)
-		l := &listener.Listener{
-			Name:            name,
-			Address:         socketAddress("0.0.0.0", s.Port),
-			ListenerFilters: []*listener.ListenerFilter{tlsInspector()},
-		}
-		for _, svc := range services(in) {
-			for _, p := range svc.def.Ports {
-				cl := ClusterName(p.Port, svc.host)
-				l.FilterChains = append(l.FilterChains, &listener.FilterChain{
-					Name:             cl,
-					FilterChainMatch: &listener.FilterChainMatch{ServerNames: []string{EastWestSNI(p.Port, svc.host)}},
-					Filters:          []*listener.Filter{tcpFilter(cl)},
-				})
-			}
-		}
-		r.add(name, l)
 	}
+}
+
+// eastWestListener routes by SNI without terminating TLS: a chain per
+// service port matching outbound_.PORT_._.HOST, to the port's cluster,
+// whose load assignment (the east-west scope) holds only this cluster's
+// own endpoints. The session's mTLS is between the client and the
+// endpoint's sidecar.
+func eastWestListener(in Input, name string, port uint32) *listener.Listener {
+	l := &listener.Listener{
+		Name:            name,
+		Address:         socketAddress("0.0.0.0", port),
+		ListenerFilters: []*listener.ListenerFilter{tlsInspector()},
+	}
+	for _, svc := range services(in) {
+		for _, p := range svc.def.Ports {
+			cl := ClusterName(p.Port, svc.host)
+			l.FilterChains = append(l.FilterChains, &listener.FilterChain{
+				Name:             cl,
+				FilterChainMatch: &listener.FilterChainMatch{ServerNames: []string{EastWestSNI(p.Port, svc.host)}},
+				Filters:          []*listener.Filter{tcpFilter(cl)},
+			})
+		}
+	}
+	return l
+}
+
+// outboundTarget is a host one of a sidecar's outbound ports can reach:
+// a mesh service port or a ServiceEntry host port.
+type outboundTarget struct {
+	host   string
+	routes []*v1alpha1.TrafficRoute // mesh routes naming the host (TCP rules)
+	ns     string                   // where short destination hosts resolve
 }
 
 // sidecarListeners builds the capture listeners (virtualOutbound on 15001,
 // virtualInbound on 15006, both handing connections on by original
-// destination) and one unbound outbound listener per service port number.
-// The registry has no virtual IPs, so an outbound port is shared by every
-// service on it: HTTP services are told apart by Host (route configuration
-// PORT), TLS services by SNI; a plain-TCP port can only go to one service.
+// destination) and one unbound outbound listener per port number of the
+// mesh services and ServiceEntry hosts. The registry has no virtual IPs,
+// so an outbound port is shared by every host on it: HTTP hosts are told
+// apart by Host (route configuration PORT), TLS hosts by SNI; a plain-TCP
+// port can only go to one host. Connections no host claims go to
+// PassthroughCluster, or BlackHoleCluster under REGISTRY_ONLY.
 func sidecarListeners(in Input, s Scope, r *Result) {
+	unknown := PassthroughCluster
+	if s.RegistryOnly {
+		unknown = BlackHoleCluster
+	}
 	r.add(VirtualOutboundListener, &listener.Listener{
 		Name:           VirtualOutboundListener,
 		Address:        socketAddress("0.0.0.0", VirtualOutboundPort),
 		UseOriginalDst: wrapperspb.Bool(true),
-		FilterChains:   []*listener.FilterChain{{Name: PassthroughCluster, Filters: []*listener.Filter{tcpFilter(PassthroughCluster)}}},
+		FilterChains:   []*listener.FilterChain{{Name: unknown, Filters: []*listener.Filter{tcpFilter(unknown)}}},
 	})
-	in2 := &listener.Listener{
-		Name:           VirtualInboundListener,
-		Address:        socketAddress("0.0.0.0", VirtualInboundPort),
-		UseOriginalDst: wrapperspb.Bool(true),
-		// Traffic to ports the workload did not declare passes through, as
-		// Istio's does; authorization arrives with the trust work.
-		DefaultFilterChain: &listener.FilterChain{Name: PassthroughCluster, Filters: []*listener.Filter{tcpFilter(PassthroughCluster)}},
-	}
-	for _, port := range splitPorts(s.Inbound) {
-		cl := InboundClusterName(port)
-		in2.FilterChains = append(in2.FilterChains, &listener.FilterChain{
-			Name:             cl,
-			FilterChainMatch: &listener.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)},
-			Filters:          []*listener.Filter{tcpFilter(cl)},
-		})
-	}
-	r.add(VirtualInboundListener, in2)
+	r.add(VirtualInboundListener, inboundListener(in, s, r))
 
 	type portUse struct {
 		http bool
-		tls  []service
-		tcp  []service
+		tls  []outboundTarget
+		tcp  []outboundTarget
 	}
 	uses := map[uint32]*portUse{}
+	use := func(port uint32, proto registry.Protocol, t outboundTarget) {
+		u := uses[port]
+		if u == nil {
+			u = &portUse{}
+			uses[port] = u
+		}
+		switch {
+		case proto.IsHTTP():
+			u.http = true
+		case proto == registry.ProtocolTLS:
+			u.tls = append(u.tls, t)
+		case proto == registry.ProtocolUDP:
+			// Envoy's UDP proxying is a different listener kind; not served.
+		default:
+			u.tcp = append(u.tcp, t)
+		}
+	}
 	for _, svc := range services(in) {
 		for _, p := range svc.def.Ports {
-			u := uses[p.Port]
-			if u == nil {
-				u = &portUse{}
-				uses[p.Port] = u
-			}
-			switch {
-			case p.Protocol.IsHTTP():
-				u.http = true
-			case p.Protocol == registry.ProtocolTLS:
-				u.tls = append(u.tls, svc)
-			case p.Protocol == registry.ProtocolUDP:
-				// Envoy's UDP proxying is a different listener kind; not served.
-			default:
-				u.tcp = append(u.tcp, svc)
-			}
+			use(p.Port, p.Protocol, outboundTarget{host: svc.host, routes: in.Policies.routesFor(svc.key), ns: svc.key.Namespace})
 		}
+	}
+	for _, e := range in.Policies.externalPorts() {
+		use(uint32(e.port.Number), e.proto, outboundTarget{host: e.host, routes: in.Policies.externalRoutes[e.host], ns: e.entry.Namespace})
 	}
 	ports := make([]uint32, 0, len(uses))
 	for p := range uses {
@@ -125,12 +147,11 @@ func sidecarListeners(in Input, s Scope, r *Result) {
 		u := uses[port]
 		name := OutboundListenerName(port)
 		l := &listener.Listener{Name: name, Address: socketAddress("0.0.0.0", port), BindToPort: wrapperspb.Bool(false)}
-		for _, svc := range u.tls {
-			cl := ClusterName(port, svc.host)
+		for _, t := range u.tls {
 			l.FilterChains = append(l.FilterChains, &listener.FilterChain{
-				Name:             cl,
-				FilterChainMatch: &listener.FilterChainMatch{ServerNames: []string{svc.host}},
-				Filters:          []*listener.Filter{tcpFilter(cl)},
+				Name:             ClusterName(port, t.host),
+				FilterChainMatch: &listener.FilterChainMatch{ServerNames: []string{t.host}},
+				Filters:          []*listener.Filter{tcpRoute(in, t, port, t.host, r)},
 			})
 		}
 		if len(u.tls) > 0 {
@@ -140,18 +161,64 @@ func sidecarListeners(in Input, s Scope, r *Result) {
 		case u.http:
 			route := OutboundRouteName(port)
 			l.DefaultFilterChain = &listener.FilterChain{Name: route, Filters: []*listener.Filter{httpFilter(name, route)}}
-			for _, svc := range u.tcp {
-				r.warnf("%s: plain TCP port %d is shared with HTTP services and has no virtual IP to tell them apart: left out", svc.host, port)
+			for _, t := range u.tcp {
+				r.warnf("%s: plain TCP port %d is shared with HTTP hosts and has no virtual IP to tell them apart: left out", t.host, port)
 			}
 		case len(u.tcp) > 0:
-			cl := ClusterName(port, u.tcp[0].host)
-			l.DefaultFilterChain = &listener.FilterChain{Name: cl, Filters: []*listener.Filter{tcpFilter(cl)}}
-			for _, svc := range u.tcp[1:] {
-				r.warnf("%s: plain TCP port %d is also used by %s and there is no virtual IP to tell them apart: left out", svc.host, port, u.tcp[0].host)
+			l.DefaultFilterChain = &listener.FilterChain{Name: ClusterName(port, u.tcp[0].host), Filters: []*listener.Filter{tcpRoute(in, u.tcp[0], port, "", r)}}
+			for _, t := range u.tcp[1:] {
+				r.warnf("%s: plain TCP port %d is also used by %s and there is no virtual IP to tell them apart: left out", t.host, port, u.tcp[0].host)
 			}
+		default:
+			// TLS to a server name no host claims.
+			l.DefaultFilterChain = &listener.FilterChain{Name: unknown, Filters: []*listener.Filter{tcpFilter(unknown)}}
 		}
 		r.add(name, l)
 	}
+}
+
+// tcpRoute forwards a host's connections on a port: by the first TCP rule
+// of its mesh TrafficRoutes that matches (the port, and for TLS the server
+// name), to its weighted destinations; else to the host's own cluster.
+func tcpRoute(in Input, t outboundTarget, port uint32, sni string, r *Result) *listener.Filter {
+	for _, tr := range t.routes {
+		for i, rule := range tr.Spec.TCP {
+			if !tcpMatches(rule.Match, port, sni) {
+				continue
+			}
+			where := fmt.Sprintf("TrafficRoute %s/%s tcp[%d]", tr.Namespace, tr.Name, i)
+			if w := weightedDestinations(in, tr.Namespace, rule.Route, port, where, r); len(w) > 0 {
+				return tcpFilterWeighted(ClusterName(port, t.host), w)
+			}
+		}
+	}
+	return tcpFilter(ClusterName(port, t.host))
+}
+
+// tcpMatches reports whether a TCP rule's matches (any of them; none
+// matches everything) hold for a connection to port with server name sni.
+func tcpMatches(ms []v1alpha1.TCPMatch, port uint32, sni string) bool {
+	if len(ms) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(ms, func(m v1alpha1.TCPMatch) bool {
+		if m.Port != 0 && uint32(m.Port) != port {
+			return false
+		}
+		return len(m.SNIHosts) == 0 || slices.ContainsFunc(m.SNIHosts, func(h string) bool { return hostMatches(h, sni) })
+	})
+}
+
+// hostMatches reports whether a host pattern ("*", "*.example.com" or a
+// name) matches a name.
+func hostMatches(pattern, name string) bool {
+	switch {
+	case pattern == "*":
+		return true
+	case strings.HasPrefix(pattern, "*."):
+		return strings.HasSuffix(name, pattern[1:])
+	}
+	return pattern == name
 }
 
 // apiListener is what a proxyless gRPC client asks for: an HTTP connection
@@ -191,13 +258,24 @@ func httpFilter(statPrefix, route string) *listener.Filter {
 }
 
 func tcpFilter(cluster string) *listener.Filter {
-	return &listener.Filter{
-		Name: wellknown.TCPProxy,
-		ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxy.TcpProxy{
-			StatPrefix:       cluster,
-			ClusterSpecifier: &tcpproxy.TcpProxy_Cluster{Cluster: cluster},
-		})},
+	return tcpProxy(&tcpproxy.TcpProxy{StatPrefix: cluster, ClusterSpecifier: &tcpproxy.TcpProxy_Cluster{Cluster: cluster}})
+}
+
+// tcpFilterWeighted splits connections across weighted clusters (one
+// destination is a plain cluster).
+func tcpFilterWeighted(statPrefix string, w []*route.WeightedCluster_ClusterWeight) *listener.Filter {
+	if len(w) == 1 {
+		return tcpProxy(&tcpproxy.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxy.TcpProxy_Cluster{Cluster: w[0].Name}})
 	}
+	wc := &tcpproxy.TcpProxy_WeightedCluster{}
+	for _, c := range w {
+		wc.Clusters = append(wc.Clusters, &tcpproxy.TcpProxy_WeightedCluster_ClusterWeight{Name: c.Name, Weight: c.Weight.GetValue()})
+	}
+	return tcpProxy(&tcpproxy.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxy.TcpProxy_WeightedClusters{WeightedClusters: wc}})
+}
+
+func tcpProxy(tp *tcpproxy.TcpProxy) *listener.Filter {
+	return &listener.Filter{Name: wellknown.TCPProxy, ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
 }
 
 func tlsInspector() *listener.ListenerFilter {
@@ -205,6 +283,16 @@ func tlsInspector() *listener.ListenerFilter {
 		Name:       wellknown.TLSInspector,
 		ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})},
 	}
+}
+
+// restable re-marshals a typed config another package wrapped,
+// deterministically.
+func restable(a *anypb.Any) *anypb.Any {
+	m, err := a.UnmarshalNew()
+	if err != nil {
+		return a
+	}
+	return mustAny(m)
 }
 
 // mustAny wraps a message the translation itself built; marshaling a

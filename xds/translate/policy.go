@@ -10,13 +10,17 @@ import (
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/locality"
 	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/trust/jwt"
 )
 
 // Policies are the compiled policies the translation reads: the locality
 // engine (failover, distribute, residency, outlier detection — applied
 // through its Assignments, never re-implemented here), the TrafficRoutes
-// that apply to the mesh ("mesh" gateway), and the DestinationPolicies.
-// Immutable; a nil *Policies means no policies.
+// of the mesh ("mesh" gateway) and of named Gateways, the
+// DestinationPolicies, Gateways, ServiceEntries, and the security kinds
+// (PeerAuthentication, AuthorizationPolicy, RequestAuthentication), which
+// package trust's own functions translate. Immutable; a nil *Policies
+// means no policies.
 type Policies struct {
 	engine *locality.Engine
 	// routes lists, per service, the mesh TrafficRoutes naming it among
@@ -27,6 +31,23 @@ type Policies struct {
 	// get clusters of their own: every subset of its DestinationPolicy and
 	// every subset/cluster pair a route sends to.
 	variants map[registry.ServiceKey][]variant
+
+	// security holds the PeerAuthentications, AuthorizationPolicies and
+	// RequestAuthentications, as trust/mtls and trust/authz select them.
+	security []v1alpha1.Object
+	// jwks are the clusters every remote JWKS of every
+	// RequestAuthentication needs, by name.
+	jwks []jwt.JWKSCluster
+	// gateways in namespace/name order; gatewayRoutes lists, per
+	// "namespace/name" of a Gateway, the TrafficRoutes bound to it.
+	gateways      []*v1alpha1.Gateway
+	gatewayRoutes map[string][]*v1alpha1.TrafficRoute
+	// external is every ServiceEntry host and port, by host then port;
+	// externalRoutes and externalDests are the mesh TrafficRoutes and the
+	// DestinationPolicy of each external host.
+	external       []externalPort
+	externalRoutes map[string][]*v1alpha1.TrafficRoute
+	externalDests  map[string]*v1alpha1.DestinationPolicy
 }
 
 // variant is a part of a service's endpoints a route can send to.
@@ -57,15 +78,30 @@ func CompilePolicies(objs []v1alpha1.Object) (*Policies, error) {
 		return nil, fmt.Errorf("translate: %w", err)
 	}
 	p := &Policies{
-		engine:   engine,
-		routes:   map[registry.ServiceKey][]*v1alpha1.TrafficRoute{},
-		dests:    map[registry.ServiceKey]*v1alpha1.DestinationPolicy{},
-		variants: map[registry.ServiceKey][]variant{},
+		engine:         engine,
+		routes:         map[registry.ServiceKey][]*v1alpha1.TrafficRoute{},
+		dests:          map[registry.ServiceKey]*v1alpha1.DestinationPolicy{},
+		variants:       map[registry.ServiceKey][]variant{},
+		gatewayRoutes:  map[string][]*v1alpha1.TrafficRoute{},
+		externalRoutes: map[string][]*v1alpha1.TrafficRoute{},
+		externalDests:  map[string]*v1alpha1.DestinationPolicy{},
 	}
 	sorted := slices.Clone(objs)
 	slices.SortFunc(sorted, func(a, b v1alpha1.Object) int {
 		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
 	})
+	// ServiceEntry hosts first: a host they declare is external even when
+	// it looks like "name.namespace".
+	for _, o := range sorted {
+		if se, ok := o.(*v1alpha1.ServiceEntry); ok {
+			p.addServiceEntry(se)
+		}
+	}
+	slices.SortStableFunc(p.external, func(a, b externalPort) int {
+		return cmp.Or(cmp.Compare(a.host, b.host), cmp.Compare(a.port.Number, b.port.Number))
+	})
+	p.external = slices.CompactFunc(p.external, func(a, b externalPort) bool { return a.host == b.host && a.port.Number == b.port.Number })
+	var ras []*v1alpha1.RequestAuthentication
 	seen := map[registry.ServiceKey]map[variant]bool{}
 	addVariant := func(k registry.ServiceKey, v variant) {
 		if v == (variant{}) {
@@ -81,10 +117,23 @@ func CompilePolicies(objs []v1alpha1.Object) (*Policies, error) {
 	}
 	for _, o := range sorted {
 		switch o := o.(type) {
+		case *v1alpha1.PeerAuthentication, *v1alpha1.AuthorizationPolicy:
+			p.security = append(p.security, o)
+		case *v1alpha1.RequestAuthentication:
+			p.security = append(p.security, o)
+			ras = append(ras, o)
+		case *v1alpha1.Gateway:
+			p.gateways = append(p.gateways, o)
 		case *v1alpha1.DestinationPolicy:
+			if p.isExternal(o.Spec.Host) {
+				if _, dup := p.externalDests[o.Spec.Host]; !dup {
+					p.externalDests[o.Spec.Host] = o
+				}
+				continue
+			}
 			k, ok := serviceKey(o.Spec.Host, o.Namespace)
 			if !ok {
-				continue // an external host: ServiceEntries are not translated yet
+				continue // a host neither in the mesh nor declared: ValidateSet reports it
 			}
 			if _, dup := p.dests[k]; !dup { // the first by namespace/name wins; ValidateSet reports the conflict
 				p.dests[k] = o
@@ -93,28 +142,60 @@ func CompilePolicies(objs []v1alpha1.Object) (*Policies, error) {
 				addVariant(k, variant{subset: s.Name})
 			}
 		case *v1alpha1.TrafficRoute:
-			if len(o.Spec.Gateways) > 0 && !slices.Contains(o.Spec.Gateways, v1alpha1.MeshGateway) {
-				continue // gateway routes come with the Gateway kind
+			mesh := len(o.Spec.Gateways) == 0
+			for _, g := range o.Spec.Gateways {
+				if g == v1alpha1.MeshGateway {
+					mesh = true
+				} else {
+					key := o.Namespace + "/" + g
+					p.gatewayRoutes[key] = append(p.gatewayRoutes[key], o)
+				}
 			}
 			for _, h := range o.Spec.Hosts {
-				if k, ok := serviceKey(h, o.Namespace); ok && !slices.Contains(p.routes[k], o) {
+				if !mesh {
+					break
+				}
+				if p.isExternal(h) {
+					p.externalRoutes[h] = append(p.externalRoutes[h], o)
+				} else if k, ok := serviceKey(h, o.Namespace); ok && !slices.Contains(p.routes[k], o) {
 					p.routes[k] = append(p.routes[k], o)
 				}
 			}
+			var dests []v1alpha1.Destination
 			for _, r := range o.Spec.HTTP {
 				for _, d := range r.Route {
-					if k, ok := serviceKey(d.Host, o.Namespace); ok {
-						addVariant(k, variant{subset: d.Subset, cluster: d.Cluster})
-					}
+					dests = append(dests, d.Destination)
 				}
 				if m := r.Mirror; m != nil {
-					if k, ok := serviceKey(m.Host, o.Namespace); ok {
-						addVariant(k, variant{subset: m.Subset, cluster: m.Cluster})
-					}
+					dests = append(dests, m.Destination)
+				}
+			}
+			for _, r := range o.Spec.TCP {
+				for _, d := range r.Route {
+					dests = append(dests, d.Destination)
+				}
+			}
+			for _, d := range dests {
+				if k, ok := serviceKey(d.Host, o.Namespace); ok && !p.isExternal(d.Host) {
+					addVariant(k, variant{subset: d.Subset, cluster: d.Cluster})
 				}
 			}
 		}
 	}
+	for _, ra := range ras {
+		// Checked here, so that a bad JWKS URI refuses the set rather than
+		// failing a build.
+		_, clusters, err := jwt.EnvoyFilter([]*v1alpha1.RequestAuthentication{ra})
+		if err != nil {
+			return nil, fmt.Errorf("translate: %s: %w", v1alpha1.Describe(ra), err)
+		}
+		for _, c := range clusters {
+			if !slices.ContainsFunc(p.jwks, func(x jwt.JWKSCluster) bool { return x.Name == c.Name }) {
+				p.jwks = append(p.jwks, c)
+			}
+		}
+	}
+	slices.SortFunc(p.jwks, func(a, b jwt.JWKSCluster) int { return cmp.Compare(a.Name, b.Name) })
 	for k := range p.variants {
 		slices.SortFunc(p.variants[k], func(a, b variant) int { return cmp.Compare(a.name(), b.name()) })
 	}

@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/types/known/structpb"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -48,6 +50,19 @@ const (
 	MetaServiceAccount = "service_account"
 	MetaInboundPorts   = "inbound_ports"
 	MetaListenerPort   = "listener_port"
+	MetaLabels         = "labels"
+	MetaOutboundPolicy = "outbound_traffic_policy"
+)
+
+// Outbound traffic policies (metadata.outbound_traffic_policy), as Istio
+// names them.
+const (
+	// AllowAny lets a sidecar reach hosts the mesh does not know
+	// (PassthroughCluster). The default.
+	AllowAny = "ALLOW_ANY"
+	// RegistryOnly sends hosts that are neither mesh services nor
+	// ServiceEntry hosts to BlackHoleCluster.
+	RegistryOnly = "REGISTRY_ONLY"
 )
 
 // FeatureNoOverprovisioning is the client feature grpc-go announces: it
@@ -68,16 +83,32 @@ type Proxy struct {
 	Cluster   string
 	Namespace string
 	Locality  registry.Locality
-	// ServiceAccount of the workload (sidecar, proxyless); informational
-	// until authorization policies use it.
+	// ServiceAccount of the workload (sidecar, proxyless, gateways): with
+	// Namespace, the identity the node claims. Only Identity, which the
+	// server attests, turns it into mTLS.
 	ServiceAccount string
+	// Labels of the workload or gateway: what PeerAuthentication,
+	// AuthorizationPolicy, RequestAuthentication and Gateway selectors
+	// match.
+	Labels map[string]string
 	// InboundPorts are the ports a sidecar's workload serves (sorted).
 	InboundPorts []uint32
+	// InboundProtocols holds the protocol of the inbound ports that were
+	// given one (metadata "8080/http"); the others are TCP. HTTP ports get
+	// an HTTP connection manager, so that authorization applies.
+	InboundProtocols map[uint32]registry.Protocol
 	// ListenerPort is a gateway's listener port.
 	ListenerPort uint32
 	// NoOverprovisioning is set for clients that announce
 	// FeatureNoOverprovisioning (grpc-go).
 	NoOverprovisioning bool
+	// RegistryOnly is the outbound traffic policy REGISTRY_ONLY.
+	RegistryOnly bool
+	// Identity is the SPIFFE ID the server attested for the proxy's stream
+	// (xds/server, never the node's own claim); zero when none was. Only
+	// a proxy with an identity gets mTLS in its resources (and, over SDS,
+	// the secrets they name).
+	Identity spiffeid.ID
 }
 
 // NodeDefaults fill what a node leaves out.
@@ -86,6 +117,9 @@ type NodeDefaults struct {
 	Cluster string
 	// Namespace defaults to "default".
 	Namespace string
+	// RegistryOnly is the mesh's outbound traffic policy for nodes that do
+	// not set metadata.outbound_traffic_policy.
+	RegistryOnly bool
 }
 
 // ParseNode reads a proxy's identity from the node of its first xDS
@@ -98,7 +132,7 @@ func ParseNode(n *core.Node, d NodeDefaults) (Proxy, error) {
 		return Proxy{}, fmt.Errorf("translate: %w", field.Required(path, "the first request of a stream must carry the node"))
 	}
 	var errs field.ErrorList
-	p := Proxy{ID: n.GetId(), Cluster: d.Cluster, Namespace: d.Namespace}
+	p := Proxy{ID: n.GetId(), Cluster: d.Cluster, Namespace: d.Namespace, RegistryOnly: d.RegistryOnly}
 	if p.Namespace == "" {
 		p.Namespace = "default"
 	}
@@ -157,11 +191,29 @@ func ParseNode(n *core.Node, d NodeDefaults) (Proxy, error) {
 		p.ListenerPort = port
 	}
 	if v, ok := meta[MetaInboundPorts]; ok {
-		ports, err := portList(v)
+		ports, protos, err := portList(v)
 		if err != nil {
 			errs = append(errs, field.Invalid(mp.Key(MetaInboundPorts), kindName(v), err.Error()))
 		}
-		p.InboundPorts = ports
+		p.InboundPorts, p.InboundProtocols = ports, protos
+	}
+	if v, ok := meta[MetaLabels]; ok {
+		lbls, err := labelsValue(v)
+		if err != nil {
+			errs = append(errs, field.Invalid(mp.Key(MetaLabels), kindName(v), err.Error()))
+		}
+		errs = append(errs, metav1validation.ValidateLabels(lbls, mp.Key(MetaLabels))...)
+		p.Labels = lbls
+	}
+	if s, ok := str(MetaOutboundPolicy); ok {
+		switch s {
+		case AllowAny:
+			p.RegistryOnly = false
+		case RegistryOnly:
+			p.RegistryOnly = true
+		default:
+			errs = append(errs, field.NotSupported(mp.Key(MetaOutboundPolicy), s, []string{AllowAny, RegistryOnly}))
+		}
 	}
 	if p.Cluster == "" {
 		errs = append(errs, field.Required(mp.Key(MetaCluster), "no cluster in the node metadata and no default"))
@@ -207,10 +259,7 @@ func dns1123Label(v string, path *field.Path) field.ErrorList {
 func kindName(v *structpb.Value) string {
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_StringValue:
-		if len(k.StringValue) > 64 {
-			return k.StringValue[:64] + "..."
-		}
-		return k.StringValue
+		return truncateString(k.StringValue, 64)
 	case *structpb.Value_NumberValue:
 		return strconv.FormatFloat(k.NumberValue, 'g', -1, 64)
 	case *structpb.Value_BoolValue:
@@ -246,8 +295,9 @@ func portValue(v *structpb.Value) (uint32, error) {
 }
 
 // portList accepts a list of ports, or a comma-separated string of them
-// (Istio's style), and returns them sorted without duplicates.
-func portList(v *structpb.Value) ([]uint32, error) {
+// (Istio's style), each optionally PORT/PROTOCOL ("8080/http"), and returns
+// them sorted without duplicates, with the protocols given.
+func portList(v *structpb.Value) ([]uint32, map[uint32]registry.Protocol, error) {
 	var items []*structpb.Value
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_ListValue:
@@ -259,19 +309,65 @@ func portList(v *structpb.Value) ([]uint32, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("must be a list of ports or a comma-separated string")
+		return nil, nil, fmt.Errorf("must be a list of ports or a comma-separated string")
 	}
 	if len(items) > 1024 {
-		return nil, fmt.Errorf("must list at most 1024 ports")
+		return nil, nil, fmt.Errorf("must list at most 1024 ports")
 	}
 	out := make([]uint32, 0, len(items))
+	var protos map[uint32]registry.Protocol
 	for _, it := range items {
+		if s, ok := it.GetKind().(*structpb.Value_StringValue); ok {
+			if num, name, found := strings.Cut(s.StringValue, "/"); found {
+				proto, err := registry.ParseProtocol(strings.TrimSpace(name))
+				if err != nil {
+					return nil, nil, err
+				}
+				it = structpb.NewStringValue(num)
+				p, err := portValue(it)
+				if err != nil {
+					return nil, nil, err
+				}
+				if protos == nil {
+					protos = map[uint32]registry.Protocol{}
+				}
+				protos[p] = proto
+			}
+		}
 		p, err := portValue(it)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, p)
 	}
 	slices.Sort(out)
-	return slices.Compact(out), nil
+	return slices.Compact(out), protos, nil
+}
+
+// labelsValue reads an object of string values.
+func labelsValue(v *structpb.Value) (map[string]string, error) {
+	st, ok := v.GetKind().(*structpb.Value_StructValue)
+	if !ok {
+		return nil, fmt.Errorf("must be an object of string values")
+	}
+	fields := st.StructValue.GetFields()
+	if len(fields) > 64 {
+		return nil, fmt.Errorf("must hold at most 64 labels")
+	}
+	out := make(map[string]string, len(fields))
+	for k, f := range fields {
+		s, ok := f.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			return nil, fmt.Errorf("label %q must be a string", truncateString(k, 64))
+		}
+		out[k] = s.StringValue
+	}
+	return out, nil
+}
+
+func truncateString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

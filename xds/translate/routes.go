@@ -40,41 +40,126 @@ func buildRoutes(in Input, s Scope, r *Result) {
 			}
 		}
 	case ModeSidecar:
-		byPort := map[uint32][]*route.VirtualHost{}
+		byPort := map[uint32]*vhostSet{}
+		set := func(port uint32) *vhostSet {
+			if byPort[port] == nil {
+				byPort[port] = &vhostSet{name: OutboundRouteName(port)}
+			}
+			return byPort[port]
+		}
 		for _, svc := range services(in) {
 			for _, p := range svc.def.Ports {
 				if p.Protocol.IsHTTP() {
-					byPort[p.Port] = append(byPort[p.Port], meshVirtualHost(in, svc, p.Port, Target(svc.host, p.Port), sidecarDomains(svc, p.Port, s.Namespace), r))
+					set(p.Port).add(meshVirtualHost(in, svc, p.Port, Target(svc.host, p.Port), sidecarDomains(svc, p.Port, s.Namespace), r), r)
 				}
 			}
 		}
-		for port, vhs := range byPort {
-			name := OutboundRouteName(port)
-			// Hosts outside the mesh pass through, as Istio's ALLOW_ANY.
-			vhs = append(vhs, virtualHost("allow_any", []string{"*"}, PassthroughCluster))
-			r.add(name, &route.RouteConfiguration{Name: name, VirtualHosts: vhs})
+		for _, e := range in.Policies.externalPorts() {
+			if e.proto.IsHTTP() {
+				set(uint32(e.port.Number)).add(externalVirtualHost(in, e, r), r)
+			}
+		}
+		for _, vs := range byPort {
+			// Hosts outside the mesh pass through, as Istio's ALLOW_ANY,
+			// or are refused under REGISTRY_ONLY.
+			vs.add(unknownHosts(s.RegistryOnly), r)
+			r.add(vs.name, &route.RouteConfiguration{Name: vs.name, VirtualHosts: vs.vhs})
 		}
 	case ModeIngress, ModeEgress:
-		name := GatewayName(s.Mode, s.Port)
-		rc := &route.RouteConfiguration{Name: name}
-		for _, svc := range services(in) {
-			first := true
-			for _, p := range svc.def.Ports {
-				if !p.Protocol.IsHTTP() {
-					continue
-				}
-				target := Target(svc.host, p.Port)
-				domains := []string{target}
-				if first {
-					// The bare host goes to the service's first HTTP port.
-					domains = append(domains, svc.host)
-					first = false
-				}
-				rc.VirtualHosts = append(rc.VirtualHosts, virtualHost(target, domains, ClusterName(p.Port, svc.host)))
-			}
+		if gws := in.Policies.gatewaysFor(s); len(gws) > 0 {
+			gatewayRoutes(in, s, gws, r)
+			return
 		}
-		r.add(name, rc)
+		name := GatewayName(s.Mode, s.Port)
+		vs := &vhostSet{name: name}
+		defaultGatewayHosts(in, s, vs, r)
+		if s.RegistryOnly {
+			vs.add(unknownHosts(true), r)
+		}
+		r.add(name, &route.RouteConfiguration{Name: name, VirtualHosts: vs.vhs})
 	}
+}
+
+// defaultGatewayHosts are a gateway's virtual hosts when no Gateway object
+// configures it (or for a "*" listener without routes): every HTTP port of
+// every mesh service as HOST:PORT, the bare host for its first HTTP port,
+// and for egress gateways the ServiceEntry HTTP hosts (an ingress gateway
+// exposes the mesh, not the hosts outside it).
+func defaultGatewayHosts(in Input, s Scope, vs *vhostSet, r *Result) {
+	for _, svc := range services(in) {
+		first := true
+		for _, p := range svc.def.Ports {
+			if !p.Protocol.IsHTTP() {
+				continue
+			}
+			target := Target(svc.host, p.Port)
+			domains := []string{target}
+			if first {
+				// The bare host goes to the service's first HTTP port.
+				domains = append(domains, svc.host)
+				first = false
+			}
+			vs.add(virtualHost(target, domains, ClusterName(p.Port, svc.host)), r)
+		}
+	}
+	if s.Mode != ModeEgress {
+		return
+	}
+	for _, e := range in.Policies.externalPorts() {
+		if e.proto.IsHTTP() && e.entry.Spec.Resolution != v1alpha1.ResolutionNone {
+			vs.add(externalVirtualHost(in, e, r), r)
+		}
+	}
+}
+
+// unknownHosts is the catch-all virtual host: PassthroughCluster
+// (ALLOW_ANY), or BlackHoleCluster under REGISTRY_ONLY.
+func unknownHosts(registryOnly bool) *route.VirtualHost {
+	if registryOnly {
+		return virtualHost("block_all", []string{"*"}, BlackHoleCluster)
+	}
+	return virtualHost("allow_any", []string{"*"}, PassthroughCluster)
+}
+
+// externalVirtualHost is a ServiceEntry HTTP host port's virtual host: the
+// HTTP rules of mesh TrafficRoutes naming the host, or one route to its
+// cluster.
+func externalVirtualHost(in Input, e externalPort, r *Result) *route.VirtualHost {
+	port := uint32(e.port.Number)
+	name := Target(e.host, port)
+	return virtualHostFor(in, in.Policies.externalRoutes[e.host], e.host, port, name, []string{e.host, name}, e.cluster(), r)
+}
+
+// vhostSet collects the virtual hosts of one route configuration: Envoy
+// refuses a configuration in which two virtual hosts claim one domain, so
+// a domain already claimed is dropped (warned), and a virtual host left
+// without domains with it.
+type vhostSet struct {
+	name    string
+	vhs     []*route.VirtualHost
+	domains map[string]string // domain → virtual host that claimed it
+}
+
+func (vs *vhostSet) add(vh *route.VirtualHost, r *Result) {
+	if vs.domains == nil {
+		vs.domains = map[string]string{}
+	}
+	kept := vh.Domains[:0:0]
+	for _, d := range vh.Domains {
+		if owner, dup := vs.domains[d]; dup {
+			if owner != vh.Name {
+				r.warnf("route %s: domain %q of %s is already served by %s: left out", vs.name, d, vh.Name, owner)
+			}
+			continue
+		}
+		vs.domains[d] = vh.Name
+		kept = append(kept, d)
+	}
+	if len(kept) == 0 {
+		return
+	}
+	vh.Domains = kept
+	vs.vhs = append(vs.vhs, vh)
 }
 
 // sidecarDomains are the names an application may use for a service, as
@@ -105,47 +190,60 @@ func catchAll(cluster string) *route.Route {
 }
 
 // meshVirtualHost is a service port's virtual host for sidecars and
-// proxyless clients: the HTTP rules of the mesh TrafficRoutes naming the
-// service, in order (first match wins; a request no rule matches gets a
-// 404, as with Istio's VirtualService), or one catch-all route to the
-// service when no route names it.
+// proxyless clients (see virtualHostFor).
 func meshVirtualHost(in Input, svc service, port uint32, name string, domains []string, r *Result) *route.VirtualHost {
+	return virtualHostFor(in, in.Policies.routesFor(svc.key), svc.host, port, name, domains, ClusterName(port, svc.host), r)
+}
+
+// virtualHostFor is a host port's virtual host: the HTTP rules of the
+// TrafficRoutes given, in order (first match wins; a request no rule
+// matches gets a 404, as with Istio's VirtualService), or one catch-all
+// route to cluster when there are none.
+func virtualHostFor(in Input, routes []*v1alpha1.TrafficRoute, host string, port uint32, name string, domains []string, cluster string, r *Result) *route.VirtualHost {
 	vh := &route.VirtualHost{Name: name, Domains: domains}
-	for _, tr := range in.Policies.routesFor(svc.key) {
+	for _, tr := range routes {
 		for i := range tr.Spec.HTTP {
-			vh.Routes = append(vh.Routes, httpRoutes(in, tr, i, svc, port, r)...)
+			vh.Routes = append(vh.Routes, httpRoutes(in, tr, i, host, port, r)...)
 		}
 	}
 	if len(vh.Routes) == 0 {
-		vh.Routes = []*route.Route{catchAll(ClusterName(port, svc.host))}
+		vh.Routes = []*route.Route{catchAll(cluster)}
 	}
 	return vh
 }
 
-// httpRoutes translates one HTTP rule: an Envoy route per match (or one
-// matching every request), sharing one action.
-func httpRoutes(in Input, tr *v1alpha1.TrafficRoute, i int, svc service, port uint32, r *Result) []*route.Route {
-	rule := tr.Spec.HTTP[i]
-	where := "TrafficRoute " + tr.Namespace + "/" + tr.Name + " http[" + strconv.Itoa(i) + "]"
-	action := &route.RouteAction{}
+// weightedDestinations resolves a rule's destinations to weighted
+// clusters, leaving out (warned) those that are no mesh service port or
+// ServiceEntry host port, and those of weight zero.
+func weightedDestinations(in Input, ns string, dests []v1alpha1.RouteDestination, port uint32, where string, r *Result) []*route.WeightedCluster_ClusterWeight {
 	var weighted []*route.WeightedCluster_ClusterWeight
-	for j, d := range rule.Route {
-		cl, ok := destinationCluster(in, tr.Namespace, d.Destination, port)
+	for j, d := range dests {
+		cl, ok := destinationCluster(in, ns, d.Destination, port)
 		if !ok {
-			r.warnf("%s route[%d]: destination %q port %d is not a mesh service port: left out", where, j, d.Host, d.Port)
+			r.warnf("%s route[%d]: destination %q port %d is not a mesh service port or ServiceEntry host port: left out", where, j, d.Host, d.Port)
 			continue
 		}
 		w := uint32(max(d.Weight, 0))
-		if len(rule.Route) == 1 {
+		if len(dests) == 1 {
 			w = 1
 		}
 		if w > 0 {
 			weighted = append(weighted, &route.WeightedCluster_ClusterWeight{Name: cl, Weight: wrapperspb.UInt32(w)})
 		}
 	}
+	return weighted
+}
+
+// httpRoutes translates one HTTP rule: an Envoy route per match (or one
+// matching every request), sharing one action.
+func httpRoutes(in Input, tr *v1alpha1.TrafficRoute, i int, host string, port uint32, r *Result) []*route.Route {
+	rule := tr.Spec.HTTP[i]
+	where := "TrafficRoute " + tr.Namespace + "/" + tr.Name + " http[" + strconv.Itoa(i) + "]"
+	action := &route.RouteAction{}
+	weighted := weightedDestinations(in, tr.Namespace, rule.Route, port, where, r)
 	switch len(weighted) {
 	case 0:
-		r.warnf("%s: no destination left: the rule is left out of %s", where, svc.host)
+		r.warnf("%s: no destination left: the rule is left out of %s", where, host)
 		return nil
 	case 1:
 		action.ClusterSpecifier = &route.RouteAction_Cluster{Cluster: weighted[0].Name}
@@ -215,6 +313,13 @@ func httpRoutes(in Input, tr *v1alpha1.TrafficRoute, i int, svc service, port ui
 // its host in the route's namespace and its port: the one given, the
 // service's only port, or the port the request came in on.
 func destinationCluster(in Input, ns string, d v1alpha1.Destination, inPort uint32) (string, bool) {
+	if in.Policies.isExternal(d.Host) {
+		e, ok := in.Policies.externalPort(d.Host, uint32(d.Port))
+		if !ok && d.Port == 0 {
+			e, ok = in.Policies.externalPort(d.Host, inPort)
+		}
+		return e.cluster(), ok
+	}
 	k, ok := serviceKey(d.Host, ns)
 	if !ok {
 		return "", false
@@ -229,7 +334,7 @@ func destinationCluster(in Input, ns string, d v1alpha1.Destination, inPort uint
 	case len(def.Ports) == 1:
 		port = def.Ports[0].Port
 	default:
-		port = inPort
+		port = inPort // gateways pass 0: a multi-port destination needs its port
 	}
 	if _, ok := def.Port(port); !ok {
 		return "", false

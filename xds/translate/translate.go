@@ -71,22 +71,39 @@ func (r *Result) sort() {
 // are zero. Scope is comparable and usable as a map key.
 type Scope struct {
 	Type string
-	// Mode is the proxy's mode for listeners, routes and clusters; for
-	// endpoints it is only set for the modes that filter endpoints
-	// (east-west: own cluster only; egress: other clusters only).
+	// Mode is the proxy's mode for listeners, routes, clusters and
+	// secrets; for endpoints it is only set for the modes that filter
+	// endpoints (east-west: own cluster only; egress: other clusters only).
 	Mode      Mode
 	Namespace string
 	Cluster   string
 	Locality  registry.Locality
 	// Port is a gateway's listener port.
 	Port uint32
-	// Inbound is a sidecar's inbound ports, comma-separated.
+	// Inbound is a sidecar's inbound ports, comma-separated, each with
+	// "/PROTOCOL" when the node gave one.
 	Inbound string
+	// Identity is the attested SPIFFE ID (Proxy.Identity), "" when none:
+	// the SVID secret that clusters and inbound listeners name.
+	Identity string
+	// Labels are the proxy's labels as "k=v,k=v" (sorted), for the
+	// resources that policy and Gateway selectors shape.
+	Labels string
+	// RegistryOnly is the outbound traffic policy REGISTRY_ONLY.
+	RegistryOnly bool
 }
+
+// SecretType is the type URL of SDS secrets, served beside the four above
+// to proxies whose identity was attested.
+const SecretType = resource.SecretType
 
 // Scope returns the proxy's scope for one resource type.
 func (p Proxy) Scope(typeURL string) Scope {
 	s := Scope{Type: typeURL}
+	id := ""
+	if !p.Identity.IsZero() {
+		id = p.Identity.String()
+	}
 	switch typeURL {
 	case EndpointType:
 		s.Cluster, s.Locality = p.Cluster, p.Locality
@@ -96,28 +113,79 @@ func (p Proxy) Scope(typeURL string) Scope {
 	case ClusterType:
 		switch p.Mode {
 		case ModeSidecar:
-			s.Mode, s.Inbound = p.Mode, joinPorts(p.InboundPorts)
+			s.Mode, s.Inbound, s.Identity = p.Mode, p.inbound(), id
+		case ModeIngress, ModeEgress:
+			// Gateways share the sidecar-less clusters, with mTLS into
+			// the mesh when they have an identity.
+			s.Identity = id
 		case ModeProxyless:
 			s.Mode = p.Mode // only the load-balancing policies grpc-go knows
+		case ModeEastWest:
+			s.Mode = p.Mode // passes TLS through: never originates it
 		}
 	case ListenerType:
 		s.Mode = p.Mode
 		switch p.Mode {
 		case ModeSidecar:
-			s.Inbound = joinPorts(p.InboundPorts)
+			s.Inbound, s.Namespace, s.Labels, s.Identity, s.RegistryOnly = p.inbound(), p.Namespace, joinLabels(p.Labels), id, p.RegistryOnly
 		case ModeIngress, ModeEgress, ModeEastWest:
-			s.Port = p.ListenerPort
+			s.Port, s.Namespace, s.Labels = p.ListenerPort, p.Namespace, joinLabels(p.Labels)
 		}
 	case RouteType:
 		s.Mode = p.Mode
 		switch p.Mode {
 		case ModeSidecar:
-			s.Namespace = p.Namespace // short host names resolve in the proxy's namespace
+			// Short host names resolve in the proxy's own namespace.
+			s.Namespace, s.RegistryOnly = p.Namespace, p.RegistryOnly
 		case ModeIngress, ModeEgress:
-			s.Port = p.ListenerPort
+			s.Port, s.Namespace, s.Labels = p.ListenerPort, p.Namespace, joinLabels(p.Labels)
+			s.RegistryOnly = p.RegistryOnly && p.Mode == ModeEgress
+		}
+	case SecretType:
+		// Secrets exist only for an attested identity; gateways also get
+		// the credentials of the Gateways that select them.
+		if id != "" {
+			s.Mode, s.Namespace, s.Identity = p.Mode, p.Namespace, id
+			if p.Mode == ModeIngress || p.Mode == ModeEgress {
+				s.Labels = joinLabels(p.Labels)
+			}
 		}
 	}
 	return s
+}
+
+func (p Proxy) inbound() string {
+	s := make([]string, len(p.InboundPorts))
+	for i, port := range p.InboundPorts {
+		s[i] = strconv.FormatUint(uint64(port), 10)
+		if proto, ok := p.InboundProtocols[port]; ok && proto != registry.ProtocolTCP {
+			s[i] += "/" + string(proto)
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// joinLabels renders labels canonically; label keys and values cannot
+// hold "," or "=".
+func joinLabels(l map[string]string) string {
+	s := make([]string, 0, len(l))
+	for k, v := range l {
+		s = append(s, k+"="+v)
+	}
+	slices.Sort(s)
+	return strings.Join(s, ",")
+}
+
+func splitLabels(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		out[k] = v
+	}
+	return out
 }
 
 // String renders a scope compactly for logs and the debug view.
@@ -137,6 +205,11 @@ func (s Scope) String() string {
 		add("port", strconv.FormatUint(uint64(s.Port), 10))
 	}
 	add("inbound", s.Inbound)
+	add("identity", s.Identity)
+	add("labels", s.Labels)
+	if s.RegistryOnly {
+		add("outbound", RegistryOnly)
+	}
 	return b.String()
 }
 
@@ -150,23 +223,28 @@ func typeShort(typeURL string) string {
 		return "CDS"
 	case EndpointType:
 		return "EDS"
+	case SecretType:
+		return "SDS"
 	}
 	return typeURL
 }
 
-func joinPorts(ports []uint32) string {
-	s := make([]string, len(ports))
-	for i, p := range ports {
-		s[i] = strconv.FormatUint(uint64(p), 10)
-	}
-	return strings.Join(s, ",")
+// inboundPort is one of a sidecar's workload ports.
+type inboundPort struct {
+	port  uint32
+	proto registry.Protocol
 }
 
-func splitPorts(s string) []uint32 {
-	var out []uint32
+func splitInbound(s string) []inboundPort {
+	var out []inboundPort
 	for _, f := range strings.Split(s, ",") {
-		if p, err := strconv.ParseUint(f, 10, 16); err == nil && p > 0 {
-			out = append(out, uint32(p))
+		num, proto, _ := strings.Cut(f, "/")
+		if p, err := strconv.ParseUint(num, 10, 16); err == nil && p > 0 {
+			ip := inboundPort{port: uint32(p), proto: registry.ProtocolTCP}
+			if proto != "" {
+				ip.proto = registry.Protocol(proto)
+			}
+			out = append(out, ip)
 		}
 	}
 	return out

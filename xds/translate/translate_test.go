@@ -191,7 +191,7 @@ func TestLoadAssignments(t *testing.T) {
 				{"us-east-1a", 0, 2, []string{"10.1.0.1/HEALTHY/1", "10.1.0.2/DRAINING/1"}},
 				{"us-east-1b", 1, 1, []string{"10.1.1.1/HEALTHY/1"}},
 				{"eu-west-1a", 2, 1, []string{"10.2.0.7/HEALTHY/1"}}, // stale: still healthy
-				{"dc1-z1", 2, 2, []string{"192.0.2.10/HEALTHY/2"}},
+				{"dc1-z1", 2, 2, []string{"192.0.2.10/HEALTHY/2", "gw.dc1.example.com/HEALTHY/2"}},
 			}},
 		},
 		{
@@ -200,7 +200,7 @@ func TestLoadAssignments(t *testing.T) {
 			key:   frontend,
 			want: map[string][]loc{"outbound|80||frontend.shop.svc.cluster.local": {
 				{"eu-west-1a", 0, 1, []string{"10.2.0.7/HEALTHY/1"}},
-				{"dc1-z1", 0, 2, []string{"192.0.2.10/HEALTHY/2"}},
+				{"dc1-z1", 0, 2, []string{"192.0.2.10/HEALTHY/2", "gw.dc1.example.com/HEALTHY/2"}},
 			}},
 		},
 		{
