@@ -203,6 +203,16 @@ func TestPartitionedWritesConvergeToOneWinner(t *testing.T) {
 			}
 		}
 	}
+	// Once every member has reached the delete, its tombstone is collected
+	// everywhere.
+	testutil.Eventually(t, 60*time.Second, func() error {
+		for _, m := range l.all() {
+			if n := m.f.Policies().Snapshot().Tombstones(); n != 0 {
+				return fmt.Errorf("%s still holds %d tombstones (horizon %s)", m.name, n, m.f.Policies().Horizon())
+			}
+		}
+		return nil
+	})
 }
 
 // Two replicas of one cluster share an etcd; the leader dies (links cut,
