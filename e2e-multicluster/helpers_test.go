@@ -65,6 +65,32 @@ func moved(t *testing.T, g *traffic.Generator, target string, since time.Time, m
 	return d
 }
 
+// consistently checks cond every 100ms for d, failing the test at the
+// first error: what must hold for a while (a partition keeps its sides
+// apart).
+func consistently(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		if err := cond(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// collect lets a generator run until its settled history reaches d past
+// now: the measurement window of a figure.
+func collect(t *testing.T, g *traffic.Generator, d time.Duration) {
+	t.Helper()
+	until := time.Now().Add(d)
+	testutil.Eventually(t, d+time.Minute, func() error {
+		if g.Settled().Before(until) {
+			return fmt.Errorf("the generator has settled calls up to %v only", g.Settled().Format(time.TimeOnly))
+		}
+		return nil
+	})
+}
+
 // servedOutside counts a target's successes served (at the first hop) by
 // clusters not in allowed.
 func servedOutside(r traffic.TargetReport, allowed ...string) int {

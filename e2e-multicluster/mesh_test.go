@@ -325,6 +325,12 @@ func (m *mesh) users(t *testing.T, cluster, zone string, rate float64, services 
 		t.Cleanup(func() { conn.Close() })
 		cfg.Targets = append(cfg.Targets, traffic.Target{Name: s, Client: demopb.NewDemoClient(conn)})
 	}
+	return runUsers(t, cfg)
+}
+
+// runUsers runs a traffic generator until the test ends.
+func runUsers(t *testing.T, cfg traffic.Config) *traffic.Generator {
+	t.Helper()
 	g, err := traffic.New(cfg)
 	if err != nil {
 		t.Fatal(err)

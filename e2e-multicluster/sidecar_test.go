@@ -67,51 +67,15 @@ func (m *mesh) proxiedUsers(t *testing.T, cluster, zone string, rate float64, se
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	g, err := traffic.New(traffic.Config{Caller: id, Rate: rate, Timeout: time.Second,
+	return runUsers(t, traffic.Config{Caller: id, Rate: rate, Timeout: time.Second,
 		Targets: []traffic.Target{{Name: service, Client: demopb.NewDemoClient(conn)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gctx, gcancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Run(gctx) }()
-	t.Cleanup(func() { gcancel(); <-done })
-	return g
 }
 
 // TestSidecarRegionFailover is TestRegionFailover with meridian-proxy in
 // the path: users on-prem call checkout through their sidecar, which
-// follows the on-prem meridiand's xDS; us-east-1 is cut under load.
+// follows the on-prem meridiand's xDS.
 func TestSidecarRegionFailover(t *testing.T) {
 	m := theMesh(t)
 	onprem := m.cluster(t, "onprem-dc1")
-	g := m.proxiedUsers(t, onprem.Name, onprem.Zones[0], 200, Checkout)
-	waitServed(t, g, Checkout, "eks-use1", 30*time.Second)
-
-	cut := time.Now()
-	if err := m.lab.State.Cut(t.Context(), "eks-use1"); err != nil {
-		t.Fatal(err)
-	}
-	healed := false
-	heal := func() {
-		if !healed {
-			healed = true
-			if err := m.lab.State.Heal(context.Background(), "eks-use1"); err != nil {
-				t.Error(err)
-			}
-		}
-	}
-	t.Cleanup(heal)
-	waitServed(t, g, Checkout, "eks-euw1", 60*time.Second)
-	time.Sleep(6 * time.Second)
-	rec := g.Recovery(Checkout, cut, 0.99, time.Second)
-	if !rec.Recovered {
-		t.Fatalf("no recovery to 99%% after the cut: %+v", rec)
-	}
-	t.Logf("region failover through meridian-proxy (us-east-1 cut, users on-prem → checkout): ≥99%% success %v after the cut (detection included), %s; %d of %d calls failed during the switch",
-		rec.After.Round(10*time.Millisecond), within(rec.After, 2*time.Second), rec.Failed, rec.Requests)
-	back := time.Now()
-	heal()
-	took := moved(t, g, Checkout, back, servedBy("eks-use1", ""))
-	t.Logf("failback through meridian-proxy: all traffic back in eks-use1 %v after the heal", took)
+	regionFailover(t, m, m.proxiedUsers(t, onprem.Name, onprem.Zones[0], 200, Checkout), "through meridian-proxy")
 }

@@ -20,7 +20,7 @@ func TestLocality(t *testing.T) {
 	for _, c := range m.lab.State.Clusters {
 		g := m.users(t, c.Name, c.Zones[0], 50, lab.Frontend, lab.Inventory)
 		waitServed(t, g, lab.Frontend, c.Name, 30*time.Second)
-		time.Sleep(2 * time.Second) // a window of settled traffic to report on
+		collect(t, g, 2*time.Second)
 		fr, inv := last(g, lab.Frontend, 2*time.Second), last(g, lab.Inventory, 2*time.Second)
 		for path := range fr.Paths {
 			for _, hop := range strings.Split(path, " > ") {
@@ -44,16 +44,21 @@ func TestLocality(t *testing.T) {
 }
 
 // TestRegionFailover cuts us-east-1 under load: users on-prem call
-// checkout, which on-prem does not run; they are served in us-east-1, and
-// in eu-west-1 (the next region of the failover policy) while us-east-1
-// is cut. Figures: time until ≥99% success after the cut (detection
-// included), the errors during the switch, and the way back after healing.
+// checkout, which on-prem does not run, through grpc-go's xDS client.
 func TestRegionFailover(t *testing.T) {
 	m := theMesh(t)
 	onprem := m.cluster(t, "onprem-dc1")
-	g := m.users(t, onprem.Name, onprem.Zones[0], 200, Checkout)
-	waitServed(t, g, Checkout, "eks-use1", 30*time.Second)
+	regionFailover(t, m, m.users(t, onprem.Name, onprem.Zones[0], 200, Checkout), "proxyless gRPC")
+}
 
+// regionFailover measures users on-prem calling checkout while us-east-1
+// is cut: they are served in us-east-1, and in eu-west-1 (the next region
+// of the failover policy) while it is cut. Figures: time until ≥99%
+// success after the cut (detection included), the errors during the
+// switch, and the way back after healing.
+func regionFailover(t *testing.T, m *mesh, g *traffic.Generator, path string) {
+	t.Helper()
+	waitServed(t, g, Checkout, "eks-use1", 30*time.Second)
 	cut := time.Now()
 	if err := m.lab.State.Cut(t.Context(), "eks-use1"); err != nil {
 		t.Fatal(err)
@@ -69,22 +74,20 @@ func TestRegionFailover(t *testing.T) {
 	}
 	t.Cleanup(heal)
 	waitServed(t, g, Checkout, "eks-euw1", 60*time.Second)
-	// Let the traffic after the switch settle, so that recovery is judged
-	// over several seconds of it.
-	time.Sleep(5*time.Second + time.Second)
+	// Judge recovery over several seconds of traffic after the switch.
+	collect(t, g, 5*time.Second)
 	rec := g.Recovery(Checkout, cut, 0.99, time.Second)
 	if !rec.Recovered {
 		t.Fatalf("no recovery to 99%% after the cut: %+v", rec)
 	}
-	t.Logf("region failover (us-east-1 cut, users on-prem → checkout): ≥99%% success %v after the cut (detection included), %s; %d of %d calls failed during the switch",
-		rec.After.Round(10*time.Millisecond), within(rec.After, 2*time.Second), rec.Failed, rec.Requests)
+	t.Logf("region failover, %s (us-east-1 cut, users on-prem → checkout): ≥99%% success %v after the cut (detection included), %s; %d of %d calls failed during the switch",
+		path, rec.After.Round(10*time.Millisecond), within(rec.After, 2*time.Second), rec.Failed, rec.Requests)
 
 	back := time.Now()
 	heal()
 	took := moved(t, g, Checkout, back, servedBy("eks-use1", ""))
-	time.Sleep(2 * time.Second)
-	rb, _ := g.Between(back, time.Now().Add(-2*time.Second)).Target(Checkout)
-	t.Logf("failback after healing: all traffic back in eks-use1 %v after the heal; calls meanwhile %s", took, rb.Summary())
+	rb, _ := g.Between(back, back.Add(took+time.Second)).Target(Checkout)
+	t.Logf("failback, %s: all traffic back in eks-use1 %v after the heal; calls meanwhile %s", path, took, rb.Summary())
 }
 
 // TestResidency cuts eu-west-1 entirely: customer-records, which a
@@ -105,7 +108,11 @@ func TestResidency(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut := time.Now()
-	time.Sleep(8 * time.Second)
+	// The outage lasts 8s, long enough for every control plane to declare
+	// the EU dead.
+	for _, u := range users {
+		collect(t, u.g, 8*time.Second-time.Since(cut))
+	}
 	if err := m.lab.State.Heal(t.Context(), "eks-euw1"); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +120,6 @@ func TestResidency(t *testing.T) {
 	for _, u := range users {
 		waitServed(t, u.g, lab.CustomerRecords, "eks-euw1", 60*time.Second)
 	}
-	time.Sleep(2 * time.Second)
 	violations, during, failedDuring := 0, 0, 0
 	for _, u := range users {
 		all, _ := u.g.Between(start.Add(-time.Minute), time.Now()).Target(lab.CustomerRecords)

@@ -17,53 +17,48 @@ import (
 // timeouts, since a cut cluster must not stall status.
 var httpClient = &http.Client{Timeout: 2 * time.Second}
 
-func getJSON(ctx context.Context, url string, v any) error {
+// get fetches url and returns its body, or an error naming the status
+// and the start of the body when it is not 200 OK.
+func get(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.Join(strings.Fields(string(b[:min(len(b), 2048)])), " "))
+	}
+	return b, nil
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	b, err := get(ctx, url)
+	if err != nil {
+		return fmt.Errorf("%s: %w", url, err)
+	}
+	return json.Unmarshal(b, v)
 }
 
 // ready reports nil when meridiand's /readyz says so.
 func ready(ctx context.Context, admin string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/readyz?verbose", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return fmt.Errorf("not ready: %s", strings.Join(strings.Fields(string(b)), " "))
+	if _, err := get(ctx, admin+"/readyz?verbose"); err != nil {
+		return fmt.Errorf("not ready: %w", err)
 	}
 	return nil
 }
 
 // serves reports whether url answers 200.
 func serves(ctx context.Context, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	_, err := get(ctx, url)
+	return err == nil
 }
 
 // registryDump is meridiand's /debug/registry.
