@@ -17,15 +17,8 @@ import (
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-p.client.Synced():
-			w.Write([]byte("ready\n"))
-		default:
-			http.Error(w, "waiting for the first configuration", http.StatusServiceUnavailable)
-		}
-	})
+	mux.HandleFunc("GET /healthz", p.healthz)
+	mux.HandleFunc("GET /ready", p.ready)
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
 		st := p.client.State()
 		out := map[string]any{"status": p.client.Status()}
@@ -61,6 +54,32 @@ func (p *Proxy) adminHandler() http.Handler {
 		writeJSON(w, out)
 	})
 	return mux
+}
+
+// metricsHandler serves /metrics alone.
+func (p *Proxy) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// healthHandler serves /ready and /healthz alone.
+func (p *Proxy) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", p.healthz)
+	mux.HandleFunc("GET /ready", p.ready)
+	return mux
+}
+
+func (p *Proxy) healthz(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) }
+
+func (p *Proxy) ready(w http.ResponseWriter, _ *http.Request) {
+	select {
+	case <-p.client.Synced():
+		w.Write([]byte("ready\n"))
+	default:
+		http.Error(w, "waiting for the first configuration", http.StatusServiceUnavailable)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

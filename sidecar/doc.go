@@ -14,8 +14,7 @@
 // priority and locality load balancing, outlier detection), upstream (a
 // cluster at run time), identity (TLS from SDS, SPIFFE peer checks),
 // listen (sockets, listener filters, filter chains), httpproxy and
-// tcpproxy (the network filters), telemetry, dataplane (applies states),
-// redirect (iptables traffic capture).
+// tcpproxy (the network filters), telemetry, dataplane (applies states).
 //
 // Sidecar mode without traffic capture (the lab, VMs, a laptop): the
 // virtual listeners are not bound; instead explicit ports stand for the
@@ -30,10 +29,10 @@
 //	                            traffic
 //
 // — and the workload registers LISTEN of its inbound port as its endpoint.
-// With capture (Capture: true; `meridian-proxy redirect` or a Kubernetes
-// init container sets up iptables REDIRECT to 15001/15006), the listeners
-// bind where the control plane says and SO_ORIGINAL_DST recovers each
-// connection's destination.
+// With capture (Capture: true: the init container package inject adds sets
+// up iptables REDIRECT to 15001/15006, exempting the proxy's user 1337),
+// the listeners bind where the control plane says and SO_ORIGINAL_DST
+// recovers each connection's destination.
 //
 // Departures from DESIGN.md and from Envoy, and why:
 //   - Listener and route updates keep sockets; replaced filter chains

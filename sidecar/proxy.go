@@ -67,9 +67,11 @@ type Config struct {
 	// certificates).
 	GatewayCert, GatewayKey []byte
 
-	// Admin is the admin HTTP address (/metrics, /ready, /config_dump,
-	// /clusters); invalid to serve none.
-	Admin netip.AddrPort
+	// Admin is the admin HTTP address (/metrics, /ready, /healthz,
+	// /config_dump, /clusters); Metrics serves /metrics alone and Health
+	// /ready and /healthz alone (the ports Prometheus and the kubelet
+	// reach: 15090 and 15021 in a pod). Invalid addresses serve nothing.
+	Admin, MetricsAddr, Health netip.AddrPort
 
 	Tracing   telemetry.TracingConfig
 	TraceAll  bool
@@ -95,7 +97,9 @@ type Proxy struct {
 	tel     *telemetry.Telemetry
 	client  *xdsclient.Client
 	dp      *dataplane.Dataplane
-	admin   net.Listener
+	// servers are the admin, metrics and health listeners with their
+	// handlers.
+	servers []adminServer
 
 	closeOnce sync.Once
 }
@@ -152,11 +156,22 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p.dp = dataplane.New(dataplane.Options{Telemetry: p.tel, Logger: cfg.Logger, Listen: lo})
-	if cfg.Admin.IsValid() {
-		if p.admin, err = net.Listen("tcp", cfg.Admin.String()); err != nil {
-			p.dp.Close()
-			return nil, fmt.Errorf("sidecar: admin: %w", err)
+	for _, a := range []struct {
+		addr netip.AddrPort
+		h    http.Handler
+	}{{cfg.Admin, p.adminHandler()}, {cfg.MetricsAddr, p.metricsHandler()}, {cfg.Health, p.healthHandler()}} {
+		if !a.addr.IsValid() {
+			continue
 		}
+		ln, err := net.Listen("tcp", a.addr.String())
+		if err != nil {
+			for _, s := range p.servers {
+				s.ln.Close()
+			}
+			p.dp.Close()
+			return nil, fmt.Errorf("sidecar: admin %s: %w", a.addr, err)
+		}
+		p.servers = append(p.servers, adminServer{ln: ln, h: a.h})
 	}
 	return p, nil
 }
@@ -220,12 +235,9 @@ func (p *Proxy) Dataplane() *dataplane.Dataplane { return p.dp }
 // Metrics returns the proxy's metrics registry.
 func (p *Proxy) Metrics() *prometheus.Registry { return p.metrics }
 
-// AdminAddr returns the admin server's address, if it serves.
-func (p *Proxy) AdminAddr() net.Addr {
-	if p.admin == nil {
-		return nil
-	}
-	return p.admin.Addr()
+type adminServer struct {
+	ln net.Listener
+	h  http.Handler
 }
 
 // Run serves until ctx ends, then stops everything it started. It
@@ -235,7 +247,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 	defer p.close()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 2+len(p.servers))
 	run := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -248,11 +260,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	run("xds", p.client.Run)
 	run("dataplane", func(ctx context.Context) error { return p.dp.Run(ctx, p.client) })
-	if p.admin != nil {
-		srv := &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		run("admin", func(ctx context.Context) error {
-			go func() { <-ctx.Done(); srv.Close() }()
-			if err := srv.Serve(p.admin); !errors.Is(err, http.ErrServerClosed) {
+	for _, s := range p.servers {
+		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second}
+		run("admin "+s.ln.Addr().String(), func(ctx context.Context) error {
+			stop := context.AfterFunc(ctx, func() { srv.Close() })
+			defer stop()
+			if err := srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

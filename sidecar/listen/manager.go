@@ -438,10 +438,10 @@ func (m *Manager) handle(raw net.Conn, b *binding) {
 		m.active.Add(-1)
 		return
 	}
-	if st.cfg.UseOriginalDst {
+	if st.cfg.UseOriginalDst || st.cfg.RestoreOriginalDst {
 		if od, ok := originalDst(raw); ok {
 			ci.Dest = od
-			if t := m.lookupDest(od); t != nil {
+			if t := m.lookupDest(od); t != nil && st.cfg.UseOriginalDst {
 				st = t
 			}
 		}

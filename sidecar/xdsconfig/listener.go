@@ -33,8 +33,13 @@ type Listener struct {
 	// over by a use_original_dst listener.
 	Bind bool
 	// UseOriginalDst hands each connection to the listener bound to its
-	// original destination, when there is one (Envoy's virtual listeners).
+	// original destination, when there is one (Envoy's virtual listeners);
+	// it implies restoring the original destination.
 	UseOriginalDst bool
+	// RestoreOriginalDst (the original_dst listener filter) reads the
+	// original destination for filter-chain matching and ORIGINAL_DST
+	// clusters, without handing the connection off.
+	RestoreOriginalDst bool
 	// TLSInspector reads SNI and ALPN from a ClientHello; HTTPInspector
 	// tells HTTP/1.1 and HTTP/2 from other plaintext.
 	TLSInspector, HTTPInspector bool
@@ -203,7 +208,7 @@ func (d *Decoder) listener(l *listener.Listener) (*Listener, error) {
 		case wellknown.HTTPInspector, "envoy.listener.http_inspector":
 			out.HTTPInspector = true
 		case wellknown.OriginalDestination, "envoy.listener.original_dst":
-			out.UseOriginalDst = true
+			out.RestoreOriginalDst = true
 		default:
 			return nil, fieldErr(fmt.Sprintf("listener_filters[%d]", i), fmt.Errorf("unsupported listener filter %q", lf.GetName()))
 		}

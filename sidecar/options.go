@@ -1,0 +1,280 @@
+package sidecar
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/meridian-mesh/meridian/sidecar/telemetry"
+	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
+	"github.com/meridian-mesh/meridian/xds/translate"
+)
+
+// Options are meridian-proxy's command line. Every flag can also come from
+// the environment (the variable in its help), so that a sidecar injected
+// into a pod takes its identity from the downward API: POD_NAME,
+// POD_NAMESPACE, SERVICE_ACCOUNT.
+type Options struct {
+	XDSAddress, XDSProtocol        string
+	XDSCA, XDSCert, XDSKey         string
+	Mode, ID, Cluster, Namespace   string
+	ServiceAccount, Locality       string
+	InboundPorts                   string
+	ListenerPort                   uint32
+	Capture                        string
+	Inbound, Upstreams, Rebind     []string
+	HTTPProxy                      string
+	GatewayCert, GatewayKey        string
+	AdminAddress, MetricsAddress   string
+	HealthAddress                  string
+	OTLPEndpoint                   string
+	OTLPInsecure, TraceAll         bool
+	TraceSampleRatio               float64
+	AccessLog, LogLevel, LogFormat string
+	MaxConnections                 int
+}
+
+func env(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func envOr(def string, names ...string) string {
+	if v := env(names...); v != "" {
+		return v
+	}
+	return def
+}
+
+// BindFlags declares the flags, with defaults from the environment.
+func (o *Options) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.XDSAddress, "xds-address", env("MERIDIAN_XDS_ADDRESS"), "meridiand's xDS address, host:port ($MERIDIAN_XDS_ADDRESS)")
+	fs.StringVar(&o.XDSProtocol, "xds-protocol", envOr("auto", "MERIDIAN_XDS_PROTOCOL"), "auto (delta, falling back to state of the world), delta or sotw")
+	fs.StringVar(&o.XDSCA, "xds-ca", env("MERIDIAN_XDS_CA"), "PEM roots to verify meridiand's TLS certificate; plaintext without")
+	fs.StringVar(&o.XDSCert, "xds-cert", env("MERIDIAN_XDS_CERT"), "PEM client certificate for meridiand")
+	fs.StringVar(&o.XDSKey, "xds-key", env("MERIDIAN_XDS_KEY"), "PEM key of --xds-cert")
+	fs.StringVar(&o.Mode, "mode", envOr("sidecar", "MERIDIAN_MODE"), "sidecar, ingress, egress or east-west ($MERIDIAN_MODE)")
+	fs.StringVar(&o.ID, "id", env("MERIDIAN_NODE_ID"), "node id; default POD_NAME.POD_NAMESPACE, else the host name ($MERIDIAN_NODE_ID)")
+	fs.StringVar(&o.Cluster, "cluster", env("MERIDIAN_CLUSTER"), "this proxy's Meridian cluster ($MERIDIAN_CLUSTER)")
+	fs.StringVar(&o.Namespace, "namespace", env("MERIDIAN_NAMESPACE", "POD_NAMESPACE"), "the workload's namespace ($MERIDIAN_NAMESPACE, $POD_NAMESPACE)")
+	fs.StringVar(&o.ServiceAccount, "service-account", env("MERIDIAN_SERVICE_ACCOUNT", "SERVICE_ACCOUNT"), "the workload's service account ($SERVICE_ACCOUNT)")
+	fs.StringVar(&o.Locality, "locality", env("MERIDIAN_LOCALITY"), "region/zone/subzone ($MERIDIAN_LOCALITY)")
+	fs.StringVar(&o.InboundPorts, "inbound-ports", env("MERIDIAN_INBOUND_PORTS"), "the workload's ports, comma-separated ($MERIDIAN_INBOUND_PORTS)")
+	fs.Uint32Var(&o.ListenerPort, "listener-port", 0, "a gateway's listener port (default 8080, 15443 for east-west)")
+	fs.StringVar(&o.Capture, "capture", env("MERIDIAN_CAPTURE"), "true when iptables redirect traffic to 15001/15006; default true in sidecar mode without explicit ports")
+	fs.StringArrayVar(&o.Inbound, "inbound", nil, "LISTEN=APPPORT: an explicit inbound port in front of the application (repeatable)")
+	fs.StringArrayVar(&o.Upstreams, "upstream", nil, "LISTEN=HOST:PORT: an explicit upstream port to a mesh service (repeatable)")
+	fs.StringVar(&o.HTTPProxy, "http-proxy", "", "an HTTP proxy port for the application (HTTP_PROXY, CONNECT)")
+	fs.StringArrayVar(&o.Rebind, "bind", nil, "LISTENER=ADDR: bind a listener elsewhere than the control plane says (repeatable)")
+	fs.StringVar(&o.GatewayCert, "gateway-cert", env("MERIDIAN_GATEWAY_CERT"), "PEM certificate a gateway terminates TLS with")
+	fs.StringVar(&o.GatewayKey, "gateway-key", env("MERIDIAN_GATEWAY_KEY"), "PEM key of --gateway-cert")
+	fs.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "admin HTTP (/config_dump, /clusters, /metrics, /ready); empty for none")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", "0.0.0.0:15090", "Prometheus /metrics; empty for none")
+	fs.StringVar(&o.HealthAddress, "health-address", "0.0.0.0:15021", "/ready and /healthz for probes; empty for none")
+	fs.StringVar(&o.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP/gRPC collector for spans, host:port; none by default")
+	fs.BoolVar(&o.OTLPInsecure, "otlp-insecure", false, "plaintext to the OTLP collector")
+	fs.Float64Var(&o.TraceSampleRatio, "trace-sample-ratio", 0.01, "share of new traces sampled (traces with a parent follow it)")
+	fs.BoolVar(&o.TraceAll, "trace-all", false, "make spans on every request, not only on routes that ask for tracing")
+	fs.StringVar(&o.AccessLog, "access-log", envOr("stdout", "MERIDIAN_ACCESS_LOG"), "JSON access log: stdout, stderr, off or a file")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "json", "json or text")
+	fs.IntVar(&o.MaxConnections, "max-connections", 0, "open downstream connections at most (default 16384)")
+}
+
+// Config turns the options into a Config; bad values are errors naming
+// the flag. The returned closer closes the access-log file, if any.
+func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
+	var cfg Config
+	var errs []error
+	bad := func(flag string, err error) { errs = append(errs, fmt.Errorf("--%s: %w", flag, err)) }
+	if o.XDSAddress == "" {
+		bad("xds-address", errors.New("required"))
+	}
+	cfg.Server = o.XDSAddress
+	switch o.XDSProtocol {
+	case "auto", "":
+	case "delta", "sotw":
+		cfg.Protocol = xdsclient.Protocol(o.XDSProtocol)
+	default:
+		bad("xds-protocol", fmt.Errorf("%q: want auto, delta or sotw", o.XDSProtocol))
+	}
+	if o.XDSCA != "" {
+		creds, err := xdsCredentials(o.XDSCA, o.XDSCert, o.XDSKey, o.XDSAddress)
+		if err != nil {
+			bad("xds-ca", err)
+		} else {
+			cfg.XDSDialOptions = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+		}
+	}
+	id := o.ID
+	if id == "" {
+		if pod := env("POD_NAME"); pod != "" {
+			id = pod + "." + envOr("default", "POD_NAMESPACE")
+		} else if h, err := os.Hostname(); err == nil {
+			id = h
+		}
+	}
+	cfg.Node = xdsclient.NodeConfig{ID: id, Mode: translate.Mode(o.Mode), Cluster: o.Cluster, Namespace: o.Namespace,
+		ServiceAccount: o.ServiceAccount, Locality: o.Locality, ListenerPort: o.ListenerPort}
+	for _, p := range splitList(o.InboundPorts) {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			bad("inbound-ports", fmt.Errorf("%q is not a port", p))
+			continue
+		}
+		cfg.Node.InboundPorts = append(cfg.Node.InboundPorts, uint32(n))
+	}
+	for _, s := range o.Inbound {
+		listen, app, ok := strings.Cut(s, "=")
+		l, err := netip.ParseAddrPort(listen)
+		port, perr := strconv.ParseUint(app, 10, 16)
+		if !ok || err != nil || perr != nil || port == 0 {
+			bad("inbound", fmt.Errorf("%q: want LISTEN=APPPORT, e.g. 127.0.0.1:15006=8080", s))
+			continue
+		}
+		cfg.Inbound = append(cfg.Inbound, InboundPort{Listen: l, AppPort: uint16(port)})
+		cfg.Node.InboundPorts = append(cfg.Node.InboundPorts, uint32(port))
+	}
+	for _, s := range o.Upstreams {
+		listen, target, ok := strings.Cut(s, "=")
+		l, err := netip.ParseAddrPort(listen)
+		host, ps, herr := net.SplitHostPort(target)
+		port, perr := strconv.ParseUint(ps, 10, 16)
+		if !ok || err != nil || herr != nil || perr != nil || port == 0 || host == "" {
+			bad("upstream", fmt.Errorf("%q: want LISTEN=HOST:PORT, e.g. 127.0.0.1:9001=reviews.shop.svc.cluster.local:9080", s))
+			continue
+		}
+		cfg.Upstreams = append(cfg.Upstreams, Upstream{Listen: l, Host: host, Port: uint16(port)})
+	}
+	if o.HTTPProxy != "" {
+		a, err := netip.ParseAddrPort(o.HTTPProxy)
+		if err != nil {
+			bad("http-proxy", err)
+		}
+		cfg.HTTPProxy = a
+	}
+	cfg.Rebind = map[string]netip.AddrPort{}
+	for _, s := range o.Rebind {
+		name, addr, ok := strings.Cut(s, "=")
+		a, err := netip.ParseAddrPort(addr)
+		if !ok || name == "" || (addr != "" && err != nil) {
+			bad("bind", fmt.Errorf("%q: want LISTENER=ADDR (ADDR empty to unbind)", s))
+			continue
+		}
+		cfg.Rebind[name] = a
+	}
+	explicit := len(cfg.Inbound)+len(cfg.Upstreams) > 0 || cfg.HTTPProxy.IsValid()
+	switch o.Capture {
+	case "":
+		cfg.Capture = o.Mode == string(translate.ModeSidecar) && !explicit
+	case "true", "false":
+		cfg.Capture = o.Capture == "true"
+	default:
+		bad("capture", fmt.Errorf("%q: want true or false", o.Capture))
+	}
+	if o.GatewayCert != "" || o.GatewayKey != "" {
+		var err error
+		if cfg.GatewayCert, err = os.ReadFile(o.GatewayCert); err != nil {
+			bad("gateway-cert", err)
+		}
+		if cfg.GatewayKey, err = os.ReadFile(o.GatewayKey); err != nil {
+			bad("gateway-key", err)
+		}
+	}
+	for _, a := range []struct {
+		flag, v string
+		dst     *netip.AddrPort
+	}{{"admin-address", o.AdminAddress, &cfg.Admin}, {"metrics-address", o.MetricsAddress, &cfg.MetricsAddr}, {"health-address", o.HealthAddress, &cfg.Health}} {
+		if a.v == "" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(a.v)
+		if err != nil {
+			bad(a.flag, err)
+		}
+		*a.dst = ap
+	}
+	cfg.Tracing = telemetry.TracingConfig{OTLPEndpoint: o.OTLPEndpoint, Insecure: o.OTLPInsecure, SampleRatio: o.TraceSampleRatio, Service: "meridian-proxy"}
+	cfg.TraceAll = o.TraceAll
+	cfg.MaxConnections = o.MaxConnections
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		bad("log-level", err)
+	}
+	switch o.LogFormat {
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	default:
+		bad("log-format", fmt.Errorf("%q: want json or text", o.LogFormat))
+	}
+	var closer io.Closer = io.NopCloser(nil)
+	switch o.AccessLog {
+	case "off", "":
+	case "stdout":
+		cfg.AccessLog = os.Stdout
+	case "stderr":
+		cfg.AccessLog = os.Stderr
+	default:
+		f, err := os.OpenFile(o.AccessLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			bad("access-log", err)
+		} else {
+			cfg.AccessLog, closer = f, f
+		}
+	}
+	if _, err := cfg.Node.Node(); err != nil {
+		errs = append(errs, err)
+	}
+	return cfg, closer, errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// xdsCredentials is TLS to meridiand: its certificate verified against ca,
+// with a client certificate when one is given.
+func xdsCredentials(ca, cert, key, addr string) (credentials.TransportCredentials, error) {
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", ca)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	cfg := &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(cfg), nil
+}
