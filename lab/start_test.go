@@ -88,6 +88,16 @@ func TestStartLoopback(t *testing.T) {
 		return nil
 	})
 
+	// Residency held from the first call on: the stray copy in us-east-1
+	// never answered anyone.
+	for _, tr := range l.State.Traffic(context.Background(), 10*time.Minute) {
+		for _, r := range tr.Targets {
+			if r.Target == CustomerRecords && r.Served["eks-use1"] > 0 {
+				t.Errorf("users of %s: %d customer-records calls served in eks-use1", tr.Cluster, r.Served["eks-use1"])
+			}
+		}
+	}
+
 	// The supervisor dies: its lock goes, its processes stay.
 	l.lock.Close()
 	l.lock = nil

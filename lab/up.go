@@ -2,11 +2,13 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,9 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	"github.com/meridian-mesh/meridian/daemon"
 	"github.com/meridian-mesh/meridian/lab/demo"
@@ -460,8 +460,10 @@ func servingEndpoints(d daemon.RegistryDump, ns string) int {
 }
 
 // applyPolicies applies the demo's policies through the first cluster's
-// policy API; federation carries them to the others.
+// policy API, and waits until federation carried them to every cluster:
+// no user may call before the residency rule is in force everywhere.
 func (l *Lab) applyPolicies(ctx context.Context, say func(string, ...any)) error {
+	t := time.Now()
 	c := &l.State.Clusters[0]
 	conn, err := grpc.NewClient(c.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -473,22 +475,93 @@ func (l *Lab) applyPolicies(ctx context.Context, say func(string, ...any)) error
 	resp, err := policyapipb.NewPolicyServiceClient(conn).Apply(actx, &policyapipb.ApplyRequest{
 		Sources: []*policyapipb.Source{{Name: "lab-policies.yaml", Data: []byte(l.State.Policies)}},
 	}, grpc.WaitForReady(true))
-	if status.Code(err) == codes.Unimplemented {
-		note := "policies not applied: this meridiand does not serve the policy API yet"
-		l.State.Notes = append(l.State.Notes, note)
-		say("  note: %s", note)
-		return nil
-	}
 	if err != nil {
 		return fmt.Errorf("lab: applying the demo's policies through %s: %w", c.Name, err)
 	}
 	var applied []string
+	want := map[string]string{} // "Kind ns/name" → resourceVersion
 	for _, r := range resp.GetResults() {
-		applied = append(applied, r.GetRef().GetKind()+" "+r.GetRef().GetNamespace()+"/"+r.GetRef().GetName())
+		ref := r.GetRef().GetKind() + " " + r.GetRef().GetNamespace() + "/" + r.GetRef().GetName()
+		applied = append(applied, ref)
+		want[ref] = r.GetResourceVersion()
 	}
-	say("  policies: %s", strings.Join(applied, ", "))
 	for _, w := range resp.GetWarnings() {
 		say("  policy warning: %s %s: %s", w.GetObject(), w.GetField(), w.GetMessage())
+	}
+	stray := slices.ContainsFunc(l.State.Clusters, func(c ClusterState) bool {
+		return slices.ContainsFunc(c.Instances, func(in Instance) bool { return in.Stray })
+	})
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		err := poll(ctx, 60*time.Second, func(ctx context.Context) error {
+			if err := holds(ctx, c, want); err != nil || !stray {
+				return err
+			}
+			return blocksStray(ctx, c)
+		})
+		if err != nil {
+			return fmt.Errorf("lab: the demo's policies are not in force in every cluster after 60s: %w", err)
+		}
+	}
+	say("  policies: %s, in force in every cluster (%s)", strings.Join(applied, ", "), since(t))
+	return nil
+}
+
+// blocksStray reports nil when the residency rule is in force in a
+// cluster's engine — the one its xDS server pushes: explain shows the stray
+// customer-records blocked for the cluster's own clients.
+func blocksStray(ctx context.Context, c *ClusterState) error {
+	conn, err := grpc.NewClient(c.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := policyapipb.NewLocalityServiceClient(conn).Explain(ctx, &policyapipb.ExplainRequest{Service: CustomerRecords + "." + Namespace, From: c.Name})
+	if err != nil {
+		return err
+	}
+	b, err := resp.GetExplanation().MarshalJSON()
+	if err != nil {
+		return err
+	}
+	var ex struct {
+		Blocked []json.RawMessage `json:"blocked"`
+	}
+	if err := json.Unmarshal(b, &ex); err != nil {
+		return err
+	}
+	if len(ex.Blocked) == 0 {
+		return fmt.Errorf("%s does not block the stray %s yet", c.Name, CustomerRecords)
+	}
+	return nil
+}
+
+// holds reports nil when a cluster's policy API holds every object of
+// want at its resourceVersion.
+func holds(ctx context.Context, c *ClusterState, want map[string]string) error {
+	conn, err := grpc.NewClient(c.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := policyapipb.NewPolicyServiceClient(conn).List(ctx, &policyapipb.ListRequest{Namespace: Namespace})
+	if err != nil {
+		return err
+	}
+	got := map[string]string{}
+	for _, o := range resp.GetObjects() {
+		m := o.GetManifest().AsMap()
+		md, _ := m["metadata"].(map[string]any)
+		kind, _ := m["kind"].(string)
+		ns, _ := md["namespace"].(string)
+		name, _ := md["name"].(string)
+		rv, _ := md["resourceVersion"].(string)
+		got[kind+" "+ns+"/"+name] = rv
+	}
+	for ref, rv := range want {
+		if got[ref] != rv {
+			return fmt.Errorf("%s holds %s at version %q, not %q", c.Name, ref, got[ref], rv)
+		}
 	}
 	return nil
 }
