@@ -13,6 +13,9 @@ import (
 
 // planFull rebuilds every resource of a group.
 func (s *Server) planFull(in translate.Input, g *group) *plan {
+	if g.scope.Type == translate.SecretType {
+		return s.planSecrets(in, g)
+	}
 	p := &plan{g: g, full: true, byService: map[registry.ServiceKey][]string{}}
 	seen := map[string]bool{}
 	if g.scope.Type == translate.EndpointType {

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 // This file is Meridian's cache.ConfigWatcher: go-control-plane's servers
@@ -99,8 +101,12 @@ func (s *Server) openWatch(w *watch) func() {
 	g := ts.group
 	if g == nil {
 		if w.first {
-			s.metrics.unknown.WithLabelValues("other").Inc()
-			s.log.Info("xds: request for a resource type Meridian does not serve; answering empty", "proxy", w.st.proxy.ID, "stream", w.st.key, "type", truncate(w.typ, 200))
+			if w.typ == translate.SecretType {
+				s.log.Info("xds: secrets asked for on a stream that proved no identity; answering empty", "proxy", w.st.proxy.ID, "stream", w.st.key)
+			} else {
+				s.metrics.unknown.WithLabelValues("other").Inc()
+				s.log.Info("xds: request for a resource type Meridian does not serve; answering empty", "proxy", w.st.proxy.ID, "stream", w.st.key, "type", truncate(w.typ, 200))
+			}
 			s.send(w, s.emptyPush(w))
 		}
 		return cancel
@@ -242,6 +248,7 @@ func (s *Server) sotwPush(w *watch, hint []string) *push {
 		p.size += len(e.any.Value)
 	}
 	p.sotw = &cache.PassthroughResponse{Request: w.req, DiscoveryResponse: resp, ReturnedResources: next}
+	p.returned = next
 	return p
 }
 
@@ -356,6 +363,7 @@ func (s *Server) deltaPush(w *watch, hint []string) *push {
 		p.size += len(e.any.Value)
 	}
 	p.delta = &cache.DeltaPassthroughResponse{DeltaRequest: w.dreq, NextVersionMap: next, DeltaDiscoveryResponse: resp}
+	p.returned = next
 	return p
 }
 

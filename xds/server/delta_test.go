@@ -19,7 +19,7 @@ type deltaStream struct {
 
 func (h *harness) delta(node *core.Node) *deltaStream {
 	h.t.Helper()
-	return &deltaStream{openStream(h, node,
+	return &deltaStream{openStream(h, h.conn(), node,
 		func(ctx context.Context, c discovery.AggregatedDiscoveryServiceClient) (bidi[*discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse], error) {
 			return c.DeltaAggregatedResources(ctx)
 		},

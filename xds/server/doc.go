@@ -59,6 +59,44 @@
 // drains included. Either way the next push rebuilds every group under
 // the new set, so explain, drills and the proxies use one engine.
 //
+// SDS: with Config.Secrets (trust/sds.Provider) and Config.Attestor, a
+// stream whose caller proves a workload identity when it opens gets that
+// identity's secrets on the same ADS stream — its SVID (named by the
+// SPIFFE ID) and the trust bundle (ROOTCA) — and resources with mTLS that
+// name them (translate.Proxy.Identity). A secret carries a private key, so
+// the identity comes only from the attestation, never from the node: a
+// node whose namespace or service account differs from the attested
+// identity is refused (PermissionDenied), a refused credential closes the
+// stream (Unauthenticated), and a stream that presents none gets no
+// secrets and plaintext resources. Secret groups are per identity (and,
+// for gateways, the Gateways that select them), shared only by streams
+// attested as that identity. What proves an identity:
+//
+//   - in Kubernetes, KubeTokens: the projected service-account token in
+//     the stream metadata "authorization: Bearer TOKEN" (Envoy's
+//     initial_metadata), reviewed by the API server (sds.AttestStream);
+//   - outside Kubernetes, PeerSVID: the X.509-SVID the proxy presents as
+//     its TLS client certificate on the xDS connection, verified against
+//     the trust bundles. The proxy obtains its first SVID from the CA
+//     service with a single-use join token (trust/casvc) and rotates it
+//     itself; the gRPC listener must request client certificates (it need
+//     not verify them: PeerSVID does, against SPIFFE bundles). A
+//     plaintext listener attests nothing.
+//
+// A rotation of SVIDs or bundles (Secrets.Subscribe) rebuilds the secret
+// groups at once, without debouncing. Credentials that Gateways and
+// DestinationPolicies name come from Config.Credentials (FileCredentials:
+// a directory in the layout of mounted Kubernetes TLS Secrets), re-read
+// when policies change or trust rotates, checked before publishing, and
+// handed only to identities of the naming object's namespace
+// (translate.Credentials).
+//
+// Register also serves XDSAdmin (xdsadminpb), behind meridianctl
+// proxy-config: a proxy's streams, scopes, subscriptions, the version of
+// every resource it holds, ACK and NACK state, and on request the
+// resources, private keys replaced by "[redacted]" — the same view as
+// /debug/xds?proxy=ID.
+//
 // Bad input closes only the stream that sent it, with a gRPC status naming
 // the field (InvalidArgument for a malformed node or a request without a
 // type); unknown resource names and types get an empty answer and a log
@@ -80,7 +118,8 @@
 // response per type; a watch is answered at most once, so queueing never
 // blocks.
 //
-// It must not: read anything but the registry view (and, with the policy
-// work, the policies), block on a slow proxy, or keep per-proxy copies of
-// resources.
+// It must not: read anything but the registry view, the policies, the
+// secret and credential sources; block on a slow proxy; keep per-proxy
+// copies of resources; or send a secret to a stream not attested as its
+// owner.
 package server

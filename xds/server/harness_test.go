@@ -73,6 +73,10 @@ type harnessOpts struct {
 	// seed fills the registry before the server starts, so that the first
 	// proxies already see it.
 	seed func(*harness)
+	// configure adjusts the server's config (secrets, attestation).
+	configure func(*server.Config)
+	// grpcOpts are the gRPC server's options (TLS credentials).
+	grpcOpts []grpc.ServerOption
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -86,7 +90,11 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var err error
-	h.xds, err = server.New(server.Config{Registry: h.reg, Cluster: "c1", Logger: log, Metrics: h.metrics, Debounce: o.debounce})
+	cfg := server.Config{Registry: h.reg, Cluster: "c1", Logger: log, Metrics: h.metrics, Debounce: o.debounce}
+	if o.configure != nil {
+		o.configure(&cfg)
+	}
+	h.xds, err = server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +103,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		t.Fatal(err)
 	}
 	h.addr = lis.Addr().String()
-	h.grpc = grpc.NewServer()
+	h.grpc = grpc.NewServer(o.grpcOpts...)
 	h.xds.Register(h.grpc)
 	if o.register != nil {
 		o.register(h.grpc)
@@ -128,9 +136,13 @@ func (h *harness) must(err error) {
 	}
 }
 
-func (h *harness) conn() *grpc.ClientConn {
+// conn dials the server, in plaintext unless options say otherwise.
+func (h *harness) conn(opts ...grpc.DialOption) *grpc.ClientConn {
 	h.t.Helper()
-	c, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	c, err := grpc.NewClient(h.addr, opts...)
 	h.must(err)
 	h.t.Cleanup(func() { c.Close() })
 	return c
@@ -197,10 +209,10 @@ type bidi[Req, Resp any] interface {
 	Recv() (Resp, error)
 }
 
-func openStream[Req, Resp any](h *harness, node *core.Node, open func(context.Context, discovery.AggregatedDiscoveryServiceClient) (bidi[Req, Resp], error), setNode func(Req, *core.Node)) *adsStream[Req, Resp] {
+func openStream[Req, Resp any](h *harness, conn *grpc.ClientConn, node *core.Node, open func(context.Context, discovery.AggregatedDiscoveryServiceClient) (bidi[Req, Resp], error), setNode func(Req, *core.Node)) *adsStream[Req, Resp] {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := open(ctx, discovery.NewAggregatedDiscoveryServiceClient(h.conn()))
+	st, err := open(ctx, discovery.NewAggregatedDiscoveryServiceClient(conn))
 	if err != nil {
 		cancel()
 		h.t.Fatal(err)
@@ -268,7 +280,13 @@ type sotw struct {
 
 func (h *harness) sotw(node *core.Node) *sotw {
 	h.t.Helper()
-	return &sotw{openStream(h, node,
+	return h.sotwVia(h.conn(), node)
+}
+
+// sotwVia opens a state-of-the-world stream on a given connection.
+func (h *harness) sotwVia(conn *grpc.ClientConn, node *core.Node) *sotw {
+	h.t.Helper()
+	return &sotw{openStream(h, conn, node,
 		func(ctx context.Context, c discovery.AggregatedDiscoveryServiceClient) (bidi[*discovery.DiscoveryRequest, *discovery.DiscoveryResponse], error) {
 			return c.StreamAggregatedResources(ctx)
 		},

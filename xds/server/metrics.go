@@ -73,6 +73,8 @@ func typeLabel(typeURL string) string {
 		return "CDS"
 	case translate.EndpointType:
 		return "EDS"
+	case translate.SecretType:
+		return "SDS"
 	}
 	return "other"
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/xds/server/xdsadminpb"
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
@@ -50,6 +52,20 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Policies in force at start; SetPolicies replaces them.
 	Policies []v1alpha1.Object
+	// RegistryOnly is the mesh's outbound traffic policy REGISTRY_ONLY,
+	// for proxies whose node does not set one.
+	RegistryOnly bool
+
+	// Secrets publishes SDS secrets (trust/sds.Provider): each attested
+	// proxy's SVID and the trust bundle. Nil: no SDS, and no proxy gets
+	// mTLS in its resources.
+	Secrets SecretSource
+	// Attestor proves which workload a stream serves (KubeTokens,
+	// PeerSVID, Attestors). Nil: no stream is attested.
+	Attestor Attestor
+	// Credentials hands out the certificates Gateways and
+	// DestinationPolicies name (FileCredentials). Nil: none.
+	Credentials CredentialSource
 }
 
 // Server translates the registry for every connected proxy and serves it
@@ -116,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:          cfg,
 		log:          cfg.Logger.With("component", "xds"),
 		metrics:      m,
-		nodeDefaults: translate.NodeDefaults{Cluster: cfg.Cluster},
+		nodeDefaults: translate.NodeDefaults{Cluster: cfg.Cluster, RegistryOnly: cfg.RegistryOnly},
 		kick:         make(chan struct{}, 1),
 		policyKick:   make(chan struct{}, 1),
 		policies:     pol,
@@ -130,17 +146,20 @@ func New(cfg Config) (*Server, error) {
 	logger := gcpLogger{s.log}
 	s.sotw = sotw.NewServer(ctx, s, s, sotw.WithOrderedADS(), sotw.WithLogger(logger),
 		// Envoy's empty first request for listeners and clusters means
-		// "all of them"; for routes and endpoints it never does.
-		sotw.DeactivateLegacyWildcardForTypes([]string{translate.RouteType, translate.EndpointType}))
+		// "all of them"; for routes, endpoints and secrets it never does.
+		sotw.DeactivateLegacyWildcardForTypes([]string{translate.RouteType, translate.EndpointType, translate.SecretType}))
 	s.delta = delta.NewServer(ctx, s, s, delta.WithLogger(logger),
-		delta.DeactivateLegacyWildcardForTypes([]string{translate.RouteType, translate.EndpointType}))
+		delta.DeactivateLegacyWildcardForTypes([]string{translate.RouteType, translate.EndpointType, translate.SecretType}))
 	return s, nil
 }
 
 // Register adds the aggregated discovery service (state of the world and
-// delta) to a gRPC server.
+// delta) and the XDSAdmin service (what each proxy was sent, for
+// meridianctl proxy-config; private keys never included) to a gRPC
+// server.
 func (s *Server) Register(g *grpc.Server) {
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, ads{s})
+	xdsadminpb.RegisterXDSAdminServer(g, admin{s: s})
 }
 
 type ads struct{ s *Server }
@@ -177,6 +196,12 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.stop()
 	sub := s.cfg.Registry.Subscribe()
 	defer sub.Close()
+	var rotated <-chan struct{}
+	if s.cfg.Secrets != nil {
+		var cancel func()
+		rotated, cancel = s.cfg.Secrets.Subscribe()
+		defer cancel()
+	}
 	v, _ := sub.Take()
 	s.mu.Lock()
 	s.view = v
@@ -188,6 +213,10 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-s.kick:
+			continue
+		case <-rotated:
+			// SVIDs or bundles changed: only secrets, at once.
+			s.updateSecrets()
 			continue
 		case <-sub.Ready():
 		case <-s.policyKick:
@@ -284,6 +313,10 @@ func (s *Server) update(v *registry.View, d registry.Delta, start time.Time) {
 	in := translate.Input{View: v, Domain: s.cfg.Domain, Policies: pol}
 	everything := d.Full || len(d.Clusters) > 0 || newPolicies
 	defs := everything || definitionsChanged(old, v, d.Services)
+	// Clusters of attested proxies check their peers' service accounts.
+	peers := defs || slices.ContainsFunc(gs, func(g *group) bool {
+		return g.scope.Type == translate.ClusterType && g.scope.Identity != ""
+	}) && accountsChanged(old, v, d.Services)
 	type job struct {
 		g    *group
 		full bool
@@ -295,7 +328,11 @@ func (s *Server) update(v *registry.View, d registry.Delta, start time.Time) {
 			if everything || len(d.Services) > 0 {
 				jobs = append(jobs, job{g, everything})
 			}
-		case defs:
+		case g.scope.Type == translate.SecretType:
+			if everything {
+				jobs = append(jobs, job{g, true}) // the credentials policies name
+			}
+		case defs, peers && g.scope.Type == translate.ClusterType && g.scope.Identity != "":
 			jobs = append(jobs, job{g, true})
 		}
 	}
@@ -327,6 +364,53 @@ func (s *Server) update(v *registry.View, d registry.Delta, start time.Time) {
 	s.maybeConverged(rd, time.Now())
 	s.mu.Unlock()
 	s.metrics.recompute.Observe(time.Since(t0).Seconds())
+}
+
+// updateSecrets rebuilds every secret group after a rotation of SVIDs or
+// bundles, and answers the watches of the secrets that changed.
+func (s *Server) updateSecrets() {
+	t0 := time.Now()
+	s.mu.Lock()
+	in := translate.Input{View: s.view, Domain: s.cfg.Domain, Policies: s.policies}
+	var gs []*group
+	for _, g := range s.groups {
+		if g.ready && g.scope.Type == translate.SecretType {
+			gs = append(gs, g)
+		}
+	}
+	s.mu.Unlock()
+	plans := make([]*plan, len(gs))
+	parallel(indexes(len(gs)), func(i int) { plans[i] = s.planSecrets(in, gs[i]) })
+	rd := &round{start: t0}
+	s.mu.Lock()
+	for _, p := range plans {
+		if s.groups[p.g.scope] != p.g {
+			continue
+		}
+		names := p.apply()
+		for w := range p.g.watches {
+			if len(names) > 0 {
+				s.respond(w, names, rd)
+			}
+		}
+	}
+	rd.sealed = true
+	s.maybeConverged(rd, time.Now())
+	s.mu.Unlock()
+}
+
+// accountsChanged reports whether the service accounts the endpoints of
+// any of the services run as changed between two views.
+func accountsChanged(old, v *registry.View, keys map[registry.ServiceKey]struct{}) bool {
+	if old == nil {
+		return true
+	}
+	for k := range keys {
+		if !slices.Equal(translate.ServiceAccounts(old, k), translate.ServiceAccounts(v, k)) {
+			return true
+		}
+	}
+	return false
 }
 
 // definitionsChanged reports whether any of the services was added,

@@ -256,14 +256,20 @@ func TestUnknownNamesAndTypes(t *testing.T) {
 	if r := c.recv(); len(r.Resources) != 0 {
 		t.Fatalf("unknown listener: got %v, want an empty response", names(r))
 	}
-	c.send(&discovery.DiscoveryRequest{TypeUrl: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret", ResourceNames: []string{"default"}})
-	if r := c.recv(); len(r.Resources) != 0 || r.TypeUrl != "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret" {
+	const runtime = "type.googleapis.com/envoy.service.runtime.v3.Runtime"
+	c.send(&discovery.DiscoveryRequest{TypeUrl: runtime, ResourceNames: []string{"default"}})
+	if r := c.recv(); len(r.Resources) != 0 || r.TypeUrl != runtime {
 		t.Fatalf("unserved type: got %v", r)
+	}
+	// Secrets, to a stream that proved no identity: nothing.
+	c.send(&discovery.DiscoveryRequest{TypeUrl: translate.SecretType, ResourceNames: []string{"spiffe://mesh.test/ns/default/sa/default", "ROOTCA"}})
+	if r := c.recv(); len(r.Resources) != 0 || r.TypeUrl != translate.SecretType {
+		t.Fatalf("secrets without an identity: got %v", r)
 	}
 	if n := h.metric("meridian_xds_unknown_resources_total", "type", "LDS"); n != 1 {
 		t.Errorf("unknown LDS names = %v, want 1", n)
 	}
-	if l := h.logs.String(); !contains(l, "asked for resources Meridian does not have") || !contains(l, "nosuch.shop.svc.cluster.local:1") || !contains(l, "does not serve") {
+	if l := h.logs.String(); !contains(l, "asked for resources Meridian does not have") || !contains(l, "nosuch.shop.svc.cluster.local:1") || !contains(l, "does not serve") || !contains(l, "proved no identity") {
 		t.Errorf("missing log lines:\n%s", l)
 	}
 	// The stream still works.

@@ -9,11 +9,13 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/meridian-mesh/meridian/trust"
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
@@ -34,13 +36,16 @@ func (k streamKey) String() string {
 }
 
 type stream struct {
-	key     streamKey
-	peer    string
-	opened  time.Time
-	proxy   translate.Proxy
-	ok      bool // identity parsed
-	lastReq any  // the request whose watch is not created yet
-	types   map[string]*typeState
+	key    streamKey
+	peer   string
+	opened time.Time
+	// attested is the workload identity the stream proved when it opened;
+	// zero when it presented no credential.
+	attested spiffeid.ID
+	proxy    translate.Proxy
+	ok       bool // identity parsed
+	lastReq  any  // the request whose watch is not created yet
+	types    map[string]*typeState
 }
 
 // typeState is one stream's state for one resource type.
@@ -51,6 +56,10 @@ type typeState struct {
 	inflight *push // sent, waiting for ACK or NACK
 	carry    []*round
 	last     *push // last sent, for the debug view
+	// sent is every resource the stream holds, name to the version last
+	// sent (the returned resources after the last push), for the debug
+	// view.
+	sent map[string]string
 	// sentGroup is the group version of the last push sent: while the
 	// group is still at it, the stream's returned resources are current.
 	sentGroup uint64
@@ -77,10 +86,12 @@ type push struct {
 	delta   *cache.DeltaPassthroughResponse
 	entries []*entry
 	removed []string
-	size    int
-	rounds  []*round
-	nonce   string
-	at      time.Time
+	// returned is what the stream holds once the push is sent.
+	returned map[string]string
+	size     int
+	rounds   []*round
+	nonce    string
+	at       time.Time
 }
 
 // round is one batch of registry changes: it converges when every push it
@@ -104,6 +115,9 @@ func (st *stream) typeState(s *Server, typ string) *typeState {
 		return ts
 	}
 	scope := st.proxy.Scope(typ)
+	if typ == translate.SecretType && (scope.Identity == "" || s.cfg.Secrets == nil) {
+		return ts // no identity, no secrets: answered empty
+	}
 	g := s.groups[scope]
 	if g == nil {
 		g = newGroup(scope)
@@ -129,7 +143,7 @@ func (ts *typeState) groupWatches() map[*watch]struct{} {
 
 func served(typ string) bool {
 	switch typ {
-	case translate.ListenerType, translate.RouteType, translate.ClusterType, translate.EndpointType:
+	case translate.ListenerType, translate.RouteType, translate.ClusterType, translate.EndpointType, translate.SecretType:
 		return true
 	}
 	return false
@@ -202,6 +216,17 @@ func (s *Server) open(ctx context.Context, key streamKey, typ string) error {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		st.peer = p.Addr.String()
 	}
+	if s.cfg.Attestor != nil && s.cfg.Secrets != nil {
+		id, ok, err := s.cfg.Attestor.Attest(ctx)
+		if err != nil {
+			s.metrics.rejected.WithLabelValues("attestation").Inc()
+			s.log.Warn("xds: rejected stream: its credential was refused", "stream", key, "peer", st.peer, "err", err)
+			return status.Error(codes.Unauthenticated, "xds: the stream's credential was refused: "+err.Error())
+		}
+		if ok {
+			st.attested = id
+		}
+	}
 	s.mu.Lock()
 	s.streams[key] = st
 	s.mu.Unlock()
@@ -231,9 +256,17 @@ func (s *Server) request(key streamKey, req any, node *core.Node, typ, nonce str
 				p.Locality.Region = seg.Cluster().Region
 			}
 		}
+		if !st.attested.IsZero() {
+			if err := adoptIdentity(&p, node, st.attested); err != nil {
+				s.metrics.rejected.WithLabelValues("identity").Inc()
+				s.log.Warn("xds: rejected stream: the node claims another identity than the one attested", "stream", key, "peer", st.peer, "node", truncate(node.GetId(), 200), "err", err)
+				return status.Error(codes.PermissionDenied, err.Error())
+			}
+		}
 		st.proxy, st.ok = p, true
 		s.metrics.connected.WithLabelValues(string(p.Mode), p.Cluster).Inc()
-		s.log.Info("xds: proxy connected", "proxy", p.ID, "stream", key, "peer", st.peer, "mode", p.Mode, "cluster", p.Cluster, "namespace", p.Namespace, "locality", p.Locality.String())
+		s.log.Info("xds: proxy connected", "proxy", p.ID, "stream", key, "peer", st.peer, "mode", p.Mode, "cluster", p.Cluster, "namespace", p.Namespace,
+			"locality", p.Locality.String(), "identity", st.attested.String())
 	}
 	if typ == "" {
 		s.metrics.rejected.WithLabelValues("type_url").Inc()
@@ -287,9 +320,30 @@ func (s *Server) sent(key streamKey, typ string, resp any, nonce string) {
 		// carries everything the older one did.
 		p.rounds = append(p.rounds, ts.inflight.rounds...)
 	}
-	ts.inflight, ts.last, ts.sentGroup = p, p, p.group
+	ts.inflight, ts.last, ts.sentGroup, ts.sent = p, p, p.group, p.returned
 	s.metrics.pushes.WithLabelValues(typeLabel(typ)).Inc()
 	s.metrics.pushBytes.WithLabelValues(typeLabel(typ)).Observe(float64(p.size))
+}
+
+// adoptIdentity gives a proxy the identity its stream proved. The node's
+// namespace and service account, when it gives them, must be that
+// identity's: a workload cannot borrow another's configuration (or its
+// secrets) by claiming it. When it leaves them out, they are taken from
+// the identity.
+func adoptIdentity(p *translate.Proxy, node *core.Node, id spiffeid.ID) error {
+	ns, sa, ok := trust.ParseWorkloadID(id)
+	if !ok {
+		return fmt.Errorf("xds: the stream was attested as %s, which is not a workload identity", id)
+	}
+	meta := node.GetMetadata().GetFields()
+	if _, set := meta[translate.MetaNamespace]; set && p.Namespace != ns {
+		return fmt.Errorf("xds: node.metadata[%s] %q is not the attested identity's (%s)", translate.MetaNamespace, p.Namespace, id)
+	}
+	if p.ServiceAccount != "" && p.ServiceAccount != sa {
+		return fmt.Errorf("xds: node.metadata[%s] %q is not the attested identity's (%s)", translate.MetaServiceAccount, p.ServiceAccount, id)
+	}
+	p.Namespace, p.ServiceAccount, p.Identity = ns, sa, id
+	return nil
 }
 
 func (s *Server) close(key streamKey) {
