@@ -16,6 +16,7 @@ import (
 	"github.com/meridian-mesh/meridian/inject"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/ui"
+	xdsserver "github.com/meridian-mesh/meridian/xds/server"
 )
 
 // Config is meridiand's configuration: a YAML file (Kubernetes YAML
@@ -51,6 +52,9 @@ type Config struct {
 	Trust Trust `json:"trust,omitzero"`
 	// Policy configures the policy API and live drills (package policyapi).
 	Policy Policy `json:"policy,omitzero"`
+	// XDS configures the xDS server (package xds/server): the mesh's
+	// outbound traffic policy, where gateway credentials are read.
+	XDS xdsserver.Settings `json:"xds,omitzero"`
 	// ShutdownTimeout bounds how long in-flight requests may finish after
 	// SIGTERM before they are cut. Default 10s.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout,omitempty"`
@@ -195,6 +199,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateLog(c.Log, field.NewPath("log"))...)
 	errs = append(errs, c.Inject.Validate(field.NewPath("inject"))...)
 	errs = append(errs, c.UI.Validate(field.NewPath("ui"))...)
+	errs = append(errs, c.XDS.Validate(field.NewPath("xds"))...)
 	errs = append(errs, c.Federation.validate(field.NewPath("federation"))...)
 	errs = append(errs, c.Trust.validate(field.NewPath("trust"))...)
 	errs = append(errs, c.Policy.validate(field.NewPath("policy"))...)

@@ -37,6 +37,7 @@ var groups = []func(*Globals) *cobra.Command{
 	newStatusCommand,
 	newLabCommand,
 	newTrustCommand,
+	newProxyConfigCommand,
 }
 
 // Globals holds the flags every command shares and the output streams.
