@@ -15,7 +15,7 @@
 //	kube-apiserver ──informers──► meridiand ◄──gossip──► meridiand ◄──► meridiand
 //	  (per cluster)                  │ xDS (ADS)
 //	                                 ▼
-//	        users (grpc-go xds:///) ──► frontend ──► catalog ──► inventory ...
+//	users (grpc-go xds:///, or meridian-proxy) ──► [proxy] frontend [proxy] ──► [proxy] catalog ...
 //
 // Scenarios print their figures (t.Log, visible with -v): discovery and
 // convergence times, traffic shares, time to recover to 99% success after

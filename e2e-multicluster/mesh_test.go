@@ -196,7 +196,7 @@ func startMesh(t *testing.T) (_ *mesh, err error) {
 	}
 	t.Logf("3 kube-apiservers ready (%v)", time.Since(began).Round(100*time.Millisecond))
 	m.lab, err = lab.Start(context.Background(), lab.Options{
-		StateDir: filepath.Join(root, "lab"), Netns: "true", Prefix: prefix, Subnet: subnet, BinDir: bins, Rate: -1,
+		StateDir: filepath.Join(root, "lab"), Netns: "true", Prefix: prefix, Subnet: subnet, BinDir: bins, Rate: -1, Sidecars: true,
 		Instances: topology, Configure: m.configure, Publish: m.publish, Progress: tlog{t},
 	})
 	if err != nil {

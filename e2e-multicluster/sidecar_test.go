@@ -19,7 +19,6 @@ import (
 	"github.com/meridian-mesh/meridian/lab/traffic"
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
-	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 // proxiedUsers starts a meridian-proxy in sidecar mode for users in a
@@ -42,7 +41,7 @@ func (m *mesh) proxiedUsers(t *testing.T, cluster, zone string, rate float64, se
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := sidecar.New(ctx, sidecar.Config{
 		Server:    c.GRPC,
-		Node:      xdsclient.NodeConfig{ID: id, Mode: translate.ModeSidecar, Cluster: c.Name, Namespace: lab.Namespace, Locality: c.Region + "/" + zone},
+		Node:      xdsclient.NodeConfig{ID: id, Cluster: c.Name, Namespace: lab.Namespace, Locality: c.Region + "/" + zone},
 		Upstreams: []sidecar.Upstream{{Listen: up, Host: service + "." + lab.Namespace + ".svc.cluster.local", Port: lab.DemoPort}},
 		Logger:    slog.New(slog.DiscardHandler), Metrics: prometheus.NewRegistry(),
 	})

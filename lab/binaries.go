@@ -14,8 +14,8 @@ import (
 // module is the Go module whose source the lab builds its binaries from.
 const module = "github.com/meridian-mesh/meridian"
 
-// binaries the lab runs; meridian-proxy joins once it exists.
-var binaries = []string{"meridiand", "meridian-demo"}
+// binaries the lab runs.
+var binaries = []string{"meridiand", "meridian-demo", "meridian-proxy"}
 
 // findBinaries returns the directory holding every binary the lab runs:
 // binDir when given; else the directory of the running executable when

@@ -14,8 +14,10 @@
 //	         gossiping under one key; wait for /readyz and full membership
 //	      ─► demo instances (cmd/meridian-demo serve): frontend → catalog
 //	         v1/v2 → inventory, customer-records in the EU (and a stray copy
-//	         outside it), registered through the Workload API, calling
-//	         upstreams over xds:/// from their own cluster's meridiand
+//	         outside it), registered through the Workload API; each behind
+//	         a meridian-proxy sidecar (explicit ports: inbound INSTANCE:9090
+//	         → 127.0.0.1:APP, one upstream port per upstream service), or,
+//	         with Sidecars off, proxyless gRPC over xds:///
 //	      ─► the demo's policies (FailoverPolicy, ResidencyRule) through the
 //	         first cluster's policy API; federation carries them
 //	      ─► traffic generators (meridian-demo load), "the users" of every
@@ -40,6 +42,11 @@
 //
 // Departures from DESIGN.md: the design asks for tc netem latency between
 // regions; kernels without sch_netem (this project's CI machines) get none,
-// and the lab says so rather than failing. Demo services use proxyless
-// gRPC (xds:///) until meridian-proxy's sidecar mode lands in cmd/.
+// and the lab says so rather than failing. The sidecars run without
+// traffic capture (explicit ports; the instances of a cluster share its
+// namespace, so capture would catch them all) and without SVIDs (nothing
+// attests a process outside Kubernetes in the lab yet), so the lab makes
+// its namespace PERMISSIVE and says so. The trust component still runs:
+// one offline root, an intermediate per cluster. There are no ingress or
+// east-west gateways: the lab's clusters share one routed network.
 package lab

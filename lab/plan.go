@@ -19,6 +19,16 @@ const (
 	GossipPort     = 7946
 	FederationPort = 7947
 	UsersPort      = 15080
+	// Ports of a sidecar on its instance's IP: the upstream ports its
+	// application dials (one per upstream service), and its admin,
+	// metrics and health ports.
+	upstreamPortBase = 15101
+	proxyAdminPort   = 15000
+	proxyMetricsPort = 15090
+	proxyHealthPort  = 15021
+	// appPortBase numbers the applications' loopback ports behind
+	// sidecars.
+	appPortBase = 20000
 )
 
 // State is lab.json: everything a script needs to drive a running lab.
@@ -33,6 +43,8 @@ type State struct {
 	Clusters   []ClusterState `json:"clusters"`
 	// Policies are the YAML documents applied at start.
 	Policies string `json:"policies"`
+	// Sidecars says the demo instances and users run behind meridian-proxy.
+	Sidecars bool `json:"sidecars,omitempty"`
 	// Notes are what the lab could not do on this machine, and why.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -77,8 +89,8 @@ type ClusterState struct {
 // plan lays the lab out: addresses of every cluster, meridiand and
 // instance. Cluster i (from 1) owns SUBNET.i.0/24: .1 meridiand, .2 the
 // traffic generator, .10 and up the demo instances.
-func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance) *State {
-	s := &State{StateDir: dir, Network: net, Policies: policies(cs)}
+func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance, sidecars bool) *State {
+	s := &State{StateDir: dir, Network: net, Policies: policies(cs, sidecars), Sidecars: sidecars}
 	eu := false
 	for _, c := range cs {
 		eu = eu || isEU(c)
@@ -101,6 +113,11 @@ func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance
 		}
 		for j, in := range ins {
 			in.Address = hp(10+j, DemoPort)
+			if sidecars {
+				// Every application of every cluster shares loopback on
+				// a loopback lab: one port each.
+				in.App = fmt.Sprintf("127.0.0.1:%d", appPortBase+100*(i+1)+j)
+			}
 			cl.Instances = append(cl.Instances, in)
 		}
 		s.Clusters = append(s.Clusters, cl)

@@ -81,8 +81,12 @@ type Instance struct {
 	Service string `json:"service"`
 	Version string `json:"version,omitempty"`
 	Zone    string `json:"zone"`
-	// Address is IP:port, filled in when the lab is planned.
+	// Address is IP:port, filled in when the lab is planned: the
+	// instance's, or its sidecar's inbound port.
 	Address string `json:"address"`
+	// App is where the application listens behind its sidecar
+	// (127.0.0.1:PORT), with sidecars only.
+	App string `json:"app,omitempty"`
 	// Upstreams are the services it calls on every request.
 	Upstreams []string `json:"upstreams,omitempty"`
 	// Stray marks an instance a residency rule must keep unused: a copy
@@ -136,9 +140,10 @@ func isEU(c Cluster) bool { return c.Labels["jurisdiction"] == "eu" }
 
 // policies returns the demo's policies for the lab's clusters, as YAML: a
 // FailoverPolicy for the shop's services (each region fails over to the
-// others, nearest first by the lab's order), and, when an EU cluster is
-// in the lab, a ResidencyRule keeping customer-records in it.
-func policies(cs []Cluster) string {
+// others, nearest first by the lab's order), when an EU cluster is in the
+// lab a ResidencyRule keeping customer-records in it, and with sidecars a
+// PeerAuthentication letting plaintext in (see the package doc).
+func policies(cs []Cluster, sidecars bool) string {
 	var b strings.Builder
 	b.WriteString(`apiVersion: meridian.io/v1alpha1
 kind: FailoverPolicy
@@ -195,6 +200,17 @@ spec:
       jurisdiction: eu
   mode: enforce
 `, strings.Join(eu, ", "))
+	}
+	if sidecars {
+		b.WriteString(`---
+apiVersion: meridian.io/v1alpha1
+kind: PeerAuthentication
+metadata:
+  name: lab-sidecars-unattested
+  namespace: shop
+spec:
+  mode: PERMISSIVE
+`)
 	}
 	return b.String()
 }

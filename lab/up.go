@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +59,10 @@ type Options struct {
 	// Configure adjusts a cluster's meridiand configuration before it
 	// starts (the e2e suite turns Kubernetes discovery on).
 	Configure func(c *ClusterState, cfg *daemon.Config) error
+	// Sidecars puts a meridian-proxy in front of every demo instance and
+	// the users (explicit ports, no capture); without, they are proxyless
+	// gRPC clients of their cluster's meridiand.
+	Sidecars bool
 	// Progress receives a line per step; nil discards them.
 	Progress io.Writer
 }
@@ -136,11 +141,14 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l.State = plan(dir, opts.Clusters, netw, opts.Instances)
+	l.State = plan(dir, opts.Clusters, netw, opts.Instances, opts.Sidecars)
 	l.State.Supervisor = os.Getpid()
 	l.State.Started = began
 	if note != "" {
 		l.State.Notes = append(l.State.Notes, note)
+	}
+	if opts.Sidecars {
+		l.State.Notes = append(l.State.Notes, "sidecars talk plaintext: the lab does not give them SVIDs yet, so PeerAuthentication shop/lab-sidecars-unattested makes the namespace PERMISSIVE")
 	}
 	if err := l.State.save(); err != nil {
 		return nil, err
@@ -395,22 +403,7 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 		c := &l.State.Clusters[i]
 		for j, in := range c.Instances {
 			role := fmt.Sprintf("%s-%d", in.Service, j)
-			env, err := xdsEnv(c, c.Name+"/"+role, in.Zone)
-			if err != nil {
-				return err
-			}
-			args := []string{"serve", "--service", in.Service, "--cluster", c.Name, "--namespace", Namespace,
-				"--locality", c.Region + "/" + in.Zone, "--listen", in.Address}
-			if in.Version != "" {
-				args = append(args, "--version", in.Version)
-			}
-			for _, u := range in.Upstreams {
-				args = append(args, "--upstream", u+"="+demoTarget(u))
-			}
-			if l.opts.Publish == nil {
-				args = append(args, "--register", c.GRPC, "--ttl", workloadTTL.String())
-			}
-			if err := l.spawnEnv(c, role, env, "meridian-demo", args...); err != nil {
+			if err := l.startInstance(c, role, in); err != nil {
 				return err
 			}
 			total++
@@ -439,8 +432,66 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 			return fmt.Errorf("lab: demo instances not registered everywhere within 60s: %w (see %s/logs)", err, l.State.StateDir)
 		}
 	}
-	say("  demo app: %d instances; every cluster sees them all (%s)", total, since(t))
+	how := "proxyless gRPC (xds:///)"
+	if l.State.Sidecars {
+		how = "each behind a meridian-proxy sidecar"
+	}
+	say("  demo app: %d instances, %s; every cluster sees them all (%s)", total, how, since(t))
 	return nil
+}
+
+// startInstance starts one demo instance: proxyless, calling its
+// upstreams over xds:///; or behind a meridian-proxy sidecar, which serves
+// its inbound port and one upstream port per upstream service.
+func (l *Lab) startInstance(c *ClusterState, role string, in Instance) error {
+	args := []string{"serve", "--service", in.Service, "--cluster", c.Name, "--namespace", Namespace,
+		"--locality", c.Region + "/" + in.Zone}
+	if in.Version != "" {
+		args = append(args, "--version", in.Version)
+	}
+	if l.opts.Publish == nil {
+		args = append(args, "--register", c.GRPC, "--ttl", workloadTTL.String())
+	}
+	if !l.State.Sidecars {
+		env, err := xdsEnv(c, c.Name+"/"+role, in.Zone)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--listen", in.Address)
+		for _, u := range in.Upstreams {
+			args = append(args, "--upstream", u+"="+demoTarget(u))
+		}
+		return l.spawnEnv(c, role, env, "meridian-demo", args...)
+	}
+	ip, _, _ := net.SplitHostPort(in.Address)
+	_, appPort, _ := net.SplitHostPort(in.App)
+	proxy := l.sidecarArgs(c, role, ip, in.Zone)
+	proxy = append(proxy, "--inbound", in.Address+"="+appPort, "--inbound-ports", appPort)
+	args = append(args, "--listen", in.App, "--advertise", in.Address)
+	for k, u := range in.Upstreams {
+		up := net.JoinHostPort(ip, strconv.Itoa(upstreamPortBase+k))
+		proxy = append(proxy, "--upstream", up+"="+demoHost(u))
+		args = append(args, "--upstream", u+"="+up)
+	}
+	if err := l.spawn(c, role+"-proxy", "meridian-proxy", proxy...); err != nil {
+		return err
+	}
+	return l.spawn(c, role, "meridian-demo", args...)
+}
+
+// sidecarArgs are the flags of a meridian-proxy sidecar without capture
+// whose ports live on ip.
+func (l *Lab) sidecarArgs(c *ClusterState, role, ip, zone string) []string {
+	at := func(port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
+	return []string{"--mode", "sidecar", "--xds-address", c.GRPC, "--cluster", c.Name, "--namespace", Namespace,
+		"--id", c.Name + "/" + role, "--locality", c.Region + "/" + zone, "--capture", "false",
+		"--admin-address", at(proxyAdminPort), "--metrics-address", at(proxyMetricsPort), "--health-address", at(proxyHealthPort),
+		"--access-log", "off", "--log-format", "text"}
+}
+
+// demoHost is a demo service's mesh host and port.
+func demoHost(service string) string {
+	return translate.Host(registry.ServiceKey{Namespace: Namespace, Name: service}, translate.DefaultDomain) + ":" + strconv.Itoa(DemoPort)
 }
 
 // servingEndpoints counts the serving endpoints of one namespace.
@@ -587,14 +638,28 @@ func (l *Lab) startTraffic(ctx context.Context, say func(string, ...any)) error 
 	t := time.Now()
 	for i := range l.State.Clusters {
 		c := &l.State.Clusters[i]
-		env, err := xdsEnv(c, c.Name+"/users", c.Zones[0])
-		if err != nil {
-			return err
-		}
 		args := []string{"load", "--caller", "users@" + c.Name, "--stats", c.Users,
 			"--rate", strconv.FormatFloat(l.opts.Rate, 'f', -1, 64), "--print", "0"}
-		for _, e := range entries {
-			args = append(args, "--target", e+"="+demoTarget(e))
+		var env []string
+		if l.State.Sidecars {
+			ip, _, _ := net.SplitHostPort(c.Users)
+			proxy := l.sidecarArgs(c, "users", ip, c.Zones[0])
+			for k, e := range entries {
+				up := net.JoinHostPort(ip, strconv.Itoa(upstreamPortBase+k))
+				proxy = append(proxy, "--upstream", up+"="+demoHost(e))
+				args = append(args, "--target", e+"="+up)
+			}
+			if err := l.spawn(c, "users-proxy", "meridian-proxy", proxy...); err != nil {
+				return err
+			}
+		} else {
+			var err error
+			if env, err = xdsEnv(c, c.Name+"/users", c.Zones[0]); err != nil {
+				return err
+			}
+			for _, e := range entries {
+				args = append(args, "--target", e+"="+demoTarget(e))
+			}
 		}
 		if err := l.spawnEnv(c, "users", env, "meridian-demo", args...); err != nil {
 			return err

@@ -88,7 +88,7 @@ func dial(pairs []string) (names []string, conns []*grpc.ClientConn, err error) 
 }
 
 func serve(ctx context.Context, args []string, log *slog.Logger) error {
-	var cluster, locality, namespace, service, version, listen, register string
+	var cluster, locality, namespace, service, version, listen, advertise, register string
 	var upstreams []string
 	labels := map[string]string{}
 	var ttl time.Duration
@@ -101,6 +101,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.StringVar(&listen, "listen", "127.0.0.1:9090", "IP:port to serve gRPC on")
 	fs.StringArrayVar(&upstreams, "upstream", nil, "NAME=TARGET of a service to call on every request (repeat)")
 	fs.StringVar(&register, "register", "", "meridiand's gRPC address: register this instance with its Workload API")
+	fs.StringVar(&advertise, "advertise", "", "IP:port to register and report (a sidecar's inbound port); default --listen")
 	fs.StringToStringVar(&labels, "label", labels, "extra workload labels KEY=VALUE")
 	fs.DurationVar(&ttl, "ttl", 3*time.Second, "workload TTL when registering")
 	if err := fs.Parse(args); err != nil {
@@ -119,8 +120,11 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 		lis.Close()
 		return err
 	}
+	if advertise == "" {
+		advertise = lis.Addr().String()
+	}
 	cfg := demo.Config{Self: &demopb.Hop{Service: service, Namespace: namespace, Version: version,
-		Cluster: cluster, Region: loc.Region, Zone: loc.Zone, Address: lis.Addr().String()}}
+		Cluster: cluster, Region: loc.Region, Zone: loc.Zone, Address: advertise}}
 	for i, conn := range conns {
 		defer conn.Close()
 		cfg.Upstreams = append(cfg.Upstreams, demo.Upstream{Name: names[i], Client: demopb.NewDemoClient(conn)})
@@ -133,7 +137,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 		defer wl.Close()
 	}
-	log = log.With("service", service, "cluster", cluster, "address", lis.Addr().String())
+	log = log.With("service", service, "cluster", cluster, "address", advertise)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return demo.Serve(gctx, lis, cfg) })
 	if wl != nil {
@@ -141,7 +145,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 			labels["version"] = version
 		}
 		labels["app"] = service
-		req := &workloadpb.RegisterRequest{Service: service, Namespace: namespace, Address: lis.Addr().String(),
+		req := &workloadpb.RegisterRequest{Service: service, Namespace: namespace, Address: advertise,
 			PortName: "grpc", Protocol: "grpc", Locality: loc.String(), Labels: labels, Ttl: durationpb.New(ttl)}
 		g.Go(func() error { return demo.Keepalive(gctx, workloadpb.NewWorkloadServiceClient(wl), req, log) })
 	}

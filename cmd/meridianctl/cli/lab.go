@@ -72,6 +72,7 @@ func labError(err error) error {
 func newLabUpCommand(g *Globals, dir *string) *cobra.Command {
 	var clusters []string
 	var netns, binDir string
+	var sidecars bool
 	var rate float64
 	var interval time.Duration
 	cmd := &cobra.Command{
@@ -93,7 +94,7 @@ func newLabUpCommand(g *Globals, dir *string) *cobra.Command {
 				return Hint(fmt.Errorf("--netns %q: want auto, true or false", netns), "auto uses namespaces when running as root")
 			}
 			ctx := cmd.Context()
-			l, err := lab.Start(ctx, lab.Options{StateDir: *dir, Clusters: cs, Netns: netns, BinDir: binDir, Rate: rate, Progress: g.Out})
+			l, err := lab.Start(ctx, lab.Options{StateDir: *dir, Clusters: cs, Netns: netns, BinDir: binDir, Rate: rate, Sidecars: sidecars, Progress: g.Out})
 			if err != nil {
 				if ctx.Err() != nil {
 					return Hint(errors.New("interrupted while starting; everything started was stopped"), "run 'meridianctl lab up' again when ready")
@@ -114,7 +115,8 @@ func newLabUpCommand(g *Globals, dir *string) *cobra.Command {
 	f.StringSliceVar(&clusters, "clusters", []string{"onprem-dc1", "eks-use1", "eks-euw1"}, "clusters: known names, or NAME=REGION for new ones")
 	f.StringVar(&netns, "netns", "auto", "a network namespace per cluster: auto (when root), true, or false (loopback)")
 	f.Float64Var(&rate, "rate", 20, "calls per second from each cluster's users to each entry service")
-	f.StringVar(&binDir, "bin-dir", "", "directory of meridiand and meridian-demo (default: next to meridianctl, else built from source)")
+	f.BoolVar(&sidecars, "sidecars", true, "run every demo instance and the users behind a meridian-proxy sidecar; false: proxyless gRPC (xds:///)")
+	f.StringVar(&binDir, "bin-dir", "", "directory of meridiand, meridian-demo and meridian-proxy (default: next to meridianctl, else built from source)")
 	f.DurationVar(&interval, "print-every", time.Second, "how often to look at the last 2s of traffic (printed only when it moved, or every 30s)")
 	return cmd
 }
