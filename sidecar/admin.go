@@ -3,6 +3,7 @@ package sidecar
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,6 +28,10 @@ func (p *Proxy) adminHandler() http.Handler {
 		}
 		writeJSON(w, out)
 	})
+	// Profiles, as Envoy's admin offers heap and CPU profiling; the admin
+	// address is loopback by default.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /clusters", func(w http.ResponseWriter, _ *http.Request) {
 		type host struct {
 			Address  string `json:"address"`

@@ -18,7 +18,6 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
-	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 // conformance is one gRPC service with endpoints in three localities: two
@@ -73,7 +72,7 @@ func newConformance(t *testing.T) *conformance {
 	})
 	up := freeAddr(t)
 	startProxy(t, c.xds.Addr, sidecar.Config{
-		Node:      xdsclient.NodeConfig{ID: "meridian-1", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z9"},
+		Node:      xdsclient.NodeConfig{ID: "meridian-1", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z9"},
 		Upstreams: []sidecar.Upstream{{Listen: up, Host: host("grpc"), Port: conformancePort}},
 	})
 	conn, err := grpc.NewClient("passthrough:///"+up.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

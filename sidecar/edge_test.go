@@ -32,7 +32,6 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
-	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 func anyOf(t testing.TB, m proto.Message) *anypb.Any {
@@ -101,7 +100,7 @@ func TestBadInputAtTheEdge(t *testing.T) {
 	edge := freeAddr(t)
 	cp.Set(t, "edge", edgeResources(t, edge, b.addr))
 	px := startProxy(t, cp.Addr, sidecar.Config{
-		Node:           xdsclient.NodeConfig{ID: "edge", Mode: translate.ModeIngress, Cluster: "c1", Namespace: "shop"},
+		Node:           xdsclient.NodeConfig{ID: "edge", Mode: xdsclient.ModeIngress, Cluster: "c1", Namespace: "shop"},
 		MaxConnections: 100,
 	})
 	good := &http.Client{Timeout: 5 * time.Second}
@@ -207,7 +206,7 @@ func TestBadTLSAtTheGateway(t *testing.T) {
 	cp.Set(t, "edge", edgeResources(t, edge, b.addr))
 	certPEM, keyPEM, pool := selfSigned(t, "shop.example")
 	px := startProxy(t, cp.Addr, sidecar.Config{
-		Node:        xdsclient.NodeConfig{ID: "edge", Mode: translate.ModeIngress, Cluster: "c1", Namespace: "shop"},
+		Node:        xdsclient.NodeConfig{ID: "edge", Mode: xdsclient.ModeIngress, Cluster: "c1", Namespace: "shop"},
 		GatewayCert: certPEM, GatewayKey: keyPEM,
 	})
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "shop.example"}}}

@@ -13,7 +13,6 @@ import (
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
-	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 // outlierSettings are the FailoverPolicy outlier detection of a run.
@@ -91,7 +90,7 @@ spec:
 	m.policies(pol)
 	up := freeAddr(t)
 	startProxy(t, m.xds.Addr, sidecar.Config{
-		Node:      xdsclient.NodeConfig{ID: "failover", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"},
+		Node:      xdsclient.NodeConfig{ID: "failover", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"},
 		Upstreams: []sidecar.Upstream{{Listen: up, Host: host("web"), Port: 80}},
 	})
 	// Slowness is not failure here: a machine shared with other work may

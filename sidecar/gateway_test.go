@@ -70,7 +70,7 @@ func TestIngressGatewayTLS(t *testing.T) {
 	gw := freeAddr(t)
 	name := translate.GatewayName(translate.ModeIngress, 8080)
 	startProxy(t, m.xds.Addr, sidecar.Config{
-		Node:        xdsclient.NodeConfig{ID: "ingress-1", Mode: translate.ModeIngress, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"},
+		Node:        xdsclient.NodeConfig{ID: "ingress-1", Mode: xdsclient.ModeIngress, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"},
 		Rebind:      map[string]netip.AddrPort{name: gw},
 		GatewayCert: certPEM, GatewayKey: keyPEM,
 	})
@@ -185,7 +185,7 @@ func TestEgressGatewayRegistryOnly(t *testing.T) {
 	p := translate.Proxy{ID: "egress", Mode: translate.ModeEgress, Cluster: "c1", Namespace: "shop", ListenerPort: 8080, Locality: registry.Locality{Region: "r1", Zone: "z1"}}
 	m.publish(t, p)
 	gw := freeAddr(t)
-	px := startProxy(t, m.cp.Addr, sidecar.Config{Node: xdsclient.NodeConfig{ID: "egress", Mode: translate.ModeEgress, Cluster: "c1", Namespace: "shop", ListenerPort: 8080},
+	px := startProxy(t, m.cp.Addr, sidecar.Config{Node: xdsclient.NodeConfig{ID: "egress", Mode: xdsclient.ModeEgress, Cluster: "c1", Namespace: "shop", ListenerPort: 8080},
 		Rebind: map[string]netip.AddrPort{translate.GatewayName(translate.ModeEgress, 8080): gw}})
 	c := &http.Client{Timeout: 5 * time.Second}
 	if body := eventually2xx(t, c, "http://"+gw.String()+"/out", "Host", "api.external.test"); !strings.HasPrefix(body, "external GET /out") {

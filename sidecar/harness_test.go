@@ -21,7 +21,6 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
-	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 // backend is a real HTTP server that says who it is.
@@ -142,7 +141,7 @@ func startProxy(t testing.TB, server string, cfg sidecar.Config) *proxy {
 	t.Helper()
 	cfg.Server = server
 	if cfg.Node.ID == "" {
-		cfg.Node = xdsclient.NodeConfig{ID: "p-" + strings.ReplaceAll(t.Name(), "/", "-"), Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"}
+		cfg.Node = xdsclient.NodeConfig{ID: "p-" + strings.ReplaceAll(t.Name(), "/", "-"), Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"}
 	}
 	cfg.Logger = cptest.Logger(t)
 	cfg.Metrics = prometheus.NewRegistry()

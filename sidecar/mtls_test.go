@@ -91,7 +91,7 @@ func publish(t *testing.T, s *cptest.Snapshot, reg *registry.Registry, p transla
 }
 
 func nodeOf(p translate.Proxy) xdsclient.NodeConfig {
-	return xdsclient.NodeConfig{ID: p.ID, Mode: p.Mode, Cluster: p.Cluster, Namespace: p.Namespace, ServiceAccount: p.ServiceAccount, Locality: p.Locality.String()}
+	return xdsclient.NodeConfig{ID: p.ID, Mode: string(p.Mode), Cluster: p.Cluster, Namespace: p.Namespace, ServiceAccount: p.ServiceAccount, Locality: p.Locality.String()}
 }
 
 // meshTLS is two sidecars with mTLS between them: a client with an

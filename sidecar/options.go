@@ -19,7 +19,6 @@ import (
 
 	"github.com/meridian-mesh/meridian/sidecar/telemetry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
-	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 // Options are meridian-proxy's command line. Every flag can also come from
@@ -130,7 +129,7 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 			id = h
 		}
 	}
-	cfg.Node = xdsclient.NodeConfig{ID: id, Mode: translate.Mode(o.Mode), Cluster: o.Cluster, Namespace: o.Namespace,
+	cfg.Node = xdsclient.NodeConfig{ID: id, Mode: o.Mode, Cluster: o.Cluster, Namespace: o.Namespace,
 		ServiceAccount: o.ServiceAccount, Locality: o.Locality, ListenerPort: o.ListenerPort}
 	for _, p := range splitList(o.InboundPorts) {
 		n, err := strconv.ParseUint(p, 10, 16)
@@ -182,7 +181,7 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 	explicit := len(cfg.Inbound)+len(cfg.Upstreams) > 0 || cfg.HTTPProxy.IsValid()
 	switch o.Capture {
 	case "":
-		cfg.Capture = o.Mode == string(translate.ModeSidecar) && !explicit
+		cfg.Capture = o.Mode == xdsclient.ModeSidecar && !explicit
 	case "true", "false":
 		cfg.Capture = o.Capture == "true"
 	default:

@@ -24,7 +24,13 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar/telemetry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
-	"github.com/meridian-mesh/meridian/xds/translate"
+)
+
+// The sidecar listeners' names, as xds/translate names them (written out
+// here for the reason xdsclient gives; a test compares them).
+const (
+	VirtualInboundListener  = "virtualInbound"
+	VirtualOutboundListener = "virtualOutbound"
 )
 
 // InboundPort is an explicit inbound port: mesh traffic arriving on
@@ -180,12 +186,12 @@ func (p *Proxy) listenOptions() (listen.Options, error) {
 	cfg := p.cfg
 	mode := cfg.Node.Mode
 	if mode == "" {
-		mode = translate.ModeSidecar
+		mode = xdsclient.ModeSidecar
 	}
 	lo := listen.Options{MaxConnections: cfg.MaxConnections, TraceAll: cfg.TraceAll, Rebind: map[string]netip.AddrPort{}}
-	if mode == translate.ModeSidecar {
+	if mode == xdsclient.ModeSidecar {
 		lo.DirectionOf = func(l *xdsconfig.Listener) downstream.Direction {
-			if l.Name == translate.VirtualInboundListener {
+			if l.Name == VirtualInboundListener {
 				return downstream.Inbound
 			}
 			return downstream.Outbound
@@ -193,9 +199,9 @@ func (p *Proxy) listenOptions() (listen.Options, error) {
 	} else {
 		lo.DirectionOf = func(*xdsconfig.Listener) downstream.Direction { return downstream.Gateway }
 	}
-	if mode == translate.ModeSidecar && !cfg.Capture {
-		lo.Rebind[translate.VirtualInboundListener] = netip.AddrPort{}
-		lo.Rebind[translate.VirtualOutboundListener] = netip.AddrPort{}
+	if mode == xdsclient.ModeSidecar && !cfg.Capture {
+		lo.Rebind[VirtualInboundListener] = netip.AddrPort{}
+		lo.Rebind[VirtualOutboundListener] = netip.AddrPort{}
 	}
 	for name, a := range cfg.Rebind {
 		lo.Rebind[name] = a
@@ -203,13 +209,13 @@ func (p *Proxy) listenOptions() (listen.Options, error) {
 	for _, in := range cfg.Inbound {
 		lo.Explicit = append(lo.Explicit, listen.Explicit{
 			Name: fmt.Sprintf("inbound_%d", in.AppPort), Addr: in.Listen, Direction: downstream.Inbound,
-			Dest: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), in.AppPort), Via: translate.VirtualInboundListener,
+			Dest: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), in.AppPort), Via: VirtualInboundListener,
 		})
 	}
 	for _, up := range cfg.Upstreams {
 		lo.Explicit = append(lo.Explicit, listen.Explicit{
 			Name: fmt.Sprintf("upstream_%s_%d", up.Host, up.Port), Addr: up.Listen, Direction: downstream.Outbound,
-			Dest: netip.AddrPortFrom(netip.IPv4Unspecified(), up.Port), Via: translate.VirtualOutboundListener,
+			Dest: netip.AddrPortFrom(netip.IPv4Unspecified(), up.Port), Via: VirtualOutboundListener,
 			Authority: fmt.Sprintf("%s:%d", up.Host, up.Port),
 		})
 	}

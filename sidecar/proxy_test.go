@@ -14,6 +14,7 @@ import (
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
+	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 // TestExplicitUpstreamHTTP: a sidecar without traffic capture, fed by
@@ -110,4 +111,11 @@ func TestExplicitUpstreamTCP(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestListenerNames: the names the proxy binds by are translate's.
+func TestListenerNames(t *testing.T) {
+	if sidecar.VirtualInboundListener != translate.VirtualInboundListener || sidecar.VirtualOutboundListener != translate.VirtualOutboundListener {
+		t.Fatal("listener names differ from xds/translate's")
+	}
 }

@@ -18,8 +18,10 @@ package dataplane
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/meridian-mesh/meridian/sidecar/httpproxy"
 	"github.com/meridian-mesh/meridian/sidecar/identity"
@@ -157,17 +159,44 @@ func (d *Dataplane) Apply(s *xdsclient.State) error {
 	return d.listen.Update(listeners)
 }
 
+// Run hands freed memory back to the system releaseQuiet after an
+// update (pushes come in bursts: clusters, endpoints, listeners, routes),
+// at most every releaseEvery.
+const (
+	releaseQuiet = time.Second
+	releaseEvery = 30 * time.Second
+)
+
 // Run applies every accepted state of the client until ctx ends. Socket
 // errors are logged: the proxy keeps serving what it could bind.
+//
+// Decoding a large push (the first one above all) leaves garbage several
+// times the size of what is kept; Go would hand it back to the system only
+// gradually, so a sidecar's resident memory would reflect its largest
+// push rather than its configuration. Once updates pause, at most every
+// releaseEvery, Run collects and returns it at once (a few milliseconds
+// for a proxy's heap).
 func (d *Dataplane) Run(ctx context.Context, c *xdsclient.Client) error {
+	var lastRelease time.Time
+	release := time.NewTimer(time.Hour)
+	release.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			release.Stop()
 			return nil
 		case <-c.Updates():
 			if err := d.Apply(c.State()); err != nil {
 				d.log.Error("dataplane: applying the configuration", "err", err)
 			}
+			due := time.Now().Add(releaseQuiet)
+			if next := lastRelease.Add(releaseEvery); next.After(due) {
+				due = next
+			}
+			release.Reset(time.Until(due))
+		case <-release.C:
+			debug.FreeOSMemory()
+			lastRelease = time.Now()
 		}
 	}
 }

@@ -22,6 +22,8 @@ import (
 // allows.
 type attempts struct{ h *Handler }
 
+func nop() {}
+
 // errPerTryTimeout marks an attempt that ran out of its per-try timeout.
 var errPerTryTimeout = errors.New("httpproxy: per-try timeout")
 
@@ -98,14 +100,15 @@ func backoff(rp *xdsconfig.RetryPolicy, n int) time.Duration {
 // attempt sends one try to one host.
 func (a attempts) attempt(out *http.Request, x *exchange, h *lb.Host, rp *xdsconfig.RetryPolicy) (*http.Response, error) {
 	cl := x.cluster
-	ctx := out.Context()
-	cancel := context.CancelFunc(func() {})
+	// out is ReverseProxy's own copy of the request, with its own URL and
+	// headers, and attempts run one after the other: each attempt may
+	// change it in place. A per-try timeout needs a context of its own.
+	ctx, req := out.Context(), out
+	cancel := nop
 	if rp != nil && rp.PerTryTimeout > 0 {
 		ctx, cancel = context.WithTimeoutCause(ctx, rp.PerTryTimeout, errPerTryTimeout)
+		req = out.WithContext(ctx)
 	}
-	req := out.WithContext(ctx)
-	u := *out.URL
-	req.URL = &u
 	if x.body != nil {
 		body := x.body
 		req.Body = io.NopCloser(bytes.NewReader(body))

@@ -3,11 +3,11 @@
 //
 // Mesh mTLS — a context whose peers are validated by a SPIFFE bundle
 // (trust's ROOTCA secret, or any validation context delivered over SDS) —
-// uses package trust/mtls's configurations (go-spiffe's tlsconfig): the
-// server requires a client SVID that chains to its own trust domain's
-// bundle, the client accepts only the server IDs the context names (or any
-// SVID of a trusted domain when it names none). Secrets were parsed by
-// trust/sds's own parsers (see xdsconfig). Other TLS — an ingress gateway's
+// uses go-spiffe's tlsconfig exactly as package trust/mtls does
+// (ServerTLS: MTLSServerConfig with any authorized peer, RBAC deciding
+// later; ClientTLS: MTLSClientConfig accepting only the server IDs the
+// context names, or any SVID of a trusted domain when it names none).
+// trust/mtls itself is not linked, for the memory reason xdsconfig gives. Other TLS — an ingress gateway's
 // given certificate, an upstream verified against trusted CAs — is plain
 // crypto/tls with Envoy's SAN matchers.
 //
@@ -36,7 +36,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
-	"github.com/meridian-mesh/meridian/trust/mtls"
 )
 
 // Secrets is the live set of SDS secrets. Safe for concurrent use.
@@ -132,7 +131,7 @@ func (s *Secrets) ServerConfig(t *xdsconfig.DownstreamTLS, alpn []string) *tls.C
 	var cfg *tls.Config
 	if mesh(t.Validation) && t.Cert.Inline == nil {
 		bundles := bundleSource{s, t.Validation}
-		cfg = mtls.ServerTLS(svidSource{s, t.Cert}, bundles)
+		cfg = tlsconfig.MTLSServerConfig(svidSource{s, t.Cert}, bundles, tlsconfig.AuthorizeAny())
 		s.addSANCheck(cfg, t.Validation)
 	} else {
 		cfg = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certificate(t.Cert) }}
@@ -192,7 +191,7 @@ func (s *Secrets) ClientConfig(t *xdsconfig.UpstreamTLS, sni string) *tls.Config
 		ids, exact := exactIDs(t.Validation)
 		switch {
 		case t.Cert.SDS != "" && exact && len(ids) > 0:
-			cfg = mtls.ClientTLS(svidSource{s, t.Cert}, bundles, ids...)
+			cfg = tlsconfig.MTLSClientConfig(svidSource{s, t.Cert}, bundles, tlsconfig.AuthorizeOneOf(ids...))
 		case t.Cert.SDS != "":
 			cfg = tlsconfig.MTLSClientConfig(svidSource{s, t.Cert}, bundles, authorizer(t.Validation))
 		default:

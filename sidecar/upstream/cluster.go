@@ -92,9 +92,34 @@ type Cluster struct {
 type clusterState struct {
 	cfg       *xdsconfig.Cluster
 	connSlots *semaphore.Weighted
-	tlsCfg    *tls.Config // nil for plaintext
-	h1        *http.Transport
-	h2        *http2.Transport
+	tr        *transports
+}
+
+// transports are a cluster's connection pools, built on first use: a
+// proxy holding a thousand clusters it never calls holds no pools for
+// them.
+type transports struct {
+	once   sync.Once
+	built  atomic.Bool
+	tlsCfg *tls.Config // nil for plaintext
+	h1     *http.Transport
+	h2     *http2.Transport
+}
+
+// pools returns the state's transports, building them the first time.
+func (c *Cluster) pools(st *clusterState) *transports {
+	st.tr.once.Do(func() {
+		c.buildTransports(st)
+		st.tr.built.Store(true)
+	})
+	return st.tr
+}
+
+func (t *transports) closeIdle() {
+	if t.built.Load() {
+		t.h1.CloseIdleConnections()
+		t.h2.CloseIdleConnections()
+	}
 }
 
 // New builds a cluster from its configuration.
@@ -128,21 +153,18 @@ func (c *Cluster) lbConfig(cfg *xdsconfig.Cluster) lb.Config {
 // ones' idle connections closed) only when what they depend on changed.
 func (c *Cluster) Update(cfg *xdsconfig.Cluster) {
 	old := c.state.Load()
-	st := &clusterState{cfg: cfg, connSlots: semaphore.NewWeighted(int64(max(cfg.Breakers.MaxConnections, 1)))}
+	st := &clusterState{cfg: cfg, connSlots: semaphore.NewWeighted(int64(max(cfg.Breakers.MaxConnections, 1))), tr: &transports{}}
 	if old != nil && sameTransport(old.cfg, cfg) {
-		st.tlsCfg, st.h1, st.h2 = old.tlsCfg, old.h1, old.h2
+		st.tr = old.tr
 		if old.cfg.Breakers.MaxConnections == cfg.Breakers.MaxConnections {
 			st.connSlots = old.connSlots
 		}
-	} else {
-		c.buildTransports(st)
 	}
 	c.state.Store(st)
 	if old != nil {
 		c.LB.SetConfig(c.lbConfig(cfg))
-		if old.h1 != st.h1 {
-			old.h1.CloseIdleConnections()
-			old.h2.CloseIdleConnections()
+		if old.tr != st.tr {
+			old.tr.closeIdle()
 		}
 	}
 	if cfg.Static != nil && old != nil && old.cfg.Static != cfg.Static {
@@ -164,9 +186,7 @@ func (c *Cluster) SetEndpoints(eps *xdsconfig.Endpoints) {
 
 // Close drops the cluster's idle connections.
 func (c *Cluster) Close() {
-	st := c.state.Load()
-	st.h1.CloseIdleConnections()
-	st.h2.CloseIdleConnections()
+	c.state.Load().tr.closeIdle()
 }
 
 // Pick chooses a host; orig is the connection's original destination, the
@@ -271,14 +291,15 @@ func (c *Cluster) overflow(b string) {
 // connect timeout; sni overrides the cluster's SNI for this connection.
 func (c *Cluster) Dial(ctx context.Context, h *lb.Host, sni string) (net.Conn, error) {
 	st := c.state.Load()
+	tr := c.pools(st)
 	conn, err := c.dialTCP(ctx, st, h.Addr)
 	if err != nil {
 		return nil, err
 	}
-	if st.tlsCfg == nil {
+	if tr.tlsCfg == nil {
 		return conn, nil
 	}
-	cfg := st.tlsCfg
+	cfg := tr.tlsCfg
 	if sni != "" && sni != cfg.ServerName {
 		cfg = cfg.Clone()
 		cfg.ServerName = sni
@@ -325,14 +346,14 @@ func (c *Cluster) handshake(ctx context.Context, st *clusterState, conn net.Conn
 }
 
 func (c *Cluster) buildTransports(st *clusterState) {
-	cfg := st.cfg
+	cfg, tr := st.cfg, st.tr
 	if cfg.TLS != nil {
-		st.tlsCfg = c.deps.Secrets.ClientConfig(cfg.TLS, "")
+		tr.tlsCfg = c.deps.Secrets.ClientConfig(cfg.TLS, "")
 	}
 	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
 		return c.dialTCP(ctx, st, addr)
 	}
-	st.h1 = &http.Transport{
+	tr.h1 = &http.Transport{
 		DialContext:            dial,
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    256,
@@ -341,12 +362,12 @@ func (c *Cluster) buildTransports(st *clusterState) {
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
-	if st.tlsCfg != nil {
-		h1tls := st.tlsCfg.Clone()
+	if tr.tlsCfg != nil {
+		h1tls := tr.tlsCfg.Clone()
 		if len(h1tls.NextProtos) == 0 {
 			h1tls.NextProtos = []string{"http/1.1"}
 		}
-		st.h1.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+		tr.h1.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
 			conn, err := c.dialTCP(ctx, st, addr)
 			if err != nil {
 				return nil, err
@@ -358,9 +379,9 @@ func (c *Cluster) buildTransports(st *clusterState) {
 		// net/http has no per-connection request cap; one request per
 		// connection is the strict reading of 1, and beyond 1 the cap is
 		// approximated by keep-alive alone.
-		st.h1.DisableKeepAlives = cfg.MaxRequestsPerConnection == 1
+		tr.h1.DisableKeepAlives = cfg.MaxRequestsPerConnection == 1
 	}
-	st.h2 = &http2.Transport{
+	tr.h2 = &http2.Transport{
 		AllowHTTP:          true,
 		DisableCompression: true,
 		ReadIdleTimeout:    30 * time.Second,
@@ -368,10 +389,10 @@ func (c *Cluster) buildTransports(st *clusterState) {
 		IdleConnTimeout:    cfg.IdleTimeout,
 		DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
 			conn, err := c.dialTCP(ctx, st, addr)
-			if err != nil || st.tlsCfg == nil {
+			if err != nil || tr.tlsCfg == nil {
 				return conn, err
 			}
-			h2tls := st.tlsCfg
+			h2tls := tr.tlsCfg
 			if len(h2tls.NextProtos) == 0 {
 				h2tls = h2tls.Clone()
 				h2tls.NextProtos = []string{"h2"}
@@ -386,16 +407,17 @@ func (c *Cluster) buildTransports(st *clusterState) {
 // speak what the downstream spoke).
 func (c *Cluster) RoundTrip(req *http.Request, h *lb.Host, downstreamH2 bool) (*http.Response, error) {
 	st := c.state.Load()
+	tr := c.pools(st)
 	req.URL.Host = h.Addr
 	req.URL.Scheme = "http"
 	useH2 := st.cfg.Protocol == xdsconfig.UpstreamHTTP2 || (st.cfg.Protocol == xdsconfig.UpstreamDownstream && downstreamH2)
 	if useH2 {
-		return st.h2.RoundTrip(req)
+		return tr.h2.RoundTrip(req)
 	}
-	if st.tlsCfg != nil {
+	if tr.tlsCfg != nil {
 		req.URL.Scheme = "https"
 	}
-	return st.h1.RoundTrip(req)
+	return tr.h1.RoundTrip(req)
 }
 
 // UsesHTTP2 reports whether a request would go out over HTTP/2.

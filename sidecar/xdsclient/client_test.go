@@ -57,7 +57,7 @@ type running struct {
 func start(t *testing.T, cfg xdsclient.Config) *running {
 	t.Helper()
 	if cfg.Node == nil {
-		n, err := xdsclient.NodeConfig{ID: "sc-1", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1", InboundPorts: []uint32{8080}}.Node()
+		n, err := xdsclient.NodeConfig{ID: "sc-1", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1", InboundPorts: []uint32{8080}}.Node()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,6 +228,34 @@ func TestFallbackAndNack(t *testing.T) {
 	})
 }
 
+// TestNodeContract: the node meridian-proxy sends is what xds/translate
+// reads, field by field.
+func TestNodeContract(t *testing.T) {
+	for _, pair := range [][2]string{
+		{xdsclient.MetaMode, translate.MetaMode}, {xdsclient.MetaCluster, translate.MetaCluster}, {xdsclient.MetaNamespace, translate.MetaNamespace},
+		{xdsclient.MetaServiceAccount, translate.MetaServiceAccount}, {xdsclient.MetaInboundPorts, translate.MetaInboundPorts},
+		{xdsclient.MetaListenerPort, translate.MetaListenerPort}, {xdsclient.ModeSidecar, string(translate.ModeSidecar)},
+		{xdsclient.ModeIngress, string(translate.ModeIngress)}, {xdsclient.ModeEgress, string(translate.ModeEgress)}, {xdsclient.ModeEastWest, string(translate.ModeEastWest)},
+	} {
+		if pair[0] != pair[1] {
+			t.Errorf("meridian-proxy says %q, translate %q", pair[0], pair[1])
+		}
+	}
+	n, err := xdsclient.NodeConfig{ID: "p", Mode: xdsclient.ModeEastWest, Cluster: "eks-use1", Namespace: "shop", ServiceAccount: "web",
+		Locality: "us-east-1/use1-az1", InboundPorts: []uint32{8080, 9090}, ListenerPort: 15443}.Node()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := translate.ParseNode(n, translate.NodeDefaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ID != "p" || p.Mode != translate.ModeEastWest || p.Cluster != "eks-use1" || p.Namespace != "shop" || p.ServiceAccount != "web" ||
+		p.Locality != (registry.Locality{Region: "us-east-1", Zone: "use1-az1"}) || len(p.InboundPorts) != 2 || p.ListenerPort != 15443 {
+		t.Fatalf("translate reads %+v", p)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	node, _ := xdsclient.NodeConfig{ID: "x"}.Node()
 	dec := xdsconfig.NewDecoder(xdsconfig.Options{}).Decode
@@ -250,8 +278,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{xdsclient.NodeConfig{}, "id is required"},
 		{xdsclient.NodeConfig{ID: "a", Locality: "r1//z"}, "locality"},
-		{xdsclient.NodeConfig{ID: "a", Mode: "mesh"}, `Unsupported value: "mesh"`},
-		{xdsclient.NodeConfig{ID: "a", Namespace: "Bad_NS"}, "namespace"},
+		{xdsclient.NodeConfig{ID: "a", Mode: "mesh"}, `mode "mesh"`},
 	} {
 		if _, err := tc.n.Node(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Node(%+v) = %v, want %q", tc.n, err, tc.want)

@@ -3,15 +3,36 @@ package xdsclient
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/meridian-mesh/meridian/registry"
-	"github.com/meridian-mesh/meridian/xds/translate"
 )
+
+// The node-metadata contract of xds/translate (its package doc), written
+// out here rather than imported: xds/translate links the control plane's
+// whole policy and trust machinery, which would triple meridian-proxy's
+// memory. TestNodeContract checks every value against translate's.
+const (
+	MetaMode           = "mode"
+	MetaCluster        = "cluster"
+	MetaNamespace      = "namespace"
+	MetaServiceAccount = "service_account"
+	MetaInboundPorts   = "inbound_ports"
+	MetaListenerPort   = "listener_port"
+)
+
+// Modes a proxy declares (translate.Mode's values meridian-proxy runs).
+const (
+	ModeSidecar  = "sidecar"
+	ModeIngress  = "ingress"
+	ModeEgress   = "egress"
+	ModeEastWest = "east-west"
+)
+
+var modes = []string{ModeSidecar, ModeIngress, ModeEgress, ModeEastWest}
 
 // UserAgent is the node's user_agent_name. It must not start with "gRPC":
 // the control plane takes such nodes for proxyless gRPC clients.
@@ -21,8 +42,10 @@ const UserAgent = "meridian-proxy"
 // node-metadata contract of xds/translate). Empty fields are left out, so
 // the control plane applies its documented defaults.
 type NodeConfig struct {
-	ID             string
-	Mode           translate.Mode
+	ID string
+	// Mode is one of the Mode constants; empty lets the control plane
+	// default (sidecar).
+	Mode           string
 	Cluster        string
 	Namespace      string
 	ServiceAccount string
@@ -37,7 +60,8 @@ type NodeConfig struct {
 }
 
 // Node builds the core.Node, checking what it can locally so that a typo
-// in a flag fails at start, not as a stream the server closes.
+// in a flag fails at start, not as a stream the server closes (the server
+// checks the rest and names the field).
 func (n NodeConfig) Node() (*core.Node, error) {
 	if n.ID == "" {
 		return nil, errors.New("xdsclient: node: id is required")
@@ -48,19 +72,22 @@ func (n NodeConfig) Node() (*core.Node, error) {
 			meta[k] = structpb.NewStringValue(v)
 		}
 	}
-	set(translate.MetaMode, string(n.Mode))
-	set(translate.MetaCluster, n.Cluster)
-	set(translate.MetaNamespace, n.Namespace)
-	set(translate.MetaServiceAccount, n.ServiceAccount)
+	if n.Mode != "" && !slices.Contains(modes, n.Mode) {
+		return nil, fmt.Errorf("xdsclient: node: mode %q: want one of %v", n.Mode, modes)
+	}
+	set(MetaMode, n.Mode)
+	set(MetaCluster, n.Cluster)
+	set(MetaNamespace, n.Namespace)
+	set(MetaServiceAccount, n.ServiceAccount)
 	if len(n.InboundPorts) > 0 {
 		ps := make([]string, len(n.InboundPorts))
 		for i, p := range n.InboundPorts {
 			ps[i] = strconv.FormatUint(uint64(p), 10)
 		}
-		set(translate.MetaInboundPorts, strings.Join(ps, ","))
+		set(MetaInboundPorts, strings.Join(ps, ","))
 	}
 	if n.ListenerPort != 0 {
-		set(translate.MetaListenerPort, strconv.FormatUint(uint64(n.ListenerPort), 10))
+		set(MetaListenerPort, strconv.FormatUint(uint64(n.ListenerPort), 10))
 	}
 	node := &core.Node{
 		Id:                   n.ID,
@@ -70,15 +97,12 @@ func (n NodeConfig) Node() (*core.Node, error) {
 		UserAgentVersionType: &core.Node_UserAgentVersion{UserAgentVersion: n.Version},
 	}
 	if n.Locality != "" {
-		l, err := registry.ParseLocality(n.Locality)
-		if err != nil {
-			return nil, fmt.Errorf("xdsclient: node: locality: %w", err)
+		parts := strings.Split(n.Locality, "/")
+		if len(parts) > 3 || slices.Contains(parts, "") {
+			return nil, fmt.Errorf("xdsclient: node: locality %q: want region[/zone[/subzone]]", n.Locality)
 		}
-		node.Locality = &core.Locality{Region: l.Region, Zone: l.Zone, SubZone: l.Subzone}
-	}
-	// The control plane's own parser is the judge of the rest.
-	if _, err := translate.ParseNode(node, translate.NodeDefaults{Cluster: "check"}); err != nil {
-		return nil, fmt.Errorf("xdsclient: node: %w", err)
+		parts = append(parts, "", "")
+		node.Locality = &core.Locality{Region: parts[0], Zone: parts[1], SubZone: parts[2]}
 	}
 	return node, nil
 }

@@ -1,6 +1,7 @@
 package xdsconfig_test
 
 import (
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -20,6 +23,8 @@ import (
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
+	"github.com/meridian-mesh/meridian/trust/ca"
+	"github.com/meridian-mesh/meridian/trust/sds"
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
@@ -153,4 +158,69 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted without a name or value")
 		}
 	})
+}
+
+// TestSameAsTrustSDS: the secrets trust/sds builds decode to what
+// trust/sds's own parsers read from them.
+func TestSameAsTrustSDS(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("mesh.test")
+	root, err := ca.NewRoot(ca.RootOptions{TrustDomain: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ca.GenerateKey(ca.ECDSAP256)
+	ic, err := root.IssueIntermediate(ca.IntermediateRequest{Cluster: "c1", PublicKey: key.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.NewAuthority(ca.AuthorityConfig{TrustDomain: td, Cluster: "c1", Chain: []*x509.Certificate{ic}, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid, err := auth.Mint(spiffeid.RequireFromString("spiffe://mesh.test/ns/shop/sa/web"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := spiffeid.RequireTrustDomainFromString("other.test")
+	oroot, _ := ca.NewRoot(ca.RootOptions{TrustDomain: other})
+	svidSec, err := sds.SVIDSecret(svid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundleSec, err := sds.BundleSecret([]*spiffebundle.Bundle{
+		spiffebundle.FromX509Authorities(td, []*x509.Certificate{root.Certificate()}),
+		spiffebundle.FromX509Authorities(other, []*x509.Certificate{oroot.Certificate()}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xdsconfig.NewDecoder(xdsconfig.Options{})
+	_, r, err := d.Decode(xdsclient.SecretType, mustAny(t, svidSec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := sds.ParseSVIDSecret(svidSec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.(*xdsconfig.Secret).SVID
+	if got == nil || got.ID != want.ID || len(got.Certificates) != len(want.Certificates) || !got.Certificates[0].Equal(want.Certificates[0]) {
+		t.Fatalf("SVID %+v, trust/sds reads %+v", got, want)
+	}
+	_, r, err = d.Decode(xdsclient.SecretType, mustAny(t, bundleSec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSet, err := sds.ParseBundleSecret(bundleSec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotSet := r.(*xdsconfig.Secret).Validation.Bundles
+	for _, d := range []spiffeid.TrustDomain{td, other} {
+		g, err1 := gotSet.GetX509BundleForTrustDomain(d)
+		w, err2 := wantSet.GetX509BundleForTrustDomain(d)
+		if err1 != nil || err2 != nil || !g.Equal(w) {
+			t.Fatalf("bundle of %s: %v %v", d, err1, err2)
+		}
+	}
 }

@@ -12,16 +12,23 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
-	"github.com/meridian-mesh/meridian/trust/sds"
 )
 
+// spiffeValidator is Envoy's SPIFFE certificate validator extension.
+const spiffeValidator = "envoy.tls.cert_validator.spiffe"
+
 // Secret is a compiled SDS Secret: a certificate with its key, or a
-// validation context. Mesh secrets are read with package trust/sds's
-// parsers (the same functions that built them): SVID is set when the
-// certificate is an X.509-SVID.
+// validation context. SVID is set when the certificate is an X.509-SVID.
+//
+// Mesh secrets are those package trust/sds builds; they are parsed here
+// with go-spiffe, exactly as trust/sds.ParseSVIDSecret and
+// ParseBundleSecret parse them (TestSameAsTrustSDS compares), rather than
+// by calling them: trust/sds links the control plane's Kubernetes and etcd
+// clients, which would double meridian-proxy's memory.
 type Secret struct {
 	Name       string
 	Cert       *tls.Certificate
@@ -111,13 +118,9 @@ func secret(s *tlsv3.Secret) (*Secret, error) {
 		}
 		out.Cert = c
 		if len(c.Leaf.URIs) > 0 && c.Leaf.URIs[0].Scheme == "spiffe" {
-			// trust/sds reads inline bytes; inline strings are the same data.
 			chain, _ := inline(t.TlsCertificate.GetCertificateChain())
 			key, _ := inline(t.TlsCertificate.GetPrivateKey())
-			svid, err := sds.ParseSVIDSecret(&tlsv3.Secret{Name: s.GetName(), Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-				CertificateChain: &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: chain}},
-				PrivateKey:       &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: key}},
-			}}})
+			svid, err := x509svid.Parse(chain, key)
 			if err != nil {
 				return nil, fieldErr("tls_certificate", err)
 			}
@@ -211,7 +214,7 @@ func validationContext(v *tlsv3.CertificateValidationContext) (*Validation, erro
 		}
 	}
 	if cv := v.GetCustomValidatorConfig(); cv != nil {
-		if cv.GetName() != sds.SPIFFEValidator {
+		if cv.GetName() != spiffeValidator {
 			return nil, fmt.Errorf("custom_validator_config %q is not supported", cv.GetName())
 		}
 		var sp tlsv3.SPIFFECertValidatorConfig
@@ -221,9 +224,21 @@ func validationContext(v *tlsv3.CertificateValidationContext) (*Validation, erro
 		if sp.GetTrustBundles() != nil {
 			return nil, errors.New("SPIFFE trust_bundles maps are not supported: list trust_domains")
 		}
-		set, err := sds.ParseBundleSecret(&tlsv3.Secret{Type: &tlsv3.Secret_ValidationContext{ValidationContext: v}})
-		if err != nil {
-			return nil, fieldErr("custom_validator_config", err)
+		set := x509bundle.NewSet()
+		for _, d := range sp.GetTrustDomains() {
+			td, err := spiffeid.TrustDomainFromString(d.GetName())
+			if err != nil {
+				return nil, fmt.Errorf("trust_domains %q: %w", d.GetName(), err)
+			}
+			b, err := inline(d.GetTrustBundle())
+			if err != nil {
+				return nil, fmt.Errorf("trust_domains %s: %w", td, err)
+			}
+			roots, err := parsePEMCerts(b)
+			if err != nil {
+				return nil, fmt.Errorf("trust_domains %s: %w", td, err)
+			}
+			set.Add(x509bundle.FromX509Authorities(td, roots))
 		}
 		out.Bundles = set
 	}

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# meridian-proxy beside HAProxy, everything on loopback, in one run:
+#   (a) direct                     load → backend
+#   (b) HAProxy, one hop           load → haproxy → backend
+#   (c) meridian-proxy, one hop    load → meridian-proxy → backend
+#   (d) two sidecars with mTLS     load → meridian-proxy ═mTLS═ meridian-proxy → backend
+#   (e) HAProxy → HAProxy with TLS load → haproxy ═mTLS═ haproxy → backend
+# For each: the latency the proxies add at 1,000 req/s (fortio, uniform
+# pacing, p50 and p99 minus direct's), the saturated req/s (wrk), and the
+# proxies' CPU per 1,000 req/s. Then meridian-proxy's RSS with 1,000
+# clusters and 10,000 endpoints loaded, and the failover figures
+# (BenchmarkFailover). Targets: (c) p99 ≤ 1.5× (b), throughput ≥ 0.7× (b);
+# (d) p99 ≤ 1.5× (e); RSS < 30 MB.
+#
+# The proxies under test share CPU 0 (HAProxy with nbthread 1, Go with
+# GOMAXPROCS from its affinity: 1); the load generator and the backend run
+# on CPU 1. SECONDS_PER_RUN (default 10) sets each measurement's length.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/apt.sh haproxy wrk openssl >/dev/null
+secs=${SECONDS_PER_RUN:-10}
+fortio=.cache/bin/fortio-v1.68.2
+if [ ! -x "$fortio" ]; then
+  mkdir -p .cache/bin
+  (cd tools/fortio && CGO_ENABLED=0 go build -trimpath -o "../../$fortio.tmp" fortio.org/fortio) && mv "$fortio.tmp" "$fortio"
+fi
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+[ -n "${KEEP_BENCH_TMP:-}" ] && trap "for p in \"\${pids[@]}\"; do kill \$p 2>/dev/null; done; echo logs in $tmp" EXIT
+go build -o "$tmp/meridian-proxy" ./cmd/meridian-proxy
+go build -o "$tmp/benchcp" ./sidecar/internal/benchcp
+
+port=$((20000 + RANDOM % 20000))
+ports() { # ports VAR...: a fresh loopback port in each variable
+  for v in "$@"; do port=$((port + 1)); printf -v "$v" '%d' "$port"; done
+}
+start() { # start VAR CPU LOG CMD...: runs CMD pinned to CPU, logging to LOG; its pid in VAR
+  local var=$1 cpu=$2 log=$3; shift 3
+  taskset -c "$cpu" "$@" >"$log" 2>&1 &
+  pids+=($!)
+  printf -v "$var" '%d' $!
+}
+wait_http() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# A proxy that died (a port taken, a bad flag) shows its log and stops the run.
+alive() { for p in "$@"; do kill -0 "$p" 2>/dev/null || { echo "process $p died:" >&2; tail -5 "$tmp"/*.log >&2; exit 1; }; done; }
+hz=$(getconf CLK_TCK)
+
+ports be
+start be_pid 1 "$tmp/backend.log" "$fortio" server -http-port "127.0.0.1:$be" -grpc-port disabled -redirect-port disabled
+wait_http "http://127.0.0.1:$be/echo"
+
+# (b) HAProxy, one hop.
+ports hp
+cat >"$tmp/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$hp
+  default_backend b
+backend b
+  server s 127.0.0.1:$be
+EOF
+start hap_pid 0 "$tmp/haproxy.log" haproxy -db -f "$tmp/haproxy.cfg"
+
+# (c) meridian-proxy, one hop, configured by xds/server.
+ports cp mp mph
+start cp_pid 1 "$tmp/cp.log" "$tmp/benchcp" -addr "127.0.0.1:$cp" -backend "127.0.0.1:$be"
+sleep 0.5
+start mp_pid 0 "$tmp/mp.log" "$tmp/meridian-proxy" --xds-address "127.0.0.1:$cp" --id mp --cluster c1 --namespace bench \
+  --upstream "127.0.0.1:$mp=bench.bench.svc.cluster.local:80" --admin-address= --metrics-address= \
+  --health-address "127.0.0.1:$mph" --access-log off --log-level warn
+wait_http "http://127.0.0.1:$mph/ready"
+
+# (d) client sidecar → server sidecar with mTLS (SVIDs from trust's CA).
+ports cpm sin cli clih srvh
+start cpm_pid 1 "$tmp/cpm.log" "$tmp/benchcp" -addr "127.0.0.1:$cpm" -backend "127.0.0.1:$be" -mtls -inbound "127.0.0.1:$sin"
+sleep 0.5
+start srv_pid 0 "$tmp/srv.log" "$tmp/meridian-proxy" --xds-address "127.0.0.1:$cpm" --id server --cluster c1 --namespace bench \
+  --service-account server --inbound "127.0.0.1:$sin=$be" --admin-address= --metrics-address= \
+  --health-address "127.0.0.1:$srvh" --access-log off --log-level warn
+start cli_pid 0 "$tmp/cli.log" "$tmp/meridian-proxy" --xds-address "127.0.0.1:$cpm" --id client --cluster c1 --namespace bench \
+  --service-account client --upstream "127.0.0.1:$cli=bench.bench.svc.cluster.local:80" --admin-address= --metrics-address= \
+  --health-address "127.0.0.1:$clih" --access-log off --log-level warn
+wait_http "http://127.0.0.1:$srvh/ready"
+wait_http "http://127.0.0.1:$clih/ready"
+
+# (e) HAProxy → HAProxy with mutual TLS (ECDSA P-256, as the mesh's SVIDs).
+( cd "$tmp"
+  openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+  openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 1 -out ca.pem 2>/dev/null
+  for n in server client; do
+    openssl ecparam -name prime256v1 -genkey -noout -out $n.key 2>/dev/null
+    openssl req -new -key $n.key -subj /CN=$n -out $n.csr 2>/dev/null
+    printf 'subjectAltName=DNS:%s' $n >$n.ext
+    openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile $n.ext -out $n.crt 2>/dev/null
+    cat $n.crt $n.key >$n.pem
+  done )
+ports h1 h2
+cat >"$tmp/haproxy-tls.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend client_side
+  bind 127.0.0.1:$h1
+  default_backend to_server
+backend to_server
+  server s 127.0.0.1:$h2 ssl verify required ca-file $tmp/ca.pem crt $tmp/client.pem sni str(server) verifyhost server
+frontend server_side
+  bind 127.0.0.1:$h2 ssl crt $tmp/server.pem ca-file $tmp/ca.pem verify required
+  default_backend app
+backend app
+  server a 127.0.0.1:$be
+EOF
+start hap2_pid 0 "$tmp/haproxy-tls.log" haproxy -db -f "$tmp/haproxy-tls.cfg"
+wait_http "http://127.0.0.1:$hp/echo"; wait_http "http://127.0.0.1:$mp/echo"
+wait_http "http://127.0.0.1:$cli/echo"; wait_http "http://127.0.0.1:$h1/echo"
+
+# latency URL PIDS...: p50 p99 (ms) at 1,000 req/s and CPU-seconds per
+# second per 1,000 req/s of PIDS.
+latency() {
+  local url=$1; shift
+  alive "$@"
+  local t0; t0=$(cpu_ticks "$@")
+  local out; out=$(taskset -c 1 "$fortio" load -qps 1000 -c 8 -t "${secs}s" -uniform -r 0.00001 -p 50,99 -loglevel Error "$url" 2>&1)
+  local t1; t1=$(cpu_ticks "$@")
+  echo "$out" | awk -v t0="$t0" -v t1="$t1" -v hz="$hz" -v secs="$secs" '
+    /# target 50%/ { p50 = $4 * 1000 } /# target 99%/ { p99 = $4 * 1000 }
+    /Code 200/ { ok = $4 } /All done/ { n = $3 }
+    END { printf "%.3f %.3f %.3f %s %s\n", p50, p99, (t1 - t0) / hz / secs, ok, n }'
+}
+saturated() { taskset -c 1 wrk -t1 -c32 -d"${secs}s" "$1" | awk '/Requests\/sec/ { printf "%.0f\n", $2 }'; }
+
+printf '%-34s %9s %9s %9s %9s %10s %12s\n' setup p50_ms p99_ms "+p50_ms" "+p99_ms" "sat_req/s" "cpu_s/1krps"
+declare -A P50 P99 SAT CPU
+for s in a b c d e; do
+  case $s in
+    a) name="(a) direct";                   url="http://127.0.0.1:$be/echo"; pp=();;
+    b) name="(b) HAProxy one hop";          url="http://127.0.0.1:$hp/echo"; pp=("$hap_pid");;
+    c) name="(c) meridian-proxy one hop";   url="http://127.0.0.1:$mp/echo"; pp=("$mp_pid");;
+    d) name="(d) sidecar→sidecar mTLS";     url="http://127.0.0.1:$cli/echo"; pp=("$cli_pid" "$srv_pid");;
+    e) name="(e) HAProxy→HAProxy TLS";      url="http://127.0.0.1:$h1/echo"; pp=("$hap2_pid");;
+  esac
+  read -r p50 p99 cpu ok n < <(latency "$url" "${pp[@]}")
+  sat=$(saturated "$url")
+  P50[$s]=$p50; P99[$s]=$p99; SAT[$s]=$sat; CPU[$s]=$cpu
+  add50=$(awk -v a="$p50" -v d="${P50[a]}" 'BEGIN { printf "%.3f", a - d }')
+  add99=$(awk -v a="$p99" -v d="${P99[a]}" 'BEGIN { printf "%.3f", a - d }')
+  printf '%-34s %9s %9s %9s %9s %10s %12s   (%s/%s ok)\n' "$name" "$p50" "$p99" "$add50" "$add99" "$sat" "$cpu" "$ok" "$n"
+done
+awk -v c99="${P99[c]}" -v b99="${P99[b]}" -v d99="${P99[d]}" -v e99="${P99[e]}" -v cs="${SAT[c]}" -v bs="${SAT[b]}" 'BEGIN {
+  printf "(c)/(b) p99 %.2fx (target <= 1.5x), saturated throughput %.2fx (target >= 0.7x)\n", c99 / b99, cs / bs
+  printf "(d)/(e) p99 %.2fx (target <= 1.5x)\n", d99 / e99 }'
+
+# Memory: a sidecar holding 1,000 clusters and 10,000 endpoints.
+for p in "$mp_pid" "$srv_pid" "$cli_pid"; do kill "$p"; done
+ports cpr mr mrh
+start cpr_pid 1 "$tmp/cpr.log" "$tmp/benchcp" -addr "127.0.0.1:$cpr" -backend "127.0.0.1:$be" -services 1000 -endpoints 10
+sleep 1
+start mr_pid 0 "$tmp/mr.log" "$tmp/meridian-proxy" --xds-address "127.0.0.1:$cpr" --id rss --cluster c1 --namespace bench \
+  --upstream "127.0.0.1:$mr=bench.bench.svc.cluster.local:80" --admin-address "127.0.0.1:$mrh" --metrics-address= --health-address= \
+  --access-log off --log-level warn
+wait_http "http://127.0.0.1:$mrh/ready"
+curl -fsS -o /dev/null "http://127.0.0.1:$mr/echo"
+clusters=$(curl -fsS "http://127.0.0.1:$mrh/metrics" | awk '/^meridian_proxy_xds_resources\{type="CDS"\}/ { print $2 }')
+eps=$(curl -fsS "http://127.0.0.1:$mrh/clusters" | grep -c '"address"' || true)
+sleep 3 # let the collector return what decoding the first push used
+rss=$(awk '/VmRSS/ { print $2 }' "/proc/$mr_pid/status")
+awk -v r="$rss" -v c="$clusters" -v e="$eps" 'BEGIN { printf "RSS with %d clusters and %d endpoints: %.1f MB (target < 30 MB)\n", c, e, r / 1024 }'
+
+# Failover at 1,000 req/s: errors with retries, and recovery without
+# retries beside Istio-style outlier settings.
+go test -run '^$' -bench '^BenchmarkFailover$' -benchtime 1x ./sidecar/ 2>/dev/null | awk '
+  /^BenchmarkFailover/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = $i }
+  END {
+    printf "failover, local zone killed at 1,000 req/s: %.3f%% errors with retries (target <= 0.1%%)\n", v["errors%_with_retries"]
+    printf "  without retries, until 99%% of requests succeed again (10 ms windows) / failed requests / last failure after the kill:\n"
+    printf "    meridian defaults (3 errors, 1s, 15s):          %4.0f ms  %5d  %4.0f ms\n", v["meridian_recovery_ms"], v["meridian_failed"], v["meridian_last_failure_ms"]
+    printf "    istio-style (5 errors, 10s, 30s):               %4.0f ms  %5d  %4.0f ms\n", v["istio_recovery_ms"], v["istio_failed"], v["istio_last_failure_ms"]
+    printf "    istio defaults with maxEjectionPercent 10:      %4.0f ms  %5d  %4.0f ms  (-1: not within the run)\n", v["istio_maxeject10_recovery_ms"], v["istio_maxeject10_failed"], v["istio_maxeject10_last_failure_ms"]
+    if (v["meridian_failed"] > 0) printf "    failed requests, istio-style / meridian: %.2fx\n", v["istio_failed"] / v["meridian_failed"]
+  }'
+printf 'machine load average during the run: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
