@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -36,10 +37,15 @@ func ipCmd(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
-// netnsProbe says why network namespaces cannot be used here, or nil.
+// netnsProbe says why network namespaces cannot be used here, or nil. In
+// Meridian's source tree it first installs what is missing of ip, tc and
+// iptables with scripts/apt.sh, as make targets do.
 func netnsProbe(ctx context.Context, prefix string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("not running as root")
+	}
+	if root := moduleRoot(); root != "" {
+		_ = ipCmd(ctx, filepath.Join(root, "scripts", "apt.sh"), "ip", "tc", "iptables")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return errors.New("the ip command is missing (scripts/apt.sh ip installs it)")
