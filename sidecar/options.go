@@ -28,6 +28,7 @@ import (
 type Options struct {
 	XDSAddress, XDSProtocol        string
 	XDSCA, XDSCert, XDSKey         string
+	XDSTokenFile                   string
 	Mode, ID, Cluster, Namespace   string
 	ServiceAccount, Locality       string
 	InboundPorts                   string
@@ -68,16 +69,17 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.XDSCA, "xds-ca", env("MERIDIAN_XDS_CA"), "PEM roots to verify meridiand's TLS certificate; plaintext without")
 	fs.StringVar(&o.XDSCert, "xds-cert", env("MERIDIAN_XDS_CERT"), "PEM client certificate for meridiand")
 	fs.StringVar(&o.XDSKey, "xds-key", env("MERIDIAN_XDS_KEY"), "PEM key of --xds-cert")
+	fs.StringVar(&o.XDSTokenFile, "xds-token-file", envOr(defaultTokenFile(), "MERIDIAN_XDS_TOKEN_FILE"), "service-account token sent to meridiand to attest this proxy (Kubernetes); empty for none")
 	fs.StringVar(&o.Mode, "mode", envOr("sidecar", "MERIDIAN_MODE"), "sidecar, ingress, egress or east-west ($MERIDIAN_MODE)")
 	fs.StringVar(&o.ID, "id", env("MERIDIAN_NODE_ID"), "node id; default POD_NAME.POD_NAMESPACE, else the host name ($MERIDIAN_NODE_ID)")
 	fs.StringVar(&o.Cluster, "cluster", env("MERIDIAN_CLUSTER"), "this proxy's Meridian cluster ($MERIDIAN_CLUSTER)")
 	fs.StringVar(&o.Namespace, "namespace", env("MERIDIAN_NAMESPACE", "POD_NAMESPACE"), "the workload's namespace ($MERIDIAN_NAMESPACE, $POD_NAMESPACE)")
 	fs.StringVar(&o.ServiceAccount, "service-account", env("MERIDIAN_SERVICE_ACCOUNT", "SERVICE_ACCOUNT"), "the workload's service account ($SERVICE_ACCOUNT)")
 	fs.StringVar(&o.Locality, "locality", env("MERIDIAN_LOCALITY"), "region/zone/subzone ($MERIDIAN_LOCALITY)")
-	fs.StringVar(&o.InboundPorts, "inbound-ports", env("MERIDIAN_INBOUND_PORTS"), "the workload's ports, comma-separated ($MERIDIAN_INBOUND_PORTS)")
+	fs.StringVar(&o.InboundPorts, "inbound-ports", env("MERIDIAN_INBOUND_PORTS"), "the workload's ports, comma-separated, each PORT or PORT/PROTOCOL (8080/http) ($MERIDIAN_INBOUND_PORTS)")
 	fs.Uint32Var(&o.ListenerPort, "listener-port", 0, "a gateway's listener port (default 8080, 15443 for east-west)")
 	fs.StringVar(&o.Capture, "capture", env("MERIDIAN_CAPTURE"), "true when iptables redirect traffic to 15001/15006; default true in sidecar mode without explicit ports")
-	fs.StringArrayVar(&o.Inbound, "inbound", nil, "LISTEN=APPPORT: an explicit inbound port in front of the application (repeatable)")
+	fs.StringArrayVar(&o.Inbound, "inbound", nil, "LISTEN=APPPORT[/PROTOCOL]: an explicit inbound port in front of the application (repeatable)")
 	fs.StringArrayVar(&o.Upstreams, "upstream", nil, "LISTEN=HOST:PORT: an explicit upstream port to a mesh service (repeatable)")
 	fs.StringVar(&o.HTTPProxy, "http-proxy", "", "an HTTP proxy port for the application (HTTP_PROXY, CONNECT)")
 	fs.StringArrayVar(&o.Rebind, "bind", nil, "LISTENER=ADDR: bind a listener elsewhere than the control plane says (repeatable)")
@@ -105,7 +107,7 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 	if o.XDSAddress == "" {
 		bad("xds-address", errors.New("required"))
 	}
-	cfg.Server = o.XDSAddress
+	cfg.Server, cfg.XDSTokenFile = o.XDSAddress, o.XDSTokenFile
 	switch o.XDSProtocol {
 	case "auto", "":
 	case "delta", "sotw":
@@ -131,24 +133,30 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 	}
 	cfg.Node = xdsclient.NodeConfig{ID: id, Mode: o.Mode, Cluster: o.Cluster, Namespace: o.Namespace,
 		ServiceAccount: o.ServiceAccount, Locality: o.Locality, ListenerPort: o.ListenerPort}
+	declared := map[string]bool{}
 	for _, p := range splitList(o.InboundPorts) {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil || n == 0 {
-			bad("inbound-ports", fmt.Errorf("%q is not a port", p))
+		port, _, _ := strings.Cut(p, "/")
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			bad("inbound-ports", fmt.Errorf("%q: want PORT or PORT/PROTOCOL", p))
 			continue
 		}
-		cfg.Node.InboundPorts = append(cfg.Node.InboundPorts, uint32(n))
+		cfg.Node.InboundPorts = append(cfg.Node.InboundPorts, p)
+		declared[port] = true
 	}
 	for _, s := range o.Inbound {
 		listen, app, ok := strings.Cut(s, "=")
 		l, err := netip.ParseAddrPort(listen)
-		port, perr := strconv.ParseUint(app, 10, 16)
+		appPort, _, _ := strings.Cut(app, "/")
+		port, perr := strconv.ParseUint(appPort, 10, 16)
 		if !ok || err != nil || perr != nil || port == 0 {
-			bad("inbound", fmt.Errorf("%q: want LISTEN=APPPORT, e.g. 127.0.0.1:15006=8080", s))
+			bad("inbound", fmt.Errorf("%q: want LISTEN=APPPORT[/PROTOCOL], e.g. 127.0.0.1:15006=8080/http", s))
 			continue
 		}
 		cfg.Inbound = append(cfg.Inbound, InboundPort{Listen: l, AppPort: uint16(port)})
-		cfg.Node.InboundPorts = append(cfg.Node.InboundPorts, uint32(port))
+		if !declared[appPort] {
+			cfg.Node.InboundPorts = append(cfg.Node.InboundPorts, app)
+			declared[appPort] = true
+		}
 	}
 	for _, s := range o.Upstreams {
 		listen, target, ok := strings.Cut(s, "=")
@@ -243,6 +251,18 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 		errs = append(errs, err)
 	}
 	return cfg, closer, errors.Join(errs...)
+}
+
+// serviceAccountToken is where Kubernetes mounts a pod's token.
+const serviceAccountToken = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+// defaultTokenFile is the pod's token when there is one: in Kubernetes
+// the sidecar attests itself with it, elsewhere there is none.
+func defaultTokenFile() string {
+	if _, err := os.Stat(serviceAccountToken); err == nil {
+		return serviceAccountToken
+	}
+	return ""
 }
 
 func splitList(s string) []string {

@@ -10,12 +10,15 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/meridian-mesh/meridian/sidecar/authz"
 	"github.com/meridian-mesh/meridian/sidecar/dataplane"
@@ -54,8 +57,12 @@ type Config struct {
 	Server string
 	// XDSDialOptions add to the xDS connection (transport credentials).
 	XDSDialOptions []grpc.DialOption
-	Protocol       xdsclient.Protocol
-	Node           xdsclient.NodeConfig
+	// XDSTokenFile holds a Kubernetes service-account token sent with
+	// every xDS stream ("authorization: Bearer"), by which meridiand
+	// attests the proxy and sends it its SVID; read for each stream.
+	XDSTokenFile string
+	Protocol     xdsclient.Protocol
+	Node         xdsclient.NodeConfig
 
 	// Capture says iptables redirection is in place: the virtual
 	// listeners bind their ports. Without it, Inbound, Upstreams and
@@ -150,8 +157,18 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	if cfg.Policy.JWT == nil {
 		cfg.Policy.JWT = authz.JWT(cfg.Metrics)
 	}
+	var streamMD func() (metadata.MD, error)
+	if cfg.XDSTokenFile != "" {
+		streamMD = func() (metadata.MD, error) {
+			tok, err := os.ReadFile(cfg.XDSTokenFile)
+			if err != nil {
+				return nil, err
+			}
+			return metadata.Pairs("authorization", "Bearer "+strings.TrimSpace(string(tok))), nil
+		}
+	}
 	p.client, err = xdsclient.New(xdsclient.Config{
-		Server: cfg.Server, DialOptions: cfg.XDSDialOptions, Node: node, Protocol: cfg.Protocol,
+		Server: cfg.Server, DialOptions: cfg.XDSDialOptions, Node: node, Protocol: cfg.Protocol, StreamMetadata: streamMD,
 		Decode: xdsconfig.NewDecoder(cfg.Policy).Decode, Logger: cfg.Logger, Metrics: cfg.Metrics,
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -51,6 +52,11 @@ type Config struct {
 	DialOptions []grpc.DialOption
 	// Node identifies the proxy (see NodeConfig).
 	Node *core.Node
+	// StreamMetadata, when set, is called before every stream for the
+	// metadata to open it with: a Kubernetes service-account token as
+	// "authorization: Bearer TOKEN", which the control plane reviews to
+	// attest the proxy (projected tokens rotate, hence a call per stream).
+	StreamMetadata func() (metadata.MD, error)
 	// Decode decodes and validates every resource (sidecar/xdsconfig.Decode).
 	Decode Decoder
 	// Wildcard lists the types subscribed to as a whole; default
@@ -186,10 +192,21 @@ func (c *Client) Run(ctx context.Context) error {
 		var delivered bool
 		var err error
 		c.setStatus(func(s *Status) { s.Protocol = proto })
-		if proto == ProtocolDelta {
-			delivered, err = c.runDelta(ctx, ads)
-		} else {
-			delivered, err = c.runSotW(ctx, ads)
+		sctx := ctx
+		if c.cfg.StreamMetadata != nil {
+			md, merr := c.cfg.StreamMetadata()
+			if merr != nil {
+				err = fmt.Errorf("xdsclient: stream metadata: %w", merr)
+			} else {
+				sctx = metadata.NewOutgoingContext(ctx, md)
+			}
+		}
+		switch {
+		case err != nil:
+		case proto == ProtocolDelta:
+			delivered, err = c.runDelta(sctx, ads)
+		default:
+			delivered, err = c.runSotW(sctx, ads)
 		}
 		c.setStatus(func(s *Status) {
 			s.Connected = false

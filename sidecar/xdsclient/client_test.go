@@ -57,7 +57,7 @@ type running struct {
 func start(t *testing.T, cfg xdsclient.Config) *running {
 	t.Helper()
 	if cfg.Node == nil {
-		n, err := xdsclient.NodeConfig{ID: "sc-1", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1", InboundPorts: []uint32{8080}}.Node()
+		n, err := xdsclient.NodeConfig{ID: "sc-1", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1", InboundPorts: []string{"8080"}}.Node()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +242,7 @@ func TestNodeContract(t *testing.T) {
 		}
 	}
 	n, err := xdsclient.NodeConfig{ID: "p", Mode: xdsclient.ModeEastWest, Cluster: "eks-use1", Namespace: "shop", ServiceAccount: "web",
-		Locality: "us-east-1/use1-az1", InboundPorts: []uint32{8080, 9090}, ListenerPort: 15443}.Node()
+		Locality: "us-east-1/use1-az1", InboundPorts: []string{"8080/http", "9090"}, ListenerPort: 15443}.Node()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,8 +51,10 @@ type NodeConfig struct {
 	ServiceAccount string
 	// Locality as "region/zone/subzone"; may be empty.
 	Locality string
-	// InboundPorts are a sidecar's workload ports.
-	InboundPorts []uint32
+	// InboundPorts are a sidecar's workload ports, each "PORT" (TCP) or
+	// "PORT/PROTOCOL" ("8080/http", "9090/grpc"): HTTP ports get L7
+	// inbound chains (authorization, request metrics).
+	InboundPorts []string
 	// ListenerPort is a gateway's listener port.
 	ListenerPort uint32
 	// Version goes into user_agent_version.
@@ -79,13 +81,13 @@ func (n NodeConfig) Node() (*core.Node, error) {
 	set(MetaCluster, n.Cluster)
 	set(MetaNamespace, n.Namespace)
 	set(MetaServiceAccount, n.ServiceAccount)
-	if len(n.InboundPorts) > 0 {
-		ps := make([]string, len(n.InboundPorts))
-		for i, p := range n.InboundPorts {
-			ps[i] = strconv.FormatUint(uint64(p), 10)
+	for _, p := range n.InboundPorts {
+		port, _, _ := strings.Cut(p, "/")
+		if v, err := strconv.ParseUint(port, 10, 16); err != nil || v == 0 {
+			return nil, fmt.Errorf("xdsclient: node: inbound port %q: want PORT or PORT/PROTOCOL", p)
 		}
-		set(MetaInboundPorts, strings.Join(ps, ","))
 	}
+	set(MetaInboundPorts, strings.Join(n.InboundPorts, ","))
 	if n.ListenerPort != 0 {
 		set(MetaListenerPort, strconv.FormatUint(uint64(n.ListenerPort), 10))
 	}

@@ -44,16 +44,31 @@ type Meridian struct {
 	stop   func()
 }
 
+// MeridianOption adjusts StartMeridian: the server's config (secrets,
+// attestation) and the gRPC server's options (TLS).
+type MeridianOption struct {
+	Configure func(*server.Config)
+	GRPC      []grpc.ServerOption
+}
+
 // StartMeridian serves reg's view through xds/server with a short debounce.
 // addr may be "" for a free port.
-func StartMeridian(t testing.TB, reg *registry.Registry, cluster, addr string) *Meridian {
+func StartMeridian(t testing.TB, reg *registry.Registry, cluster, addr string, opts ...MeridianOption) *Meridian {
 	t.Helper()
-	s, err := server.New(server.Config{Registry: reg, Cluster: cluster, Logger: Logger(t), Debounce: 10 * time.Millisecond})
+	cfg := server.Config{Registry: reg, Cluster: cluster, Logger: Logger(t), Debounce: 10 * time.Millisecond}
+	var gopts []grpc.ServerOption
+	for _, o := range opts {
+		if o.Configure != nil {
+			o.Configure(&cfg)
+		}
+		gopts = append(gopts, o.GRPC...)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := &Meridian{Reg: reg, Server: s}
-	g := grpc.NewServer()
+	g := grpc.NewServer(gopts...)
 	s.Register(g)
 	m.Addr, m.stop = serve(t, g, addr, func(ctx context.Context) {
 		if err := s.Run(ctx); err != nil {
