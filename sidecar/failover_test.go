@@ -1,9 +1,11 @@
 package sidecar_test
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +32,8 @@ var (
 )
 
 // failoverResult is one run: requests sent, failed, and how long after the
-// kill the success rate stayed at 99% or more (by 10ms window).
+// kill the success rate stayed at 99% or more (over every 100 consecutive
+// requests).
 type failoverResult struct {
 	sent, failed int
 	recovery     time.Duration // -1: never within the run
@@ -155,40 +158,32 @@ spec:
 	if len(errs) > 0 {
 		t.Logf("first failures: %q", errs)
 	}
-	// Success rate by 50ms window after the kill; recovery is the start of
-	// the first window from which every window stays at 99% or more.
-	const window = 10 * time.Millisecond
-	buckets := map[int][2]int{}
-	for _, s := range samples {
+	// Recovery: the send time, after the kill, of the first request from
+	// which every run of 100 consecutive requests (100ms at 1,000 req/s)
+	// has 99 or more successes.
+	const run = 100
+	slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
+	failedAt := []int{}
+	for i, s := range samples {
 		if !s.ok {
 			res.failed++
+			failedAt = append(failedAt, i)
 			if s.at >= warm {
 				res.lastFailure = max(res.lastFailure, s.at-warm)
 			}
 		}
-		if s.at < warm {
-			continue
-		}
-		b := buckets[int((s.at-warm)/window)]
-		b[0]++
-		if s.ok {
-			b[1]++
-		}
-		buckets[int((s.at-warm)/window)] = b
 	}
-	n := int(after / window)
-	for first := 0; first < n; first++ {
-		good := true
-		for w := first; w < n; w++ {
-			if b := buckets[w]; b[0] > 0 && float64(b[1]) < 0.99*float64(b[0]) {
-				good = false
-				break
-			}
-		}
-		if good {
-			res.recovery = time.Duration(first) * window
+	// A run starting at j is bad when it holds two failures; the last bad
+	// run starts at the second-to-last failure if the last is within run.
+	from := 0
+	for k := len(failedAt) - 1; k > 0; k-- {
+		if failedAt[k]-failedAt[k-1] < run {
+			from = failedAt[k-1] + 1
 			break
 		}
+	}
+	if from < len(samples) && samples[from].at < warm+after-time.Duration(run)*time.Second/time.Duration(rps) {
+		res.recovery = max(0, samples[from].at-warm)
 	}
 	return res
 }

@@ -19,15 +19,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"golang.org/x/net/http2"
 
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
-	"github.com/meridian-mesh/meridian/sidecar/internal/proposal"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
+	"github.com/meridian-mesh/meridian/xds/server"
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
@@ -101,42 +100,34 @@ func TestIngressGatewayTLS(t *testing.T) {
 	}
 }
 
-// registryOnlyMesh is a mesh service, an external HTTP host declared by a
-// ServiceEntry (reached by DNS name: localhost), served with REGISTRY_ONLY
-// from a snapshot server (proposal: translate does not read ServiceEntries
-// or the outbound policy yet).
+// registryOnlyMesh is a mesh service and an external HTTP host declared by
+// a ServiceEntry (reached by DNS name: localhost), served by xds/server
+// with the mesh's outbound traffic policy REGISTRY_ONLY.
 type registryOnlyMesh struct {
-	reg      *registry.Registry
-	cp       *cptest.Snapshot
-	echo     *backend
-	external *backend
-	entries  []proposal.ServiceEntry
+	*mesh
+	echo, external *backend
 }
 
 func newRegistryOnlyMesh(t *testing.T) *registryOnlyMesh {
-	m := &registryOnlyMesh{reg: registry.New(registry.Options{}), cp: cptest.StartSnapshot(t, cptest.SnapshotOptions{})}
+	m := &registryOnlyMesh{mesh: &mesh{t: t, reg: registry.New(registry.Options{})}}
 	if err := m.reg.SetCluster(registry.Cluster{Name: "c1", Region: "r1"}); err != nil {
 		t.Fatal(err)
 	}
+	m.xds = cptest.StartMeridian(t, m.reg, "c1", "", cptest.MeridianOption{Configure: func(c *server.Config) { c.RegistryOnly = true }})
 	m.echo, m.external = startBackend(t, "echo"), startBackend(t, "external")
-	if _, err := m.reg.Apply("c1",
-		registry.PutService(&registry.Service{Namespace: "shop", Name: "echo", Ports: []registry.ServicePort{{Port: 80, Protocol: registry.ProtocolHTTP}}}),
-		registry.PutEndpoint(&registry.Endpoint{Service: registry.ServiceKey{Namespace: "shop", Name: "echo"}, ID: "e1",
-			Addresses: []string{"127.0.0.1"}, Port: uint32(m.echo.addr.Port()), Locality: registry.Locality{Region: "r1", Zone: "z1"}}),
-	); err != nil {
-		t.Fatal(err)
-	}
-	m.entries = []proposal.ServiceEntry{{Host: "api.external.test", Port: 80, Endpoint: "localhost", EndpointPort: uint32(m.external.addr.Port())}}
+	m.service("echo", 80, registry.ProtocolHTTP)
+	m.endpoint("echo", "e1", m.echo.addr, "z1", nil)
+	m.policies(fmt.Sprintf(`
+apiVersion: meridian.io/v1alpha1
+kind: ServiceEntry
+metadata: {name: external-api, namespace: shop}
+spec:
+  hosts: [api.external.test]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: %d}]
+  resolution: dns
+  endpoints: [{address: localhost}]
+`, m.external.addr.Port()))
 	return m
-}
-
-func (m *registryOnlyMesh) publish(t *testing.T, p translate.Proxy) {
-	res, err := proposal.Resources(translate.Input{View: m.reg.View()}, p, proposal.Options{RegistryOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	proposal.AddServiceEntries(res, p, m.entries, true)
-	m.cp.Set(t, p.ID, res)
 }
 
 // TestRegistryOnlySidecar: with outboundTrafficPolicy REGISTRY_ONLY, a
@@ -145,10 +136,8 @@ func (m *registryOnlyMesh) publish(t *testing.T, p translate.Proxy) {
 // port and CONNECT tunnels alike.
 func TestRegistryOnlySidecar(t *testing.T) {
 	m := newRegistryOnlyMesh(t)
-	p := translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: registry.Locality{Region: "r1", Zone: "z1"}}
-	m.publish(t, p)
 	pa := freeAddr(t)
-	px := startProxy(t, m.cp.Addr, sidecar.Config{Node: nodeOf(p), HTTPProxy: pa})
+	px := startProxy(t, m.xds.Addr, sidecar.Config{HTTPProxy: pa})
 	pu, _ := url.Parse("http://" + pa.String())
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
 	if body := eventually2xx(t, c, "http://"+host("echo")+"/"); !strings.HasPrefix(body, "echo") {
@@ -182,10 +171,8 @@ func TestRegistryOnlySidecar(t *testing.T) {
 // hosts and refuses every other host.
 func TestEgressGatewayRegistryOnly(t *testing.T) {
 	m := newRegistryOnlyMesh(t)
-	p := translate.Proxy{ID: "egress", Mode: translate.ModeEgress, Cluster: "c1", Namespace: "shop", ListenerPort: 8080, Locality: registry.Locality{Region: "r1", Zone: "z1"}}
-	m.publish(t, p)
 	gw := freeAddr(t)
-	px := startProxy(t, m.cp.Addr, sidecar.Config{Node: xdsclient.NodeConfig{ID: "egress", Mode: xdsclient.ModeEgress, Cluster: "c1", Namespace: "shop", ListenerPort: 8080},
+	px := startProxy(t, m.xds.Addr, sidecar.Config{Node: xdsclient.NodeConfig{ID: "egress", Mode: xdsclient.ModeEgress, Cluster: "c1", Namespace: "shop", ListenerPort: 8080},
 		Rebind: map[string]netip.AddrPort{translate.GatewayName(translate.ModeEgress, 8080): gw}})
 	c := &http.Client{Timeout: 5 * time.Second}
 	if body := eventually2xx(t, c, "http://"+gw.String()+"/out", "Host", "api.external.test"); !strings.HasPrefix(body, "external GET /out") {
@@ -201,59 +188,54 @@ func TestEgressGatewayRegistryOnly(t *testing.T) {
 
 // TestEastWestGateway: a client sidecar in cluster c2 (network n2) reaches
 // the echo service, whose only endpoint runs in cluster c1 (network n1),
-// through c1's east-west gateway. The control plane sends the client the
-// gateway's address for that endpoint (translate's multi-network rule);
-// the client's mTLS session carries SNI outbound_.80_._.HOST, which the
-// gateway routes to the endpoint without terminating it; the server
-// sidecar terminates it and checks the client's SPIFFE ID. With the
-// gateway published as a DNS name, the client resolves it.
+// through c1's east-west gateway. xds/translate sends the client the
+// gateway's address for that endpoint; the client's mTLS session carries
+// SNI outbound_.80_._.HOST, which the gateway routes to the endpoint
+// without terminating it; the server sidecar terminates it and checks the
+// client's SPIFFE ID. The gateway is published as an IP, then as a DNS
+// name, which the client resolves.
 func TestEastWestGateway(t *testing.T) {
 	for _, hostname := range []bool{false, true} {
 		t.Run(fmt.Sprintf("hostname=%v", hostname), func(t *testing.T) {
-			ca := newAuthority(t, td)
-			reg := registry.New(registry.Options{})
-			cp := cptest.StartSnapshot(t, cptest.SnapshotOptions{})
-			gwAddr, inb, up := freeAddr(t), freeAddr(t), freeAddr(t)
-			for _, c := range []registry.Cluster{
-				{Name: "c1", Region: "r1", Network: "n1", Gateways: []string{gwAddr.String()}},
-				{Name: "c2", Region: "r2", Network: "n2"},
-			} {
-				if err := reg.SetCluster(c); err != nil {
-					t.Fatal(err)
-				}
+			gwAddr := freeAddr(t)
+			published := gwAddr.String()
+			if hostname {
+				published = fmt.Sprintf("localhost:%d", gwAddr.Port())
 			}
+			m := newSecureMesh(t, registry.Cluster{Name: "c1", Region: "r1", Network: "n1", Gateways: []string{published}},
+				registry.Cluster{Name: "c2", Region: "r2", Network: "n2"})
 			app := startBackend(t, "echo-app")
+			inb, up := freeAddr(t), freeAddr(t)
 			svc := &registry.Service{Namespace: "shop", Name: "echo", Ports: []registry.ServicePort{{Port: 80, Protocol: registry.ProtocolHTTP}}}
 			for _, c := range []string{"c1", "c2"} {
-				if _, err := reg.Apply(c, registry.PutService(svc)); err != nil {
+				if _, err := m.reg.Apply(c, registry.PutService(svc)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if _, err := reg.Apply("c1", registry.PutEndpoint(&registry.Endpoint{Service: svc.Key(), ID: "e1", Addresses: []string{inb.Addr().String()},
+			if _, err := m.reg.Apply("c1", registry.PutEndpoint(&registry.Endpoint{Service: svc.Key(), ID: "e1", Addresses: []string{inb.Addr().String()},
 				Port: uint32(inb.Port()), ServiceAccount: "echo", Locality: registry.Locality{Region: "r1", Zone: "z1"}})); err != nil {
 				t.Fatal(err)
 			}
-			bundles := []*spiffebundle.Bundle{ca.bundle()}
-			appPort := uint32(app.addr.Port())
-			client := translate.Proxy{ID: "client", Mode: translate.ModeSidecar, Cluster: "c2", Namespace: "shop", ServiceAccount: "client", Locality: registry.Locality{Region: "r2", Zone: "z1"}}
-			server := translate.Proxy{ID: "echo", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", ServiceAccount: "echo", Locality: registry.Locality{Region: "r1", Zone: "z1"}, InboundPorts: []uint32{appPort}}
-			gw := translate.Proxy{ID: "ew", Mode: translate.ModeEastWest, Cluster: "c1", Namespace: "shop", ListenerPort: translate.DefaultEastWestPort, Locality: registry.Locality{Region: "r1", Zone: "z1"}}
-			res := publish(t, cp, reg, client, proposal.Options{MTLS: &proposal.MTLS{SVID: ca.svid(t, "shop", "client"), Bundles: bundles}})
-			if hostname {
-				proposal.HostnameGateways(res, map[string]string{gwAddr.String(): "localhost"})
-				cp.Set(t, client.ID, res)
-			}
-			publish(t, cp, reg, server, proposal.Options{MTLS: &proposal.MTLS{SVID: ca.svid(t, "shop", "echo"), Bundles: bundles}, InboundHTTP: []uint32{appPort}})
-			publish(t, cp, reg, gw, proposal.Options{})
-			gwpx := startProxy(t, cp.Addr, sidecar.Config{Node: nodeOf(gw), Rebind: map[string]netip.AddrPort{translate.GatewayName(translate.ModeEastWest, translate.DefaultEastWestPort): gwAddr}})
-			startProxy(t, cp.Addr, sidecar.Config{Node: nodeOf(server), Inbound: []sidecar.InboundPort{{Listen: inb, AppPort: uint16(appPort)}}})
-			startProxy(t, cp.Addr, sidecar.Config{Node: nodeOf(client), Upstreams: []sidecar.Upstream{{Listen: up, Host: host("echo"), Port: 80}}})
+			appPort := app.addr.Port()
+			gwpx := startProxy(t, m.xds.Addr, m.as(sidecar.Config{
+				Node:   xdsclient.NodeConfig{ID: "ew", Mode: xdsclient.ModeEastWest, Cluster: "c1", Namespace: "meridian-system", Locality: "r1/z1"},
+				Rebind: map[string]netip.AddrPort{translate.GatewayName(translate.ModeEastWest, translate.DefaultEastWestPort): gwAddr},
+			}, "meridian-system", "east-west", false))
+			startProxy(t, m.xds.Addr, m.as(sidecar.Config{
+				Node: xdsclient.NodeConfig{ID: "echo-1", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", ServiceAccount: "echo",
+					Locality: "r1/z1", InboundPorts: []string{fmt.Sprintf("%d/http", appPort)}},
+				Inbound: []sidecar.InboundPort{{Listen: inb, AppPort: appPort}},
+			}, "shop", "echo", false))
+			startProxy(t, m.xds.Addr, m.as(sidecar.Config{
+				Node:      xdsclient.NodeConfig{ID: "client-1", Mode: xdsclient.ModeSidecar, Cluster: "c2", Namespace: "shop", ServiceAccount: "client", Locality: "r2/z1"},
+				Upstreams: []sidecar.Upstream{{Listen: up, Host: host("echo"), Port: 80}},
+			}, "shop", "client", false))
 
 			c := &http.Client{Timeout: 5 * time.Second}
 			if body := eventually2xx(t, c, "http://"+up.String()+"/across"); !strings.HasPrefix(body, "echo-app GET /across") {
 				t.Fatalf("across networks: %q", body)
 			}
-			// The gateway passed TLS through: it saw SNI, proxied TCP, and
+			// The gateway passed TLS through: it proxied TCP and
 			// terminated nothing.
 			if v := gwpx.metric(t, "meridian_tcp_connections_opened_total", "reporter", "gateway"); v < 1 {
 				t.Fatalf("gateway TCP connections: %v", v)

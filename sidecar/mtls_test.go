@@ -7,29 +7,30 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
-	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
-	"github.com/meridian-mesh/meridian/sidecar/internal/proposal"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 	"github.com/meridian-mesh/meridian/trust"
-	trustauthz "github.com/meridian-mesh/meridian/trust/authz"
+	"github.com/meridian-mesh/meridian/trust/bundle"
 	"github.com/meridian-mesh/meridian/trust/ca"
-	"github.com/meridian-mesh/meridian/trust/mtls"
-	"github.com/meridian-mesh/meridian/xds/translate"
+	"github.com/meridian-mesh/meridian/trust/sds"
+	"github.com/meridian-mesh/meridian/trust/svid"
+	"github.com/meridian-mesh/meridian/xds/server"
 )
 
 var td = spiffeid.RequireTrustDomainFromString("mesh.test")
@@ -41,7 +42,7 @@ type authority struct {
 	auth *ca.Authority
 }
 
-func newAuthority(t *testing.T, td spiffeid.TrustDomain) *authority {
+func newAuthority(t testing.TB, td spiffeid.TrustDomain) *authority {
 	t.Helper()
 	root, err := ca.NewRoot(ca.RootOptions{TrustDomain: td})
 	if err != nil {
@@ -62,7 +63,7 @@ func newAuthority(t *testing.T, td spiffeid.TrustDomain) *authority {
 	return &authority{root: root, auth: a}
 }
 
-func (a *authority) svid(t *testing.T, ns, sa string) *x509svid.SVID {
+func (a *authority) svid(t testing.TB, ns, sa string) *x509svid.SVID {
 	t.Helper()
 	id, err := trust.WorkloadID(a.root.TrustDomain(), ns, sa)
 	if err != nil {
@@ -79,199 +80,249 @@ func (a *authority) bundle() *spiffebundle.Bundle {
 	return spiffebundle.FromX509Authorities(a.root.TrustDomain(), []*x509.Certificate{a.root.Certificate()})
 }
 
-// publish serves proposal.Resources for a proxy from a snapshot server.
-func publish(t *testing.T, s *cptest.Snapshot, reg *registry.Registry, p translate.Proxy, o proposal.Options) map[resource.Type][]types.Resource {
+// secureMesh is Meridian's whole security path from its own parts:
+// xds/server over TLS with trust's SVID manager and bundle behind SDS, and
+// sidecars attested by a token (as a Kubernetes service-account token is
+// sent: cptest.TokenAttestor maps the token to the workload where meridiand
+// would ask the API server) or by the SVID they present.
+type secureMesh struct {
+	*mesh
+	ca      *authority
+	bundles *bundle.Source
+	svids   *svid.Manager
+	own     *x509svid.SVID // meridiand's
+}
+
+func newSecureMesh(t *testing.T, clusters ...registry.Cluster) *secureMesh {
 	t.Helper()
-	res, err := proposal.Resources(translate.Input{View: reg.View()}, p, o)
-	if err != nil {
-		t.Fatal(err)
+	m := &secureMesh{mesh: &mesh{t: t, reg: registry.New(registry.Options{})}, ca: newAuthority(t, td)}
+	if len(clusters) == 0 {
+		clusters = []registry.Cluster{{Name: "c1", Region: "r1"}}
 	}
-	s.Set(t, p.ID, res)
-	return res
-}
-
-func nodeOf(p translate.Proxy) xdsclient.NodeConfig {
-	return xdsclient.NodeConfig{ID: p.ID, Mode: string(p.Mode), Cluster: p.Cluster, Namespace: p.Namespace, ServiceAccount: p.ServiceAccount, Locality: p.Locality.String()}
-}
-
-// meshTLS is two sidecars with mTLS between them: a client with an
-// explicit upstream port to the echo service, and the echo workload's
-// sidecar with an explicit inbound port in front of its application.
-type meshTLS struct {
-	ca         *authority
-	reg        *registry.Registry
-	cp         *cptest.Snapshot
-	app        *backend
-	up, inb    netip.AddrPort
-	client     translate.Proxy
-	server     translate.Proxy
-	cpx, spx   *proxy
-	serverSVID *x509svid.SVID
-}
-
-func newMeshTLS(t *testing.T, mode v1alpha1.MTLSMode, inboundFilters ...*hcm.HttpFilter) *meshTLS {
-	t.Helper()
-	m := &meshTLS{ca: newAuthority(t, td), reg: registry.New(registry.Options{}), cp: cptest.StartSnapshot(t, cptest.SnapshotOptions{})}
-	if err := m.reg.SetCluster(registry.Cluster{Name: "c1", Region: "r1"}); err != nil {
-		t.Fatal(err)
+	for _, c := range clusters {
+		if err := m.reg.SetCluster(c); err != nil {
+			t.Fatal(err)
+		}
 	}
-	m.app = startBackend(t, "echo-app")
-	m.up, m.inb = freeAddr(t), freeAddr(t)
-	if _, err := m.reg.Apply("c1",
-		registry.PutService(&registry.Service{Namespace: "shop", Name: "echo", Ports: []registry.ServicePort{{Port: 80, Protocol: registry.ProtocolHTTP}}}),
-		registry.PutEndpoint(&registry.Endpoint{Service: registry.ServiceKey{Namespace: "shop", Name: "echo"}, ID: "e1",
-			Addresses: []string{m.inb.Addr().String()}, Port: uint32(m.inb.Port()), ServiceAccount: "echo",
-			Locality: registry.Locality{Region: "r1", Zone: "z1"}}),
-	); err != nil {
-		t.Fatal(err)
-	}
-	loc := registry.Locality{Region: "r1", Zone: "z1"}
-	m.client = translate.Proxy{ID: "client", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", ServiceAccount: "client", Locality: loc}
-	appPort := uint32(m.app.addr.Port())
-	m.server = translate.Proxy{ID: "echo", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", ServiceAccount: "echo", Locality: loc, InboundPorts: []uint32{appPort}}
-	bundles := []*spiffebundle.Bundle{m.ca.bundle()}
-	publish(t, m.cp, m.reg, m.client, proposal.Options{MTLS: &proposal.MTLS{SVID: m.ca.svid(t, "shop", "client"), Bundles: bundles}})
-	m.serverSVID = m.ca.svid(t, "shop", "echo")
-	publish(t, m.cp, m.reg, m.server, proposal.Options{MTLS: &proposal.MTLS{SVID: m.serverSVID, Bundles: bundles, Mode: mode}, InboundHTTP: []uint32{appPort}, InboundFilters: inboundFilters})
-	m.cpx = startProxy(t, m.cp.Addr, sidecar.Config{Node: nodeOf(m.client), Upstreams: []sidecar.Upstream{{Listen: m.up, Host: host("echo"), Port: 80}}})
-	m.spx = startProxy(t, m.cp.Addr, sidecar.Config{Node: nodeOf(m.server), Inbound: []sidecar.InboundPort{{Listen: m.inb, AppPort: uint16(appPort)}}})
+	m.bundles = bundle.NewSource(m.ca.bundle())
+	m.svids = svid.NewManager(svid.ManagerConfig{Minter: m.ca.auth})
+	m.own = m.ca.svid(t, "meridian-system", "meridiand")
+	serverTLS := tlsconfig.TLSServerConfig(m.own)
+	serverTLS.ClientAuth = tls.RequestClientCert
+	m.xds = cptest.StartMeridian(t, m.reg, clusters[0].Name, "", cptest.MeridianOption{
+		Configure: func(c *server.Config) {
+			c.Secrets = sds.NewProvider(m.svids, m.bundles)
+			c.Attestor = server.Attestors(cptest.TokenAttestor(td), server.PeerSVID(m.bundles))
+		},
+		GRPC: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(serverTLS))},
+	})
 	return m
 }
 
-// TestMTLSBetweenSidecars: the client sidecar originates mTLS with its
-// SVID from SDS, the server sidecar terminates it (STRICT), checks the peer
-// by SPIFFE ID, and forwards to the application on loopback; the server's
-// metrics name the client's workload.
-func TestMTLSBetweenSidecars(t *testing.T) {
-	m := newMeshTLS(t, v1alpha1.MTLSStrict)
-	c := &http.Client{Timeout: 5 * time.Second}
-	body := eventually2xx(t, c, "http://"+m.up.String()+"/secure")
-	if !strings.HasPrefix(body, "echo-app GET /secure") {
-		t.Fatalf("body = %q", body)
-	}
-	testutil.Eventually(t, 5*time.Second, func() error {
-		if v := m.spx.metric(t, "meridian_requests_total", "reporter", "destination", "source_workload", "client", "response_code", "200"); v < 1 {
-			return fmt.Errorf("server-side requests from the client workload = %v", v)
+// as connects a proxy to the control plane over TLS, attested by a token
+// for namespace/serviceAccount (or by its SVID, with bySVID).
+func (m *secureMesh) as(cfg sidecar.Config, ns, sa string, bySVID bool) sidecar.Config {
+	m.t.Helper()
+	tlsCfg := tlsconfig.TLSClientConfig(m.bundles, tlsconfig.AuthorizeID(m.own.ID))
+	if bySVID {
+		tlsCfg = tlsconfig.MTLSClientConfig(m.ca.svid(m.t, ns, sa), m.bundles, tlsconfig.AuthorizeID(m.own.ID))
+	} else {
+		cfg.XDSTokenFile = filepath.Join(m.t.TempDir(), "token")
+		if err := os.WriteFile(cfg.XDSTokenFile, []byte(cptest.Token(ns, sa)+"\n"), 0o600); err != nil {
+			m.t.Fatal(err)
 		}
-		if v := m.cpx.metric(t, "meridian_requests_total", "reporter", "source", "destination_workload", "echo", "response_code", "200"); v < 1 {
-			return fmt.Errorf("client-side requests to the echo workload = %v", v)
-		}
-		return nil
-	})
-
-	// STRICT: plaintext to the inbound port matches no chain.
-	code, _, _ := get(t, &http.Client{Timeout: 2 * time.Second}, "http://"+m.inb.String()+"/plain")
-	if code != 0 {
-		t.Fatalf("plaintext under STRICT answered %d", code)
 	}
-	// A peer from another trust domain fails the handshake.
-	other := newAuthority(t, spiffeid.RequireTrustDomainFromString("other.test"))
-	osvid := other.svid(t, "shop", "intruder")
-	cfg := mtls.ClientTLS(osvid, m.ca.bundle(), m.serverSVID.ID)
-	if conn, err := tls.Dial("tcp", m.inb.String(), cfg); err == nil {
-		// TLS 1.3 reports the server's refusal on the first read.
-		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		if _, err := conn.Read(make([]byte, 1)); err == nil {
-			t.Fatal("a client of another trust domain got an answer")
-		}
-		conn.Close()
-	}
-	// TLS garbage.
-	garbage, err := net.Dial("tcp", m.inb.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	garbage.Write([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff})
-	garbage.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := garbage.Read(make([]byte, 1)); err == nil {
-		t.Fatal("TLS garbage got an answer")
-	}
-	garbage.Close()
-	testutil.Eventually(t, 5*time.Second, func() error {
-		for _, reason := range []string{"no_filter_chain", "tls_handshake", "tls_garbage"} {
-			if v := m.spx.metric(t, "meridian_proxy_downstream_rejected_total", "reason", reason); v < 1 {
-				return fmt.Errorf("rejections for %s = %v", reason, v)
-			}
-		}
-		return nil
-	})
-	// And the proxy keeps serving.
-	eventually2xx(t, c, "http://"+m.up.String()+"/after")
+	cfg.XDSDialOptions = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg))}
+	return cfg
 }
 
-// TestAuthorizationPolicyEnforced: trust's AuthorizationPolicy, translated
-// to Envoy RBAC by trust and served to the server sidecar, admits the
-// client's GETs under /api and refuses the rest with 403, counted.
+// pair is a client sidecar with an explicit upstream port to the echo
+// service, and the echo workload's sidecar with an explicit inbound port
+// in front of its application (an HTTP port).
+type pair struct {
+	up, inb  netip.AddrPort
+	app      *backend
+	cpx, spx *proxy
+}
+
+func (m *secureMesh) pair(bySVID bool) *pair {
+	t := m.t.(*testing.T)
+	p := &pair{app: startBackend(t, "echo-app"), up: freeAddr(t), inb: freeAddr(t)}
+	m.service("echo", 80, registry.ProtocolHTTP)
+	if _, err := m.reg.Apply("c1", registry.PutEndpoint(&registry.Endpoint{Service: registry.ServiceKey{Namespace: "shop", Name: "echo"}, ID: "e1",
+		Addresses: []string{p.inb.Addr().String()}, Port: uint32(p.inb.Port()), ServiceAccount: "echo",
+		Locality: registry.Locality{Region: "r1", Zone: "z1"}})); err != nil {
+		t.Fatal(err)
+	}
+	appPort := p.app.addr.Port()
+	p.spx = startProxy(t, m.xds.Addr, m.as(sidecar.Config{
+		Node: xdsclient.NodeConfig{ID: "echo-1", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", ServiceAccount: "echo",
+			Locality: "r1/z1", InboundPorts: []string{fmt.Sprintf("%d/http", appPort)}, Labels: map[string]string{"app": "echo"}},
+		Inbound: []sidecar.InboundPort{{Listen: p.inb, AppPort: appPort}},
+	}, "shop", "echo", bySVID))
+	p.cpx = startProxy(t, m.xds.Addr, m.as(sidecar.Config{
+		Node:      xdsclient.NodeConfig{ID: "client-1", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", ServiceAccount: "client", Locality: "r1/z1"},
+		Upstreams: []sidecar.Upstream{{Listen: p.up, Host: host("echo"), Port: 80}},
+	}, "shop", "client", bySVID))
+	return p
+}
+
+// TestMTLSBetweenSidecars: through xds/server, xds/translate and
+// trust/sds, the client sidecar originates mTLS with the SVID it got over
+// SDS, the server sidecar terminates it (STRICT by default), checks the
+// peer by SPIFFE ID and forwards to the application on loopback; the
+// server's metrics name the client's workload. Plaintext, a peer of
+// another trust domain and TLS garbage are refused and counted, and the
+// proxy keeps serving. Both attestations are exercised.
+func TestMTLSBetweenSidecars(t *testing.T) {
+	for _, bySVID := range []bool{false, true} {
+		t.Run(fmt.Sprintf("attested by SVID=%v", bySVID), func(t *testing.T) {
+			m := newSecureMesh(t)
+			p := m.pair(bySVID)
+			c := &http.Client{Timeout: 5 * time.Second}
+			if body := eventually2xx(t, c, "http://"+p.up.String()+"/secure"); !strings.HasPrefix(body, "echo-app GET /secure") {
+				t.Fatalf("body = %q", body)
+			}
+			testutil.Eventually(t, 5*time.Second, func() error {
+				if v := p.spx.metric(t, "meridian_requests_total", "reporter", "destination", "source_workload", "client", "response_code", "200"); v < 1 {
+					return fmt.Errorf("server-side requests from the client workload = %v", v)
+				}
+				if v := p.cpx.metric(t, "meridian_requests_total", "reporter", "source", "destination_workload", "echo", "response_code", "200"); v < 1 {
+					return fmt.Errorf("client-side requests to the echo workload = %v", v)
+				}
+				return nil
+			})
+			if bySVID {
+				return
+			}
+			if code, _, _ := get(t, &http.Client{Timeout: 2 * time.Second}, "http://"+p.inb.String()+"/plain"); code != 0 {
+				t.Fatalf("plaintext under STRICT answered %d", code)
+			}
+			other := newAuthority(t, spiffeid.RequireTrustDomainFromString("other.test"))
+			cfg := tlsconfig.MTLSClientConfig(other.svid(t, "shop", "intruder"), m.ca.bundle(), tlsconfig.AuthorizeAny())
+			if conn, err := tls.Dial("tcp", p.inb.String(), cfg); err == nil {
+				// TLS 1.3 reports the server's refusal on the first read.
+				conn.SetDeadline(time.Now().Add(2 * time.Second))
+				fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+				if _, err := conn.Read(make([]byte, 1)); err == nil {
+					t.Fatal("a client of another trust domain got an answer")
+				}
+				conn.Close()
+			}
+			garbage, err := net.Dial("tcp", p.inb.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			garbage.Write([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff})
+			garbage.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := garbage.Read(make([]byte, 1)); err == nil {
+				t.Fatal("TLS garbage got an answer")
+			}
+			garbage.Close()
+			testutil.Eventually(t, 5*time.Second, func() error {
+				for _, reason := range []string{"no_filter_chain", "tls_handshake", "tls_garbage"} {
+					if v := p.spx.metric(t, "meridian_proxy_downstream_rejected_total", "reason", reason); v < 1 {
+						return fmt.Errorf("rejections for %s = %v", reason, v)
+					}
+				}
+				return nil
+			})
+			eventually2xx(t, c, "http://"+p.up.String()+"/after")
+		})
+	}
+}
+
+// TestMTLSPermissive: a PeerAuthentication makes the echo workload
+// PERMISSIVE: plaintext is served beside mTLS.
+func TestMTLSPermissive(t *testing.T) {
+	m := newSecureMesh(t)
+	m.policies(`
+apiVersion: meridian.io/v1alpha1
+kind: PeerAuthentication
+metadata: {name: echo, namespace: shop}
+spec:
+  selector: {matchLabels: {app: echo}}
+  mode: PERMISSIVE
+`)
+	p := m.pair(false)
+	c := &http.Client{Timeout: 5 * time.Second}
+	eventually2xx(t, c, "http://"+p.up.String()+"/mtls")
+	if body := eventually2xx(t, c, "http://"+p.inb.String()+"/plain"); !strings.HasPrefix(body, "echo-app GET /plain") {
+		t.Fatalf("plaintext under PERMISSIVE: %q", body)
+	}
+}
+
+// TestAuthorizationPolicyEnforced: an AuthorizationPolicy, translated to
+// Envoy RBAC by trust through xds/translate, admits the client's GETs
+// under /api and refuses the rest with 403, counted.
 func TestAuthorizationPolicyEnforced(t *testing.T) {
-	objs, err := v1alpha1.Load([]byte(`
+	m := newSecureMesh(t)
+	m.policies(`
 apiVersion: meridian.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: {name: echo, namespace: shop}
 spec:
+  selector: {matchLabels: {app: echo}}
   rules:
   - from:
     - principals: ["spiffe://mesh.test/ns/shop/sa/client"]
     to:
     - methods: [GET]
       paths: ["/api/*"]
-`), v1alpha1.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := trustauthz.Compile(objs, trustauthz.Workload{Namespace: "shop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	filters, _, err := trustauthz.HTTPFilters(ps, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := newMeshTLS(t, v1alpha1.MTLSStrict, filters...)
+`)
+	p := m.pair(false)
 	c := &http.Client{Timeout: 5 * time.Second}
-	eventually2xx(t, c, "http://"+m.up.String()+"/api/items")
-	if code, body, _ := get(t, c, "http://"+m.up.String()+"/private"); code != http.StatusForbidden || !strings.Contains(body, "RBAC: access denied") {
+	eventually2xx(t, c, "http://"+p.up.String()+"/api/items")
+	if code, body, _ := get(t, c, "http://"+p.up.String()+"/private"); code != http.StatusForbidden || !strings.Contains(body, "RBAC: access denied") {
 		t.Fatalf("/private: %d %q, want 403 RBAC: access denied", code, body)
 	}
-	if v := m.spx.metric(t, "meridian_proxy_downstream_rejected_total", "reason", "rbac"); v < 1 {
+	if v := p.spx.metric(t, "meridian_proxy_downstream_rejected_total", "reason", "rbac"); v < 1 {
 		t.Fatalf("RBAC denials counted: %v", v)
 	}
-	if v := m.spx.metric(t, "meridian_requests_total", "reporter", "destination", "response_code", "403", "response_flags", "RBAC"); v < 1 {
+	if v := p.spx.metric(t, "meridian_requests_total", "reporter", "destination", "response_code", "403", "response_flags", "RBAC"); v < 1 {
 		t.Fatalf("403s with flag RBAC: %v", v)
 	}
 }
 
-func TestMTLSPermissive(t *testing.T) {
-	m := newMeshTLS(t, v1alpha1.MTLSPermissive)
-	c := &http.Client{Timeout: 5 * time.Second}
-	eventually2xx(t, c, "http://"+m.up.String()+"/mtls")
-	body := eventually2xx(t, c, "http://"+m.inb.String()+"/plain")
-	if !strings.HasPrefix(body, "echo-app GET /plain") {
-		t.Fatalf("plaintext under PERMISSIVE: %q", body)
-	}
-}
-
-// TestSVIDRotation: a new SVID over SDS is served on the next handshake,
-// without a restart, and traffic goes on.
+// TestSVIDRotation: trust rotates every SVID (as after a root rotation);
+// SDS delivers the new ones and the next handshake presents them, with
+// no restart, while traffic goes on.
 func TestSVIDRotation(t *testing.T) {
-	m := newMeshTLS(t, v1alpha1.MTLSStrict)
-	c := &http.Client{Timeout: 5 * time.Second}
-	eventually2xx(t, c, "http://"+m.up.String()+"/before")
-	next := m.ca.svid(t, "shop", "echo")
-	appPort := uint32(m.app.addr.Port())
-	publish(t, m.cp, m.reg, m.server, proposal.Options{MTLS: &proposal.MTLS{SVID: next, Bundles: []*spiffebundle.Bundle{m.ca.bundle()}}, InboundHTTP: []uint32{appPort}})
+	m := newSecureMesh(t)
+	p := m.pair(false)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	eventually2xx(t, c, "http://"+p.up.String()+"/before")
+	echoID := spiffeid.RequireFromString("spiffe://mesh.test/ns/shop/sa/echo")
+	current, err := m.svids.Get(echoID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := current.Certificates[0].SerialNumber
+	if err := m.svids.RotateAll(); err != nil {
+		t.Fatal(err)
+	}
+	next, err := m.svids.Get(echoID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Certificates[0].SerialNumber.Cmp(before) == 0 {
+		t.Fatal("RotateAll kept the SVID")
+	}
 	client := m.ca.svid(t, "shop", "client")
 	testutil.Eventually(t, 10*time.Second, func() error {
-		conn, err := tls.Dial("tcp", m.inb.String(), mtls.ClientTLS(client, m.ca.bundle(), next.ID))
+		conn, err := tls.Dial("tcp", p.inb.String(), tlsconfig.MTLSClientConfig(client, m.bundles, tlsconfig.AuthorizeID(echoID)))
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
-		got := conn.ConnectionState().PeerCertificates[0].SerialNumber
-		if got.Cmp(next.Certificates[0].SerialNumber) != 0 {
-			return fmt.Errorf("server presents serial %v, want the rotated %v", got, next.Certificates[0].SerialNumber)
+		if got := conn.ConnectionState().PeerCertificates[0].SerialNumber; got.Cmp(next.Certificates[0].SerialNumber) != 0 {
+			return fmt.Errorf("the server presents serial %v, want the rotated %v", got, next.Certificates[0].SerialNumber)
 		}
 		return nil
 	})
-	eventually2xx(t, c, "http://"+m.up.String()+"/after")
+	for range 20 {
+		if code, body, _ := get(t, c, "http://"+p.up.String()+"/after"); code != 200 {
+			t.Fatalf("after the rotation: %d %q", code, body)
+		}
+	}
 }

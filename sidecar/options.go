@@ -14,6 +14,9 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -28,10 +31,11 @@ import (
 type Options struct {
 	XDSAddress, XDSProtocol        string
 	XDSCA, XDSCert, XDSKey         string
-	XDSTokenFile                   string
+	XDSTokenFile, XDSServerID      string
 	Mode, ID, Cluster, Namespace   string
 	ServiceAccount, Locality       string
 	InboundPorts                   string
+	Labels, OutboundPolicy         string
 	ListenerPort                   uint32
 	Capture                        string
 	Inbound, Upstreams, Rebind     []string
@@ -67,6 +71,7 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.XDSAddress, "xds-address", env("MERIDIAN_XDS_ADDRESS"), "meridiand's xDS address, host:port ($MERIDIAN_XDS_ADDRESS)")
 	fs.StringVar(&o.XDSProtocol, "xds-protocol", envOr("auto", "MERIDIAN_XDS_PROTOCOL"), "auto (delta, falling back to state of the world), delta or sotw")
 	fs.StringVar(&o.XDSCA, "xds-ca", env("MERIDIAN_XDS_CA"), "PEM roots to verify meridiand's TLS certificate; plaintext without")
+	fs.StringVar(&o.XDSServerID, "xds-server-id", env("MERIDIAN_XDS_SERVER_ID"), "meridiand's SPIFFE ID: verify its certificate by SPIFFE ID against --xds-ca (the mesh bundle) instead of by host name")
 	fs.StringVar(&o.XDSCert, "xds-cert", env("MERIDIAN_XDS_CERT"), "PEM client certificate for meridiand")
 	fs.StringVar(&o.XDSKey, "xds-key", env("MERIDIAN_XDS_KEY"), "PEM key of --xds-cert")
 	fs.StringVar(&o.XDSTokenFile, "xds-token-file", envOr(defaultTokenFile(), "MERIDIAN_XDS_TOKEN_FILE"), "service-account token sent to meridiand to attest this proxy (Kubernetes); empty for none")
@@ -77,6 +82,8 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServiceAccount, "service-account", env("MERIDIAN_SERVICE_ACCOUNT", "SERVICE_ACCOUNT"), "the workload's service account ($SERVICE_ACCOUNT)")
 	fs.StringVar(&o.Locality, "locality", env("MERIDIAN_LOCALITY"), "region/zone/subzone ($MERIDIAN_LOCALITY)")
 	fs.StringVar(&o.InboundPorts, "inbound-ports", env("MERIDIAN_INBOUND_PORTS"), "the workload's ports, comma-separated, each PORT or PORT/PROTOCOL (8080/http) ($MERIDIAN_INBOUND_PORTS)")
+	fs.StringVar(&o.Labels, "labels", env("MERIDIAN_LABELS"), "the workload's labels, k=v,k=v: what policy selectors match ($MERIDIAN_LABELS)")
+	fs.StringVar(&o.OutboundPolicy, "outbound-traffic-policy", env("MERIDIAN_OUTBOUND_TRAFFIC_POLICY"), "ALLOW_ANY or REGISTRY_ONLY; default the mesh's")
 	fs.Uint32Var(&o.ListenerPort, "listener-port", 0, "a gateway's listener port (default 8080, 15443 for east-west)")
 	fs.StringVar(&o.Capture, "capture", env("MERIDIAN_CAPTURE"), "true when iptables redirect traffic to 15001/15006; default true in sidecar mode without explicit ports")
 	fs.StringArrayVar(&o.Inbound, "inbound", nil, "LISTEN=APPPORT[/PROTOCOL]: an explicit inbound port in front of the application (repeatable)")
@@ -116,7 +123,7 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 		bad("xds-protocol", fmt.Errorf("%q: want auto, delta or sotw", o.XDSProtocol))
 	}
 	if o.XDSCA != "" {
-		creds, err := xdsCredentials(o.XDSCA, o.XDSCert, o.XDSKey, o.XDSAddress)
+		creds, err := xdsCredentials(o.XDSCA, o.XDSCert, o.XDSKey, o.XDSAddress, o.XDSServerID)
 		if err != nil {
 			bad("xds-ca", err)
 		} else {
@@ -133,6 +140,18 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 	}
 	cfg.Node = xdsclient.NodeConfig{ID: id, Mode: o.Mode, Cluster: o.Cluster, Namespace: o.Namespace,
 		ServiceAccount: o.ServiceAccount, Locality: o.Locality, ListenerPort: o.ListenerPort}
+	cfg.Node.OutboundTrafficPolicy = o.OutboundPolicy
+	for _, kv := range splitList(o.Labels) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			bad("labels", fmt.Errorf("%q: want k=v", kv))
+			continue
+		}
+		if cfg.Node.Labels == nil {
+			cfg.Node.Labels = map[string]string{}
+		}
+		cfg.Node.Labels[k] = v
+	}
 	declared := map[string]bool{}
 	for _, p := range splitList(o.InboundPorts) {
 		port, _, _ := strings.Cut(p, "/")
@@ -275,19 +294,34 @@ func splitList(s string) []string {
 	return out
 }
 
-// xdsCredentials is TLS to meridiand: its certificate verified against ca,
-// with a client certificate when one is given.
-func xdsCredentials(ca, cert, key, addr string) (credentials.TransportCredentials, error) {
+// xdsCredentials is TLS to meridiand: its certificate verified against ca
+// by host name, or by SPIFFE ID when serverID is given (meridiand presents
+// its SVID); with a client certificate when one is given (an SVID there
+// attests the proxy).
+func xdsCredentials(ca, cert, key, addr, serverID string) (credentials.TransportCredentials, error) {
 	pem, err := os.ReadFile(ca)
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", ca)
+	var cfg *tls.Config
+	if serverID != "" {
+		id, err := spiffeid.FromString(serverID)
+		if err != nil {
+			return nil, fmt.Errorf("--xds-server-id: %w", err)
+		}
+		roots, err := x509bundle.Parse(id.TrustDomain(), pem)
+		if err != nil {
+			return nil, err
+		}
+		cfg = tlsconfig.TLSClientConfig(roots, tlsconfig.AuthorizeID(id))
+	} else {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", ca)
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		cfg = &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
 	}
-	host, _, _ := net.SplitHostPort(addr)
-	cfg := &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
 	if cert != "" {
 		pair, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {

@@ -234,7 +234,8 @@ func TestNodeContract(t *testing.T) {
 	for _, pair := range [][2]string{
 		{xdsclient.MetaMode, translate.MetaMode}, {xdsclient.MetaCluster, translate.MetaCluster}, {xdsclient.MetaNamespace, translate.MetaNamespace},
 		{xdsclient.MetaServiceAccount, translate.MetaServiceAccount}, {xdsclient.MetaInboundPorts, translate.MetaInboundPorts},
-		{xdsclient.MetaListenerPort, translate.MetaListenerPort}, {xdsclient.ModeSidecar, string(translate.ModeSidecar)},
+		{xdsclient.MetaListenerPort, translate.MetaListenerPort}, {xdsclient.MetaLabels, translate.MetaLabels},
+		{xdsclient.MetaOutboundPolicy, translate.MetaOutboundPolicy}, {xdsclient.ModeSidecar, string(translate.ModeSidecar)},
 		{xdsclient.ModeIngress, string(translate.ModeIngress)}, {xdsclient.ModeEgress, string(translate.ModeEgress)}, {xdsclient.ModeEastWest, string(translate.ModeEastWest)},
 	} {
 		if pair[0] != pair[1] {
@@ -242,7 +243,8 @@ func TestNodeContract(t *testing.T) {
 		}
 	}
 	n, err := xdsclient.NodeConfig{ID: "p", Mode: xdsclient.ModeEastWest, Cluster: "eks-use1", Namespace: "shop", ServiceAccount: "web",
-		Locality: "us-east-1/use1-az1", InboundPorts: []string{"8080/http", "9090"}, ListenerPort: 15443}.Node()
+		Locality: "us-east-1/use1-az1", InboundPorts: []string{"8080/http", "9090"}, ListenerPort: 15443,
+		Labels: map[string]string{"app": "web", "version": "v2"}, OutboundTrafficPolicy: xdsclient.RegistryOnly}.Node()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +253,8 @@ func TestNodeContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.ID != "p" || p.Mode != translate.ModeEastWest || p.Cluster != "eks-use1" || p.Namespace != "shop" || p.ServiceAccount != "web" ||
-		p.Locality != (registry.Locality{Region: "us-east-1", Zone: "use1-az1"}) || len(p.InboundPorts) != 2 || p.ListenerPort != 15443 {
+		p.Locality != (registry.Locality{Region: "us-east-1", Zone: "use1-az1"}) || len(p.InboundPorts) != 2 || p.ListenerPort != 15443 ||
+		p.Labels["version"] != "v2" || !p.RegistryOnly {
 		t.Fatalf("translate reads %+v", p)
 	}
 }

@@ -22,6 +22,14 @@ const (
 	MetaServiceAccount = "service_account"
 	MetaInboundPorts   = "inbound_ports"
 	MetaListenerPort   = "listener_port"
+	MetaLabels         = "labels"
+	MetaOutboundPolicy = "outbound_traffic_policy"
+)
+
+// Outbound traffic policies.
+const (
+	AllowAny     = "ALLOW_ANY"
+	RegistryOnly = "REGISTRY_ONLY"
 )
 
 // Modes a proxy declares (translate.Mode's values meridian-proxy runs).
@@ -57,6 +65,11 @@ type NodeConfig struct {
 	InboundPorts []string
 	// ListenerPort is a gateway's listener port.
 	ListenerPort uint32
+	// Labels are the workload's labels, which policy selectors match.
+	Labels map[string]string
+	// OutboundTrafficPolicy is AllowAny or RegistryOnly; empty takes the
+	// mesh's.
+	OutboundTrafficPolicy string
 	// Version goes into user_agent_version.
 	Version string
 }
@@ -90,6 +103,19 @@ func (n NodeConfig) Node() (*core.Node, error) {
 	set(MetaInboundPorts, strings.Join(n.InboundPorts, ","))
 	if n.ListenerPort != 0 {
 		set(MetaListenerPort, strconv.FormatUint(uint64(n.ListenerPort), 10))
+	}
+	switch n.OutboundTrafficPolicy {
+	case "", AllowAny, RegistryOnly:
+		set(MetaOutboundPolicy, n.OutboundTrafficPolicy)
+	default:
+		return nil, fmt.Errorf("xdsclient: node: outbound traffic policy %q: want %s or %s", n.OutboundTrafficPolicy, AllowAny, RegistryOnly)
+	}
+	if len(n.Labels) > 0 {
+		fields := make(map[string]*structpb.Value, len(n.Labels))
+		for k, v := range n.Labels {
+			fields[k] = structpb.NewStringValue(v)
+		}
+		meta[MetaLabels] = structpb.NewStructValue(&structpb.Struct{Fields: fields})
 	}
 	node := &core.Node{
 		Id:                   n.ID,

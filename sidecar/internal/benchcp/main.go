@@ -4,12 +4,16 @@
 //	benchcp -addr 127.0.0.1:PORT -backend 127.0.0.1:PORT [-services 1000 -endpoints 10]
 //	benchcp -addr ... -backend ... -mtls -inbound 127.0.0.1:PORT
 //
-// Plain: Meridian's own xds/server serves service "bench" (port 80, HTTP)
-// with the backend as its endpoint, plus -services-1 filler services of
-// -endpoints endpoints each (for the memory figure). With -mtls: node
-// "client" gets its SVID and mTLS to the "server" node's inbound address,
-// which forwards to the backend — through go-control-plane's snapshot
-// server with the resources of package proposal (mTLS as trust builds it).
+// Meridian's own xds/server serves service "bench" (port 80, HTTP) with
+// the backend as its endpoint, plus -services-1 filler services of
+// -endpoints endpoints each (for the memory figure). With -mtls the
+// endpoint is the server sidecar's inbound address (-inbound) and the
+// security path is meridiand's: a fresh mesh CA (package trust), SVIDs by
+// SDS through trust/sds, xDS over TLS with the control plane's own SVID,
+// and proxies attested by a token. It writes into -dir the mesh bundle
+// (ca.pem, for --xds-ca with --xds-server-id
+// spiffe://bench.test/ns/meridian-system/sa/meridiand) and one token per
+// service account (token-client, token-server, for --xds-token-file).
 // It prints "ready" on stdout once serving and runs until killed. Benches
 // only.
 package main
@@ -17,6 +21,8 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -24,22 +30,24 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	gcpserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/meridian-mesh/meridian/registry"
-	"github.com/meridian-mesh/meridian/sidecar/internal/proposal"
+	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
 	"github.com/meridian-mesh/meridian/trust"
+	"github.com/meridian-mesh/meridian/trust/bundle"
 	"github.com/meridian-mesh/meridian/trust/ca"
+	"github.com/meridian-mesh/meridian/trust/sds"
+	"github.com/meridian-mesh/meridian/trust/svid"
 	"github.com/meridian-mesh/meridian/xds/server"
-	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
 func main() {
@@ -47,16 +55,17 @@ func main() {
 	backend := flag.String("backend", "", "the benchmark backend, IP:PORT")
 	services := flag.Int("services", 1, "services in the registry (the first is the benchmark's)")
 	endpoints := flag.Int("endpoints", 1, "endpoints per filler service")
-	mtls := flag.Bool("mtls", false, "serve the client/server mTLS pair (proposal resources)")
+	mtls := flag.Bool("mtls", false, "mTLS between a client and a server sidecar, xDS over TLS with token attestation")
 	inbound := flag.String("inbound", "", "with -mtls: the server sidecar's inbound address")
+	dir := flag.String("dir", "", "with -mtls: where to write ca.pem and the tokens")
 	flag.Parse()
-	if err := run(*addr, *backend, *services, *endpoints, *mtls, *inbound); err != nil {
+	if err := run(*addr, *backend, *services, *endpoints, *mtls, *inbound, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "benchcp:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, backend string, services, endpoints int, mtls bool, inbound string) error {
+func run(addr, backend string, services, endpoints int, mtls bool, inbound, dir string) error {
 	be, err := netip.ParseAddrPort(backend)
 	if err != nil {
 		return fmt.Errorf("-backend: %w", err)
@@ -68,6 +77,7 @@ func run(addr, backend string, services, endpoints int, mtls bool, inbound strin
 	loc := registry.Locality{Region: "r1", Zone: "z1"}
 	target := be
 	if mtls {
+		// The server sidecar's inbound port is the endpoint.
 		if target, err = netip.ParseAddrPort(inbound); err != nil {
 			return fmt.Errorf("-inbound: %w", err)
 		}
@@ -94,21 +104,24 @@ func run(addr, backend string, services, endpoints int, mtls bool, inbound strin
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	g := grpc.NewServer()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	errc := make(chan error, 1)
+	cfg := server.Config{Registry: reg, Cluster: "c1", Logger: log}
+	var opts []grpc.ServerOption
 	if mtls {
-		if err := serveMTLS(ctx, g, reg, be); err != nil {
-			return err
-		}
-	} else {
-		xs, err := server.New(server.Config{Registry: reg, Cluster: "c1", Logger: log})
+		creds, err := secure(ctx, &cfg, dir)
 		if err != nil {
 			return err
 		}
-		xs.Register(g)
-		go func() { errc <- xs.Run(ctx) }()
+		opts = append(opts, grpc.Creds(creds))
 	}
+	xs, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(opts...)
+	xs.Register(g)
+	errc := make(chan error, 1)
+	go func() { errc <- xs.Run(ctx) }()
 	go g.Serve(lis)
 	fmt.Println("ready", lis.Addr())
 	select {
@@ -120,60 +133,54 @@ func run(addr, backend string, services, endpoints int, mtls bool, inbound strin
 	return nil
 }
 
-// serveMTLS publishes the client and server sidecars' resources with a
-// fresh mesh CA (package trust).
-func serveMTLS(ctx context.Context, g *grpc.Server, reg *registry.Registry, app netip.AddrPort) error {
-	td := spiffeid.RequireTrustDomainFromString("bench.test")
+var td = spiffeid.RequireTrustDomainFromString("bench.test")
+
+// secure sets up meridiand's security path with a fresh mesh CA: SDS from
+// trust's SVID manager and bundle, proxies attested by the tokens written
+// into dir (cptest.Token, which the attestor maps to the workload, as
+// meridiand asks the API server about a service-account token), and TLS
+// with the control plane's SVID.
+func secure(ctx context.Context, cfg *server.Config, dir string) (credentials.TransportCredentials, error) {
+	if dir == "" {
+		return nil, errors.New("-mtls needs -dir")
+	}
 	root, err := ca.NewRoot(ca.RootOptions{TrustDomain: td})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	key, err := ca.GenerateKey(ca.ECDSAP256)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ic, err := root.IssueIntermediate(ca.IntermediateRequest{Cluster: "c1", PublicKey: key.Public()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	auth, err := ca.NewAuthority(ca.AuthorityConfig{TrustDomain: td, Cluster: "c1", Chain: []*x509.Certificate{ic}, Key: key})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	bundles := []*spiffebundle.Bundle{spiffebundle.FromX509Authorities(td, []*x509.Certificate{root.Certificate()})}
-	snap := cache.NewSnapshotCache(false, cache.IDHash{}, nil)
-	loc := registry.Locality{Region: "r1", Zone: "z1"}
-	for _, p := range []struct {
-		proxy translate.Proxy
-		sa    string
-	}{
-		{translate.Proxy{ID: "client", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "bench", Locality: loc}, "client"},
-		{translate.Proxy{ID: "server", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "bench", Locality: loc, InboundPorts: []uint32{uint32(app.Port())}}, "server"},
-	} {
-		id, err := trust.WorkloadID(td, "bench", p.sa)
-		if err != nil {
-			return err
-		}
-		svid, err := auth.Mint(id, 24*time.Hour)
-		if err != nil {
-			return err
-		}
-		o := proposal.Options{MTLS: &proposal.MTLS{SVID: svid, Bundles: bundles}}
-		if p.proxy.ID == "server" {
-			o.InboundHTTP = []uint32{uint32(app.Port())}
-		}
-		res, err := proposal.Resources(translate.Input{View: reg.View()}, p.proxy, o)
-		if err != nil {
-			return err
-		}
-		s, err := cache.NewSnapshot("1", res)
-		if err != nil {
-			return err
-		}
-		if err := snap.SetSnapshot(ctx, p.proxy.ID, s); err != nil {
-			return err
+	bundles := bundle.NewSource(spiffebundle.FromX509Authorities(td, []*x509.Certificate{root.Certificate()}))
+	svids := svid.NewManager(svid.ManagerConfig{Minter: auth})
+	go svids.Run(ctx)
+	ownID, err := trust.WorkloadID(td, "meridian-system", "meridiand")
+	if err != nil {
+		return nil, err
+	}
+	own, err := auth.Mint(ownID, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Certificate().Raw})
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), caPEM, 0o644); err != nil {
+		return nil, err
+	}
+	for _, sa := range []string{"client", "server"} {
+		if err := os.WriteFile(filepath.Join(dir, "token-"+sa), []byte(cptest.Token("bench", sa)+"\n"), 0o600); err != nil {
+			return nil, err
 		}
 	}
-	discovery.RegisterAggregatedDiscoveryServiceServer(g, gcpserver.NewServer(ctx, snap, nil))
-	return nil
+	cfg.Secrets = sds.NewProvider(svids, bundles)
+	cfg.Attestor = cptest.TokenAttestor(td)
+	return credentials.NewTLS(tlsconfig.TLSServerConfig(own)), nil
 }
