@@ -1,7 +1,6 @@
 package server
 
 import (
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -80,11 +79,13 @@ func (s *Server) takeRequest(req any) *stream {
 func (s *Server) openWatch(w *watch) func() {
 	ts := w.st.typeState(s, w.typ)
 	w.ts = ts
-	if ts.pending != nil {
-		// Created but never sent: the server drops a queued response of a
+	if p := ts.pending; p != nil {
+		// Created but never sent: the stream drops a queued response of a
 		// type when a newer request of that type arrives. Its rounds wait
-		// for the next push.
-		ts.carry = append(ts.carry, ts.pending.rounds...)
+		// for the next push, and the versions it recorded as sent are
+		// taken back.
+		ts.carry = append(ts.carry, p.rounds...)
+		p.revert(w.sub)
 		ts.pending = nil
 	}
 	ts.watch = w
@@ -220,6 +221,7 @@ func (s *Server) sotwPush(w *watch, hint []string) *push {
 	returned := sub.ReturnedResources()
 	var list []*entry
 	var next map[string]string
+	var undo []undoVersion
 	if cache.ResourceRequiresFullStateInSotw(w.typ) {
 		list = s.subscribedEntries(w)
 		changed := w.first || len(list) != len(returned)
@@ -239,7 +241,20 @@ func (s *Server) sotwPush(w *watch, hint []string) *push {
 		if len(list) == 0 && len(gone) == 0 && !w.first {
 			return nil
 		}
-		next = withVersions(maps.Clone(returned), list, gone)
+		// Updated in place, as for delta streams, rather than copied
+		// (copying a thousand versions per push was a sixth of the
+		// server's CPU after one change reached a thousand sidecars). The
+		// stream may drop this response unsent (see sotwStream): the undo
+		// log puts the map back then (openWatch).
+		undo = make([]undoVersion, 0, len(list)+len(gone))
+		for _, e := range list {
+			v, had := returned[e.name]
+			undo = append(undo, undoVersion{e.name, v, had})
+		}
+		for _, n := range gone {
+			undo = append(undo, undoVersion{n, returned[n], true})
+		}
+		next = withVersions(returned, list, gone)
 	}
 	resp := &discovery.DiscoveryResponse{VersionInfo: g.versionInfo(), TypeUrl: w.typ, Resources: make([]*anypb.Any, len(list))}
 	p := &push{typ: w.typ, version: resp.VersionInfo, group: g.version, resp: resp, entries: list}
@@ -248,7 +263,7 @@ func (s *Server) sotwPush(w *watch, hint []string) *push {
 		p.size += len(e.any.Value)
 	}
 	p.sotw = &cache.PassthroughResponse{Request: w.req, DiscoveryResponse: resp, ReturnedResources: next}
-	p.returned = next
+	p.returned, p.undo = next, undo
 	return p
 }
 
@@ -315,6 +330,27 @@ func (s *Server) changes(w *watch, hint []string) (send []*entry, gone, unknown 
 	slices.SortFunc(send, byName)
 	slices.Sort(gone)
 	return send, gone, unknown
+}
+
+// undoVersion is a resource's version before a push recorded a new one.
+type undoVersion struct {
+	name, version string
+	had           bool
+}
+
+// revert takes back, in a subscription's returned versions, what a
+// response that was never sent recorded; names no longer subscribed stay
+// out. Callers hold s.mu, and the stream does not touch the subscription
+// while its watch is open.
+func (p *push) revert(sub cache.Subscription) {
+	m := sub.ReturnedResources()
+	for _, u := range p.undo {
+		if u.had && wanted(sub, u.name) {
+			m[u.name] = u.version
+		} else {
+			delete(m, u.name)
+		}
+	}
 }
 
 // withVersions records in m (made when nil) the versions of the entries

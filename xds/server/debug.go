@@ -164,9 +164,18 @@ func (ts *typeState) debug(withResources bool) *xdsadminpb.TypeState {
 		}
 		dt.LastPush = dp
 	}
-	for n, v := range ts.sent {
-		if v != "" { // "" marks a name a delta stream knows is gone
-			dt.Sent[n] = v
+	// The stream changes its returned versions only while it has no open
+	// watch (between cancelling one and creating the next, both under
+	// s.mu): with one open, they hold still.
+	if ts.watch != nil {
+		for n, v := range ts.sent {
+			if v != "" { // "" marks a name a delta stream knows is gone
+				dt.Sent[n] = v
+			}
+		}
+	} else if p := ts.last; p != nil {
+		for _, e := range p.entries {
+			dt.Sent[e.name] = e.version
 		}
 	}
 	if ts.inflight != nil {

@@ -12,7 +12,6 @@ import (
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/delta/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
@@ -76,11 +75,13 @@ type Server struct {
 	log          *slog.Logger
 	metrics      *metrics
 	nodeDefaults translate.NodeDefaults
-	sotw         sotw.Server
 	delta        delta.Server
-	// go-control-plane's servers take a context at construction and end
-	// their streams when it is done; Run cancels it when it returns.
+	// go-control-plane's delta server takes a context at construction and
+	// ends its streams when it is done; Run cancels it when it returns,
+	// which closes stopped and ends the state-of-the-world streams too.
 	stop       context.CancelFunc
+	stopped    <-chan struct{}
+	sotwIDs    atomic.Int64
 	running    atomic.Bool
 	kick       chan struct{} // a group was created
 	policyKick chan struct{} // SetPolicies was called
@@ -142,13 +143,11 @@ func New(cfg Config) (*Server, error) {
 		warned:       map[string]struct{}{},
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	s.stop = stop
-	logger := gcpLogger{s.log}
-	s.sotw = sotw.NewServer(ctx, s, s, sotw.WithOrderedADS(), sotw.WithLogger(logger),
-		// Envoy's empty first request for listeners and clusters means
-		// "all of them"; for routes, endpoints and secrets it never does.
-		sotw.DeactivateLegacyWildcardForTypes([]string{translate.RouteType, translate.EndpointType, translate.SecretType}))
-	s.delta = delta.NewServer(ctx, s, s, delta.WithLogger(logger),
+	s.stop, s.stopped = stop, ctx.Done()
+	// Envoy's empty first request for listeners and clusters means "all
+	// of them"; for routes, endpoints and secrets it never does (see
+	// legacyWildcard for state-of-the-world streams).
+	s.delta = delta.NewServer(ctx, s, s, delta.WithLogger(gcpLogger{s.log}),
 		delta.DeactivateLegacyWildcardForTypes([]string{translate.RouteType, translate.EndpointType, translate.SecretType}))
 	return s, nil
 }
@@ -165,7 +164,7 @@ func (s *Server) Register(g *grpc.Server) {
 type ads struct{ s *Server }
 
 func (a ads) StreamAggregatedResources(st discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
-	return a.s.sotw.StreamHandler(st, "")
+	return a.s.sotwStream(st)
 }
 
 func (a ads) DeltaAggregatedResources(st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {

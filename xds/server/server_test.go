@@ -219,7 +219,7 @@ func TestBadNode(t *testing.T) {
 		{"namespace", nodeOf(t, "bad-2", map[string]any{"namespace": []any{1.0}}, nil), nil, "node.metadata[namespace]: Invalid value: \"a list\": must be a string"},
 		{"locality", &core.Node{Id: "bad-3", Locality: &core.Locality{Zone: "z1"}}, nil, "node.locality.region"},
 		{"no node", nil, nil, "node.id: Required value"},
-		{"no type", nodeOf(t, "bad-4", nil, nil), &discovery.DiscoveryRequest{}, "type URL is required"},
+		{"no type", nodeOf(t, "bad-4", nil, nil), &discovery.DiscoveryRequest{}, "type_url is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := h.sotw(tc.node)

@@ -88,10 +88,13 @@ type push struct {
 	removed []string
 	// returned is what the stream holds once the push is sent.
 	returned map[string]string
-	size     int
-	rounds   []*round
-	nonce    string
-	at       time.Time
+	// undo takes back what a state-of-the-world push recorded in place in
+	// the stream's returned versions, should it be dropped unsent.
+	undo   []undoVersion
+	size   int
+	rounds []*round
+	nonce  string
+	at     time.Time
 }
 
 // round is one batch of registry changes: it converges when every push it
