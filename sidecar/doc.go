@@ -44,7 +44,10 @@
 //   - EDS endpoints may be DNS names (remote east-west gateways published
 //     as hostnames); they are resolved and re-resolved. Envoy refuses them.
 //   - STRICT_DNS clusters resolve at connection time like LOGICAL_DNS.
-//   - Authorization (RBAC) and JWT filters are enforced by trust's
-//     evaluator when it is wired in; without one, resources that carry
-//     those filters are NACKed rather than silently unenforced.
+//   - Authorization arrives as Envoy RBAC filters (trust translates the
+//     policies; there is no side channel for the policy objects), so
+//     package authz evaluates Envoy's RBAC semantics itself and is tested
+//     to decide exactly as trust/authz's evaluator over a grid of
+//     requests; JWTs are validated by trust/jwt. A filter the proxy cannot
+//     evaluate is NACKed rather than silently unenforced.
 package sidecar

@@ -1,7 +1,3 @@
-// Package cptest starts real xDS servers on loopback for meridian-proxy's
-// tests: Meridian's own (xds/server over a registry) and go-control-plane's
-// snapshot cache server, for resources the translation does not produce
-// yet. Tests only.
 package cptest
 
 import (
