@@ -34,6 +34,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/internal/kubetest"
@@ -527,5 +528,28 @@ spec:
 	other := h.sotwVia(dialAs(h, m, m.mint(t, "shop", "edge")), nodeOf(t, "edge-1", gwNode, nil))
 	if got, _ := secrets(other, "gateways/shop-cert"); len(got) != 0 {
 		t.Fatalf("a gateway of another namespace got %v", keys(got))
+	}
+}
+
+// TestSettingsAndCredentialNames: a misspelt outbound traffic policy is
+// refused naming the field; credential names that are not DNS names never
+// reach the file system.
+func TestSettingsAndCredentialNames(t *testing.T) {
+	s := server.Settings{OutboundTrafficPolicy: "registry-only"}
+	if errs := s.Validate(field.NewPath("xds")); len(errs) != 1 || !strings.Contains(errs[0].Error(), `xds.outboundTrafficPolicy: Unsupported value: "registry-only"`) {
+		t.Fatalf("errors %v", errs)
+	}
+	var cfg server.Config
+	server.Settings{OutboundTrafficPolicy: translate.RegistryOnly, CredentialsDir: t.TempDir()}.Apply(&cfg)
+	if !cfg.RegistryOnly || cfg.Credentials == nil {
+		t.Fatalf("applied: %+v", cfg)
+	}
+	for _, name := range []string{"../../etc", "a/b", ""} {
+		if _, _, _, err := cfg.Credentials.Credential("gateways", name); err == nil || !strings.Contains(err.Error(), "credential gateways/"+name) {
+			t.Errorf("credential %q: %v", name, err)
+		}
+	}
+	if _, _, _, err := cfg.Credentials.Credential("gateways", "missing"); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing credential: %v", err)
 	}
 }

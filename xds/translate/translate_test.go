@@ -59,7 +59,18 @@ func TestParseNode(t *testing.T) {
 			node: node(t, "sc", map[string]any{"inbound_ports": []any{9090.0, "8080"}}),
 			want: translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "default", InboundPorts: []uint32{8080, 9090}},
 		},
+		{
+			name: "labels, inbound protocols and the outbound traffic policy",
+			node: node(t, "sc", map[string]any{"labels": map[string]any{"app": "web", "version": "v2"}, "inbound_ports": "8080/http, 9090/GRPC,5432", "outbound_traffic_policy": "REGISTRY_ONLY"}),
+			want: translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "default", Labels: map[string]string{"app": "web", "version": "v2"},
+				InboundPorts: []uint32{5432, 8080, 9090}, InboundProtocols: map[uint32]registry.Protocol{8080: registry.ProtocolHTTP, 9090: registry.ProtocolGRPC}, RegistryOnly: true},
+		},
 		{name: "no node", node: nil, wantErr: "node: Required value"},
+		{name: "labels not an object", node: node(t, "x", map[string]any{"labels": "app=web"}), wantErr: "node.metadata[labels]: Invalid value: \"app=web\": must be an object of string values"},
+		{name: "label not a string", node: node(t, "x", map[string]any{"labels": map[string]any{"app": 1.0}}), wantErr: `label "app" must be a string`},
+		{name: "bad label key", node: node(t, "x", map[string]any{"labels": map[string]any{"bad key": "v"}}), wantErr: "node.metadata[labels]"},
+		{name: "unknown inbound protocol", node: node(t, "x", map[string]any{"inbound_ports": "8080/smtp"}), wantErr: `node.metadata[inbound_ports]: Invalid value: "8080/smtp": unknown protocol`},
+		{name: "bad outbound policy", node: node(t, "x", map[string]any{"outbound_traffic_policy": "DENY"}), wantErr: `node.metadata[outbound_traffic_policy]: Unsupported value: "DENY"`},
 		{name: "no id", node: &core.Node{}, wantErr: "node.id: Required value"},
 		{name: "unknown mode", node: node(t, "x", map[string]any{"mode": "mesh-gateway"}), wantErr: `node.metadata[mode]: Unsupported value: "mesh-gateway"`},
 		{name: "mode not a string", node: node(t, "x", map[string]any{"mode": 3.0}), wantErr: "node.metadata[mode]: Invalid value: \"3\": must be a string"},
@@ -108,6 +119,7 @@ func FuzzParseNode(f *testing.F) {
 		{Id: "a"},
 		node(f, "b", map[string]any{"mode": "ingress", "listener_port": "8443", "inbound_ports": []any{1.0, "2"}}),
 		node(f, "c", map[string]any{"mode": 1.0, "cluster": []any{}, "namespace": nil}),
+		node(f, "e", map[string]any{"labels": map[string]any{"app": "x"}, "inbound_ports": "80/http,81", "outbound_traffic_policy": "REGISTRY_ONLY"}),
 		{Id: "d", Locality: &core.Locality{Region: "r", Zone: "z", SubZone: "s"}, ClientFeatures: []string{translate.FeatureNoOverprovisioning}},
 	} {
 		b, err := proto.Marshal(n)
@@ -128,7 +140,7 @@ func FuzzParseNode(f *testing.F) {
 		if p.ID == "" || p.Cluster == "" || p.Namespace == "" || p.Mode == "" {
 			t.Fatalf("accepted an incomplete identity: %+v", p)
 		}
-		for _, typ := range translate.Types {
+		for _, typ := range append(translate.Types, translate.SecretType) {
 			_ = p.Scope(typ).String()
 		}
 	})
