@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -185,7 +186,7 @@ func TestSDSSecretsGiveMTLS(t *testing.T) {
 	echoStream := h.sotwVia(dialAs(h, m, m.mint(t, "shop", "echo")), nodeOf(t, "echo-0", map[string]any{"namespace": "shop", "service_account": "echo"}, nil))
 	got, _ := secrets(echoStream, echoID.String(), sds.BundleSecretName, clientID.String())
 	if len(got) != 2 || got[echoID.String()] == nil || got[sds.BundleSecretName] == nil {
-		t.Fatalf("echo got secrets %v, want its SVID and ROOTCA only", keys(got))
+		t.Fatalf("echo got secrets %v, want its SVID and ROOTCA only", slices.Sorted(maps.Keys(got)))
 	}
 	echoSVID, err := sds.ParseSVIDSecret(got[echoID.String()])
 	if err != nil {
@@ -228,7 +229,7 @@ func TestSDSSecretsGiveMTLS(t *testing.T) {
 	got, resp := secrets(client, certName, caName, echoID.String())
 	client.ack(resp, certName, caName, echoID.String())
 	if len(got) != 2 || got[echoID.String()] != nil {
-		t.Fatalf("client got secrets %v, want its own two (never echo's key)", keys(got))
+		t.Fatalf("client got secrets %v, want its own two (never echo's key)", slices.Sorted(maps.Keys(got)))
 	}
 	clientSVID, err := sds.ParseSVIDSecret(got[certName])
 	if err != nil {
@@ -301,7 +302,7 @@ func TestSDSSecretsGiveMTLS(t *testing.T) {
 	// TLS without a client certificate: no identity, no secrets, no mTLS.
 	anon := h.sotwVia(dialAs(h, m, nil), nodeOf(t, "anon", map[string]any{"namespace": "shop", "service_account": "echo"}, nil))
 	if got, _ := secrets(anon, echoID.String(), sds.BundleSecretName); len(got) != 0 {
-		t.Fatalf("an unattested stream got %v", keys(got))
+		t.Fatalf("an unattested stream got %v", slices.Sorted(maps.Keys(got)))
 	}
 	anon.send(&discovery.DiscoveryRequest{TypeUrl: translate.ClusterType})
 	for _, a := range anon.recv().Resources {
@@ -349,15 +350,6 @@ func TestSDSSecretsGiveMTLS(t *testing.T) {
 	}
 }
 
-func keys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // TestSDSKubernetesAttestation: in Kubernetes a proxy proves its identity
 // with its projected service-account token in the stream's metadata,
 // reviewed by a real kube-apiserver (TokenReview): it gets that service
@@ -401,7 +393,7 @@ func TestSDSKubernetesAttestation(t *testing.T) {
 	got, _ := secrets(echo, echoID.String(), sds.BundleSecretName)
 	s, err := sds.ParseSVIDSecret(got[echoID.String()])
 	if err != nil || s.ID != echoID || got[sds.BundleSecretName] == nil {
-		t.Fatalf("secrets %v: %v", keys(got), err)
+		t.Fatalf("secrets %v: %v", slices.Sorted(maps.Keys(got)), err)
 	}
 
 	forged := h.sotwVia(bearer(echoTok[:len(echoTok)-4]+"AAAA"), nodeOf(t, "forged", nil, nil))
@@ -495,7 +487,7 @@ spec:
 	got, _ := secrets(gw, "gateways/shop-cert", "gateways/broken")
 	sec := got["gateways/shop-cert"]
 	if len(got) != 1 || sec == nil {
-		t.Fatalf("gateway got %v, want the valid credential only", keys(got))
+		t.Fatalf("gateway got %v, want the valid credential only", slices.Sorted(maps.Keys(got)))
 	}
 	pair, err := tls.X509KeyPair(sec.GetTlsCertificate().GetCertificateChain().GetInlineBytes(), sec.GetTlsCertificate().GetPrivateKey().GetInlineBytes())
 	if err != nil {
@@ -527,7 +519,7 @@ spec:
 
 	other := h.sotwVia(dialAs(h, m, m.mint(t, "shop", "edge")), nodeOf(t, "edge-1", gwNode, nil))
 	if got, _ := secrets(other, "gateways/shop-cert"); len(got) != 0 {
-		t.Fatalf("a gateway of another namespace got %v", keys(got))
+		t.Fatalf("a gateway of another namespace got %v", slices.Sorted(maps.Keys(got)))
 	}
 }
 

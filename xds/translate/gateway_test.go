@@ -3,6 +3,7 @@ package translate_test
 import (
 	"crypto/tls"
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -138,17 +139,8 @@ spec:
 	other.Namespace = "edge"
 	lds, _ := build(t, in, other, translate.ListenerType)
 	if _, ok := lds["ingress_8080"]; !ok || len(lds) != 1 {
-		t.Errorf("gateway of another namespace: listeners %v", keys(lds))
+		t.Errorf("gateway of another namespace: listeners %v", slices.Sorted(maps.Keys(lds)))
 	}
-}
-
-func keys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func readFile(t *testing.T, name string) string {
