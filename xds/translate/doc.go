@@ -155,7 +155,11 @@
 //     apply at the destination. Policies selecting a workload with no HTTP
 //     port are warned about: they are enforced on HTTP ports only. Every
 //     sidecar's clusters carry the JWKS clusters of every
-//     RequestAuthentication, which keeps clusters shared.
+//     RequestAuthentication, which keeps clusters shared; those of https
+//     key sets verify the server with the system's roots
+//     (validation_context.system_root_certs, Envoy's way to say so).
+//     meridian-proxy fetches key sets itself (trust/jwt) but decodes these
+//     clusters too: it has to accept that shape.
 //   - DestinationPolicy tls: mesh (the default for mesh services), disable
 //     (the default for ServiceEntry hosts), simple (the credential's CA
 //     NAME-cacert over SDS, or the system's roots; SNI and
