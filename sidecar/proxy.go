@@ -86,6 +86,12 @@ type Config struct {
 	// reach: 15090 and 15021 in a pod). Invalid addresses serve nothing.
 	Admin, MetricsAddr, Health netip.AddrPort
 
+	// Tracing exports spans to an OTLP collector when it names one; then
+	// every request gets a span, sampled at Tracing.SampleRatio unless its
+	// parent decided (as Istio's default tracing). Without a collector,
+	// spans are made only where the HTTP connection manager asks for
+	// tracing, or everywhere with TraceAll, to propagate the proxy's own
+	// span ids.
 	Tracing   telemetry.TracingConfig
 	TraceAll  bool
 	AccessLog io.Writer
@@ -205,7 +211,7 @@ func (p *Proxy) listenOptions() (listen.Options, error) {
 	if mode == "" {
 		mode = xdsclient.ModeSidecar
 	}
-	lo := listen.Options{MaxConnections: cfg.MaxConnections, TraceAll: cfg.TraceAll, Rebind: map[string]netip.AddrPort{}}
+	lo := listen.Options{MaxConnections: cfg.MaxConnections, TraceAll: cfg.TraceAll || cfg.Tracing.OTLPEndpoint != "", Rebind: map[string]netip.AddrPort{}}
 	if mode == xdsclient.ModeSidecar {
 		lo.DirectionOf = func(l *xdsconfig.Listener) downstream.Direction {
 			if l.Name == VirtualInboundListener {
