@@ -66,27 +66,32 @@ func TestHTTPProxyPort(t *testing.T) {
 	}
 
 	// CONNECT to a TCP service: the tunnel carries a plain HTTP exchange
-	// to the raw service's endpoint.
-	conn, err := net.Dial("tcp", proxyAddr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "CONNECT %s:7000 HTTP/1.1\r\nHost: %s:7000\r\n\r\n", host("raw"), host("raw"))
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("CONNECT: %v %v", resp, err)
-	}
-	fmt.Fprintf(conn, "GET /tunnel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	resp, err = http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if !strings.HasPrefix(string(b), "tcp GET /tunnel") {
-		t.Fatalf("through the tunnel: %q", b)
-	}
+	// to the raw service's endpoint. The tunnel is accepted before the
+	// upstream is dialled (as a captured connection is), so until the raw
+	// service's endpoints have arrived a tunnel may close at once.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		conn, err := net.Dial("tcp", proxyAddr.String())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "CONNECT %s:7000 HTTP/1.1\r\nHost: %s:7000\r\n\r\n", host("raw"), host("raw"))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			return fmt.Errorf("CONNECT: %v %v", resp, err)
+		}
+		fmt.Fprintf(conn, "GET /tunnel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp, err = http.ReadResponse(br, nil); err != nil {
+			return fmt.Errorf("through the tunnel: %w", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if !strings.HasPrefix(string(b), "tcp GET /tunnel") {
+			return fmt.Errorf("through the tunnel: %q", b)
+		}
+		return nil
+	})
 }
 
 // TestExplicitUpstreamTCP: a plain TCP service through an explicit port.

@@ -64,7 +64,8 @@ func StartMeridian(t testing.TB, reg *registry.Registry, cluster, addr string, o
 		t.Fatal(err)
 	}
 	m := &Meridian{Reg: reg, Server: s}
-	g := grpc.NewServer(gopts...)
+	// Stop waits for the stream handlers, so nothing logs after the test.
+	g := grpc.NewServer(append(gopts, grpc.WaitForHandlers(true))...)
 	s.Register(g)
 	m.Addr, m.stop = serve(t, g, addr, func(ctx context.Context) {
 		if err := s.Run(ctx); err != nil {
