@@ -12,7 +12,7 @@ import (
 )
 
 // adminHandler serves the admin port: /metrics, /ready (200 once the
-// first configuration arrived), /healthz, /config_dump (accepted
+// first configuration is applied), /healthz, /config_dump (accepted
 // resource names and the xDS stream's status) and /clusters (endpoints,
 // health, ejections and the priority load).
 func (p *Proxy) adminHandler() http.Handler {
@@ -80,7 +80,7 @@ func (p *Proxy) healthz(w http.ResponseWriter, _ *http.Request) { w.Write([]byte
 
 func (p *Proxy) ready(w http.ResponseWriter, _ *http.Request) {
 	select {
-	case <-p.client.Synced():
+	case <-p.Ready():
 		w.Write([]byte("ready\n"))
 	default:
 		http.Error(w, "waiting for the first configuration", http.StatusServiceUnavailable)

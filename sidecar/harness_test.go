@@ -161,7 +161,7 @@ func startProxy(t testing.TB, server string, cfg sidecar.Config) *proxy {
 	px := &proxy{Proxy: p, metrics: cfg.Metrics, stop: sync.OnceFunc(func() { cancel(); wg.Wait() })}
 	t.Cleanup(px.stop)
 	select {
-	case <-p.Client().Synced():
+	case <-p.Ready():
 	case <-time.After(10 * time.Second):
 		t.Fatalf("proxy never got its configuration: %+v", p.Client().Status())
 	}

@@ -261,6 +261,10 @@ func (p *Proxy) Client() *xdsclient.Client { return p.client }
 // Dataplane returns the running configuration (addresses, clusters).
 func (p *Proxy) Dataplane() *dataplane.Dataplane { return p.dp }
 
+// Ready is closed once the first complete configuration is applied (what
+// /ready reports).
+func (p *Proxy) Ready() <-chan struct{} { return p.dp.Ready() }
+
 // Metrics returns the proxy's metrics registry.
 func (p *Proxy) Metrics() *prometheus.Registry { return p.metrics }
 

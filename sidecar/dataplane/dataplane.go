@@ -43,6 +43,9 @@ type Dataplane struct {
 
 	mu      sync.Mutex
 	applied map[string]*xdsconfig.Endpoints // per cluster, the endpoints last applied
+
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 // New builds an empty data plane.
@@ -53,7 +56,7 @@ func New(o Options) *Dataplane {
 	if o.Resolver == nil {
 		o.Resolver = upstream.NewResolver()
 	}
-	d := &Dataplane{o: o, log: o.Logger.With("component", "dataplane"), secrets: &identity.Secrets{}, applied: map[string]*xdsconfig.Endpoints{}}
+	d := &Dataplane{o: o, log: o.Logger.With("component", "dataplane"), secrets: &identity.Secrets{}, applied: map[string]*xdsconfig.Endpoints{}, ready: make(chan struct{})}
 	m := o.Telemetry.Metrics
 	d.shadows = httpproxy.NewShadows(httpproxy.DefaultMaxShadows, func() { m.Overflow.WithLabelValues("", "mirrors").Inc() })
 	d.deps = upstream.Deps{
@@ -171,8 +174,14 @@ func (d *Dataplane) Run(ctx context.Context, c *xdsclient.Client) error {
 			release.Stop()
 			return nil
 		case <-c.Updates():
+			// Synced before State: the state applied then holds every
+			// type's first answer.
+			synced := isClosed(c.Synced())
 			if err := d.Apply(c.State()); err != nil {
 				d.log.Error("dataplane: applying the configuration", "err", err)
+			}
+			if synced {
+				d.readyOnce.Do(func() { close(d.ready) })
 			}
 			due := time.Now().Add(releaseQuiet)
 			if next := lastRelease.Add(releaseEvery); next.After(due) {
@@ -183,6 +192,21 @@ func (d *Dataplane) Run(ctx context.Context, c *xdsclient.Client) error {
 			debug.FreeOSMemory()
 			lastRelease = time.Now()
 		}
+	}
+}
+
+// Ready is closed once the first complete configuration (every subscribed
+// type answered, see xdsclient.Client.Synced) has been applied: the
+// proxy's readiness, as Envoy's is the end of its initial fetch and
+// listener warming.
+func (d *Dataplane) Ready() <-chan struct{} { return d.ready }
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -157,7 +157,8 @@ func (c *Client) State() *State { return c.state.Load() }
 func (c *Client) Updates() <-chan struct{} { return c.updates }
 
 // Synced is closed once every subscribed type has been answered at least
-// once: the data plane then has a complete first configuration.
+// once: the client then holds a complete first configuration (the data
+// plane's Ready says when it is applied).
 func (c *Client) Synced() <-chan struct{} { return c.synced }
 
 // Status returns the stream's condition.
@@ -326,7 +327,8 @@ func (c *Client) commit(s *State, typeURL string, answered bool) {
 }
 
 // checkSynced closes Synced once every type with a subscription has been
-// answered.
+// answered, and signals Updates then, so that a reader which checks
+// Synced before State sees the complete state.
 func (c *Client) checkSynced(subs map[string][]string) {
 	for _, t := range c.cfg.Wildcard {
 		if !c.ever[t] {
@@ -338,7 +340,13 @@ func (c *Client) checkSynced(subs map[string][]string) {
 			return
 		}
 	}
-	c.syncedOnce.Do(func() { close(c.synced) })
+	c.syncedOnce.Do(func() {
+		close(c.synced)
+		select {
+		case c.updates <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // namedSubscriptions returns, for every non-wildcard type, the sorted
