@@ -66,6 +66,12 @@ type Config struct {
 	// AdvertiseGRPCAddr is what other members dial; default the listen
 	// address, with the advertise address as host when it is unspecified.
 	AdvertiseGRPCAddr string
+	// APIAddr is the address of this replica's own API (meridiand's gRPC:
+	// Workload API, policy API), carried in its metadata so that a
+	// follower can send clients of what only the leader serves to the
+	// leader (LeaderAPIAddr). An unspecified host is replaced by the
+	// advertise address. Optional.
+	APIAddr string
 	// Credentials secures the Federation gRPC. Nil derives mutual TLS from
 	// the gossip keyring: only holders of a key can pull or serve.
 	Credentials Credentials

@@ -48,6 +48,7 @@ type Federation struct {
 	gossipPort int
 	grpcLis    net.Listener
 	grpcAddr   string // advertised
+	apiAddr    string // advertised, "" when not given
 	grpcSrv    *grpc.Server
 	creds      Credentials // nil when insecure
 	keyring    *memberlist.Keyring
@@ -65,6 +66,7 @@ type Federation struct {
 	// promotion, demotion and a follower's pulls of its own cluster.
 	ownMu       sync.Mutex
 	leading     atomic.Bool
+	followed    segVer        // the local segment as the federation last left it while following; guarded by ownMu
 	horizon     atomic.Uint64 // advertised policy coverage
 	liveMembers atomic.Int64
 	hbSeq       atomic.Uint64
@@ -124,6 +126,7 @@ func New(cfg Config) (*Federation, error) {
 	if err := f.listen(); err != nil {
 		return nil, err
 	}
+	f.follow()
 	f.members = newMemberTable(f)
 	f.repl = newReplicator(f)
 	f.conns = newConnPool(f)
@@ -182,6 +185,9 @@ func (f *Federation) listen() error {
 	f.grpcAddr = f.cfg.AdvertiseGRPCAddr
 	if f.grpcAddr == "" {
 		f.grpcAddr = advertisedGRPC(lis.Addr(), f.advertiseIP())
+	}
+	if f.apiAddr, err = advertisedAPI(f.cfg.APIAddr, f.advertiseIP()); err != nil {
+		return err
 	}
 	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(1 << 20), grpc.ChainUnaryInterceptor(f.authUnary), grpc.ChainStreamInterceptor(f.authStream)}
 	if f.creds != nil {
@@ -271,6 +277,7 @@ func (f *Federation) run(ctx context.Context) error {
 	g.Go(func() error { f.policyLoop(gctx); return nil })
 	g.Go(func() error { f.members.verifyLoop(gctx); return nil })
 	g.Go(func() error { return f.leadLoop(gctx) })
+	g.Go(func() error { f.watchFollower(gctx); return nil })
 	err = g.Wait()
 	// Every loop has stopped (leadership handed back, no metadata update
 	// can overtake the leave message): say goodbye, then stop serving.
@@ -397,6 +404,7 @@ func (f *Federation) updateMeta() error {
 	b := encode(msgMeta, &pb.Meta{
 		Cluster: f.cfg.Cluster.Name, ClusterId: f.clusterID, Region: f.cfg.Cluster.Region, Network: f.cfg.Cluster.Network,
 		GrpcAddr: f.grpcAddr, Role: role, Epoch: ver.epoch, Version: ver.version, PolicyHorizon: f.horizon.Load(),
+		ApiAddr: f.apiAddr,
 	})
 	if len(b) > memberlist.MetaMaxSize {
 		return fmt.Errorf("federation: member metadata is %d bytes, over memberlist's %d: shorten the cluster, region, network or gRPC address", len(b), memberlist.MetaMaxSize)

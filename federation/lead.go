@@ -97,6 +97,7 @@ func (f *Federation) lead(ctx context.Context, e *concurrency.Election) {
 	wg.Wait()
 	f.ownMu.Lock()
 	f.leading.Store(false)
+	f.follow()
 	f.ownMu.Unlock()
 	f.m.leader.Set(0)
 	f.hurryMeta()

@@ -17,6 +17,8 @@ type metrics struct {
 	pulls       *prometheus.CounterVec // kind, result
 	policies    *prometheus.GaugeVec   // state
 	leader      prometheus.Gauge
+	// followerWrites counts local-segment changes made while following.
+	followerWrites prometheus.Counter
 
 	// Totals kept beside the counters for Status and the benchmarks.
 	sent, received atomic.Int64
@@ -42,8 +44,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Policy resources held, by state (live, tombstone)."}, []string{"state"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "leader",
 			Help: "1 while this replica leads its cluster."}),
+		followerWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "follower_segment_writes_total",
+			Help: "Changes to the local segment made while this replica follows, other than its pulls from the leader: a local source running outside the leader. 0 in a healthy cluster."}),
 	}
-	for _, c := range []prometheus.Collector{m.members, m.lagVersions, m.lagSeconds, m.bytes, m.dropped, m.pulls, m.policies, m.leader} {
+	for _, c := range []prometheus.Collector{m.members, m.lagVersions, m.lagSeconds, m.bytes, m.dropped, m.pulls, m.policies, m.leader, m.followerWrites} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

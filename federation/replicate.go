@@ -440,6 +440,7 @@ func (f *Federation) applyReplica(cluster string, apply func() error) error {
 	if f.leading.Load() {
 		return errLeading
 	}
+	defer f.follow()
 	return apply()
 }
 

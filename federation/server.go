@@ -180,6 +180,7 @@ func (f *Federation) authorize(ctx context.Context) error {
 	}
 	if err := validNodeName(node); err != nil {
 		f.m.drop(dropUnverified)
+		f.members.logRefusal("caller without a valid "+nodeHeader, err)
 		return status.Errorf(codes.Unauthenticated, "%s header: %v", nodeHeader, err)
 	}
 	p, _ := peer.FromContext(ctx)
@@ -189,6 +190,7 @@ func (f *Federation) authorize(ctx context.Context) error {
 	}
 	if err := f.cfg.Authenticator.Authenticate(clusterOf(node), tlsState(ai)); err != nil {
 		f.m.drop(dropUnverified)
+		f.members.logRefusal(node, err)
 		return status.Errorf(codes.PermissionDenied, "%s: %v", node, err)
 	}
 	return nil

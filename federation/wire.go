@@ -199,6 +199,26 @@ func clusterOf(node string) string {
 
 // advertisedGRPC turns a listen address into one peers can dial: an
 // unspecified host becomes the advertise IP (or loopback).
+// advertisedAPI is addr with an empty or unspecified host replaced as
+// advertisedGRPC does; "" stays "".
+func advertisedAPI(addr, advertiseIP string) (string, error) {
+	if addr == "" {
+		return "", nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("federation: apiAddr %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return addr, nil
+	}
+	host = advertiseIP
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
 func advertisedGRPC(listen net.Addr, advertiseIP string) string {
 	tcp, ok := listen.(*net.TCPAddr)
 	if !ok {

@@ -9,6 +9,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meridian-mesh/meridian/registry"
 )
 
 // Defaults for Config's durations.
@@ -51,6 +53,14 @@ type Config struct {
 	// arrived meanwhile).
 	BatchWindow time.Duration
 
+	// Foreign reports whether an endpoint of the segment belongs to
+	// another source (meridiand: the Workload API's). Each run starts by
+	// taking every other endpoint of the segment as its own — what a
+	// previous run, or a previous leader's, put there — so that what
+	// Kubernetes no longer has is removed. Nil: the source is the
+	// segment's only writer.
+	Foreign func(*registry.Endpoint) bool
+
 	// Logger gets a "component=kube" attribute; nil means slog.Default().
 	Logger *slog.Logger
 	// Metrics registers the source's metrics; nil registers none.
@@ -72,6 +82,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Foreign == nil {
+		c.Foreign = func(*registry.Endpoint) bool { return false }
 	}
 	return c
 }

@@ -14,7 +14,8 @@
 //	                 registry.Apply(cluster, changes...)  — one version per batch
 //
 // Use: New(Config{Cluster: ...}, reg) after reg.SetCluster, then Run(ctx) in
-// a goroutine; Ready/HasSynced report the first full sync (for /readyz).
+// a goroutine (again after it returned, for a new term); Ready/HasSynced
+// report the current run's first full sync (for /readyz).
 // The connection follows kubectl: Config.Kubeconfig (--kubeconfig), else
 // $KUBECONFIG, else ~/.kube/config, else the in-cluster service account;
 // Config.Context (--context) picks a context. PolicyRules lists the RBAC the
@@ -87,6 +88,14 @@
 // touched Service's wanted values with the segment's current ones. Nothing
 // is persisted: the API server is the source of truth, and a restarted
 // meridiand lists it again.
+//
+// Only the leader of a cluster's replicas writes its segment, so meridiand
+// runs the source once per term of leading (Run may be called again after
+// it returned). A term starts with the segment the previous leader
+// published: the source takes every endpoint that is not another source's
+// (Config.Foreign) as its own before its first full conversion, so that
+// Services and endpoints deleted from Kubernetes while no replica led are
+// removed, and what did not change is not put again.
 //
 // The package must not decide anything about traffic, write to the API
 // server, or touch other clusters' segments.

@@ -47,6 +47,7 @@ type env struct {
 	metrics *prometheus.Registry
 	nodes   map[string]registry.Locality // node name → the locality its labels give
 	pods    map[string]*corev1.Pod
+	stop    func() // the current run
 }
 
 var rbacOnce sync.Map // *kubetest.APIServer → *sync.Once
@@ -74,23 +75,36 @@ func newEnv(t testing.TB, api *kubetest.APIServer, opts ...func(*kube.Config)) *
 		t.Fatal(err)
 	}
 	e.src = src
+	e.run()
+	return e
+}
+
+// run starts one run of the source and waits until it is ready; the
+// returned func (or the test's end) stops it.
+func (e *env) run() (stop func()) {
+	e.t.Helper()
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- src.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-src.Ready():
-	case err := <-done:
-		t.Fatalf("Run ended before it was ready: %v", err)
-	case <-time.After(waitFor):
-		t.Fatal("discovery not ready")
+	go func() { done <- e.src.Run(runCtx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				e.t.Errorf("Run: %v", err)
+			}
+		})
 	}
-	return e
+	e.t.Cleanup(stop)
+	e.stop = stop
+	select {
+	case <-e.src.Ready():
+	case err := <-done:
+		e.t.Fatalf("Run ended before it was ready: %v", err)
+	case <-time.After(waitFor):
+		e.t.Fatal("discovery not ready")
+	}
+	return stop
 }
 
 // viaKubeconfig connects through the admin kubeconfig file and a named

@@ -36,22 +36,23 @@ const (
 // Source discovers Services and their endpoints from one Kubernetes API
 // server and keeps the local cluster's registry segment up to date.
 type Source struct {
-	cfg Config
-	reg *registry.Registry
-	log *slog.Logger
-	m   *metrics
-	q   *queue
+	cfg    Config
+	reg    *registry.Registry
+	log    *slog.Logger
+	m      *metrics
+	client kubernetes.Interface
 
+	ready   atomic.Pointer[chan struct{}] // of the newest run
+	running atomic.Bool
+
+	// Touched only by the Run goroutine, and rebuilt by each Run.
+	q        *queue
 	factory  informers.SharedInformerFactory
 	synced   []cache.InformerSynced
 	services corelisters.ServiceLister
 	slices   cache.Indexer
 	pods     cache.Indexer
 	nodes    corelisters.NodeLister
-	ready    chan struct{}
-	running  atomic.Bool
-
-	// Touched only by the Run goroutine.
 	owned    map[registry.ServiceKey]ownedService
 	problems map[registry.ServiceKey]string
 }
@@ -65,7 +66,8 @@ type ownedService struct {
 }
 
 // New builds a source for reg's segment cfg.Cluster, which must exist. It
-// connects nothing and starts nothing: Run does.
+// connects nothing and starts nothing: Run does, and may again after it
+// returned.
 func New(cfg Config, reg *registry.Registry) (*Source, error) {
 	if cfg.Cluster == "" {
 		return nil, errors.New("kube: Config.Cluster is required")
@@ -94,19 +96,18 @@ func New(cfg Config, reg *registry.Registry) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{
-		cfg: cfg, reg: reg, m: m, q: newQueue(), ready: make(chan struct{}),
-		log:      cfg.Logger.With("component", "kube", "cluster", cfg.Cluster),
-		owned:    map[registry.ServiceKey]ownedService{},
-		problems: map[registry.ServiceKey]string{},
-	}
-	if err := s.setupInformers(client); err != nil {
-		return nil, err
-	}
+	s := &Source{cfg: cfg, reg: reg, m: m, client: client, log: cfg.Logger.With("component", "kube", "cluster", cfg.Cluster)}
+	ready := make(chan struct{})
+	s.ready.Store(&ready)
 	return s, nil
 }
 
+// setupInformers builds the state of one run: queue, informers with their
+// indexes and handlers, and empty records of what the run put.
 func (s *Source) setupInformers(client kubernetes.Interface) error {
+	s.q = newQueue()
+	s.owned = map[registry.ServiceKey]ownedService{}
+	s.problems = map[registry.ServiceKey]string{}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(client, s.cfg.ResyncPeriod,
 		informers.WithNamespace(s.cfg.Namespace), informers.WithTransform(strip))
 	svcInf := s.factory.Core().V1().Services()
@@ -144,11 +145,23 @@ func (s *Source) setupInformers(client kubernetes.Interface) error {
 // Run starts the informers, waits for their caches, converts every Service
 // and applies the result as one batch, reports ready, then applies one
 // batch per batch window of events until ctx ends. It returns nil when ctx
-// ends, and stops every goroutine it started before returning. Run may be
-// called once.
+// ends, and stops every goroutine it started before returning.
+//
+// Run may be called again once it returned: meridiand runs it for each
+// term its replica leads the cluster. Each run starts over — new
+// informers, a full list — and takes over what the segment holds as it
+// converts: values equal to the conversion are not put again.
 func (s *Source) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
-		return errors.New("kube: Run called twice")
+		return errors.New("kube: Run is already running")
+	}
+	defer s.running.Store(false)
+	if s.HasSynced() {
+		ready := make(chan struct{})
+		s.ready.Store(&ready)
+	}
+	if err := s.setupInformers(s.client); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer s.factory.Shutdown() // after cancel: waits for the informers to stop
@@ -158,7 +171,9 @@ func (s *Source) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return nil
 	}
-	// The first batch converts everything, whatever events came before.
+	// The first batch converts everything, whatever events came before,
+	// and everything the segment holds that is not another source's.
+	s.adopt()
 	s.q.addAll()
 	for {
 		select {
@@ -189,21 +204,56 @@ func (s *Source) Run(ctx context.Context) error {
 			continue
 		}
 		if !s.HasSynced() {
-			close(s.ready)
+			close(*s.ready.Load())
 			seg := s.reg.View().Segment(s.cfg.Cluster)
 			s.log.Info("synced", "services", len(s.owned), "segment_endpoints", seg.EndpointCount())
 		}
 	}
 }
 
-// Ready is closed once the first full conversion is in the registry.
-func (s *Source) Ready() <-chan struct{} { return s.ready }
+// adopt takes what the segment holds and is not another source's
+// (Config.Foreign) as put by this source: a previous run, or a previous
+// leader, put it. The first batch then converts those Services too and
+// removes what Kubernetes no longer has. A Service definition is taken
+// only when none of its endpoints is another source's.
+func (s *Source) adopt() {
+	seg := s.reg.View().Segment(s.cfg.Cluster)
+	if seg == nil {
+		return
+	}
+	foreign := map[registry.ServiceKey]bool{}
+	seg.EachEndpoint(func(e *registry.Endpoint) bool {
+		if s.cfg.Foreign(e) {
+			foreign[e.Service] = true
+			return true
+		}
+		o := s.owned[e.Service]
+		if o.endpoints == nil {
+			o.endpoints = map[registry.EndpointKey]struct{}{}
+		}
+		o.endpoints[e.Key()] = struct{}{}
+		s.owned[e.Service] = o
+		return true
+	})
+	seg.EachService(func(sv *registry.Service) bool {
+		if k := sv.Key(); !foreign[k] {
+			o := s.owned[k]
+			o.service = true
+			s.owned[k] = o
+		}
+		return true
+	})
+}
+
+// Ready is closed once the first full conversion of the newest run is in
+// the registry.
+func (s *Source) Ready() <-chan struct{} { return *s.ready.Load() }
 
 // HasSynced reports whether the first full conversion is in the registry,
 // for the daemon's /readyz.
 func (s *Source) HasSynced() bool {
 	select {
-	case <-s.ready:
+	case <-s.Ready():
 		return true
 	default:
 		return false

@@ -35,9 +35,20 @@
 // is the proxy's job), or write outside its prefix and its own endpoints and
 // service definitions in the segment.
 //
+// One replica serves. Heartbeats live in memory, so only one replica of a
+// cluster's meridiand may hold them, and only the leader may write the
+// segment: the server serves while Run runs, and meridiand runs it for
+// each term this replica leads its cluster (federation's OnLead). A term
+// starts by loading every registration from etcd (fresh TTLs) and ends by
+// forgetting them, leaving etcd and the segment to the next leader. While
+// Run does not run, every call is answered Unavailable with a
+// google.rpc.ErrorInfo (reason NOT_LEADER) naming the leader's API address
+// when it is known (Config.Leader), so clients retry there; meridianctl
+// does so by itself.
+//
 // Departure from DESIGN.md: the design leaves open how replicas of one
-// cluster's meridiand share the Workload API. Each server keeps heartbeats
-// in its own memory, so only one replica (the leader, once federation
-// elects one) should serve it; the others would see the registrations in
-// etcd only after a restart.
+// cluster share the Workload API. Sharing heartbeats through etcd would
+// make every heartbeat a write; serving from the leader alone costs a
+// client one redirect after a change of leader, and the new leader gives
+// every workload a fresh TTL, so a change of leader never expires one.
 package workload

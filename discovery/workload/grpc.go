@@ -16,6 +16,14 @@ import (
 	"github.com/meridian-mesh/meridian/discovery/workload/workloadpb"
 )
 
+// A replica that does not serve the Workload API answers Unavailable with
+// a google.rpc.ErrorInfo of this reason and domain; its metadata names the
+// cluster and, when known, the "leader" address that serves it.
+const (
+	ReasonNotLeader = "NOT_LEADER"
+	ErrorDomain     = "meridian.io"
+)
+
 // Register adds the Workload API to a gRPC server (meridiand's shared one).
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	workloadpb.RegisterWorkloadServiceServer(g, &grpcService{s: s})
@@ -33,6 +41,7 @@ func (g *grpcService) Register(ctx context.Context, req *workloadpb.RegisterRequ
 	if len(errs) > 0 {
 		return nil, g.reject(ctx, &invalidError{errs})
 	}
+	g.s.awaitServing(ctx)
 	e, created, err := g.s.register(ctx, rec)
 	if err != nil {
 		var inv *invalidError
@@ -65,6 +74,7 @@ func (g *grpcService) Deregister(ctx context.Context, req *workloadpb.Deregister
 	if err := requireID(req.GetId()); err != nil {
 		return nil, g.status(err)
 	}
+	g.s.awaitServing(ctx)
 	if err := g.s.deregister(ctx, req.GetId()); err != nil {
 		return nil, g.status(err)
 	}
@@ -73,10 +83,11 @@ func (g *grpcService) Deregister(ctx context.Context, req *workloadpb.Deregister
 	return &workloadpb.DeregisterResponse{}, nil
 }
 
-func (g *grpcService) Heartbeat(_ context.Context, req *workloadpb.HeartbeatRequest) (*workloadpb.HeartbeatResponse, error) {
+func (g *grpcService) Heartbeat(ctx context.Context, req *workloadpb.HeartbeatRequest) (*workloadpb.HeartbeatResponse, error) {
 	if err := requireID(req.GetId()); err != nil {
 		return nil, g.status(err)
 	}
+	g.s.awaitServing(ctx)
 	e, err := g.s.heartbeat(req.GetId())
 	if errors.Is(err, errNotFound) {
 		g.s.m.heartbeats.WithLabelValues("unknown").Inc()
@@ -88,8 +99,12 @@ func (g *grpcService) Heartbeat(_ context.Context, req *workloadpb.HeartbeatRequ
 	return &workloadpb.HeartbeatResponse{Ttl: durationpb.New(e.rec.TTL), ExpiresAt: timestamppb.New(e.expiresAt())}, nil
 }
 
-func (g *grpcService) List(_ context.Context, req *workloadpb.ListRequest) (*workloadpb.ListResponse, error) {
-	entries := g.s.list(req.GetNamespace(), req.GetService())
+func (g *grpcService) List(ctx context.Context, req *workloadpb.ListRequest) (*workloadpb.ListResponse, error) {
+	g.s.awaitServing(ctx)
+	entries, err := g.s.list(req.GetNamespace(), req.GetService())
+	if err != nil {
+		return nil, g.status(err)
+	}
 	out := &workloadpb.ListResponse{Workloads: make([]*workloadpb.Workload, len(entries))}
 	for i := range entries {
 		out.Workloads[i] = g.toProto(&entries[i])
@@ -133,7 +148,18 @@ func (g *grpcService) toProto(e *entry) *workloadpb.Workload {
 // carry a google.rpc.BadRequest naming each field.
 func (g *grpcService) status(err error) error {
 	var inv *invalidError
+	var ns *notServingError
 	switch {
+	case errors.As(err, &ns):
+		st := status.New(codes.Unavailable, err.Error())
+		info := &errdetails.ErrorInfo{Reason: ReasonNotLeader, Domain: ErrorDomain, Metadata: map[string]string{"cluster": ns.cluster}}
+		if ns.leader != "" {
+			info.Metadata["leader"] = ns.leader
+		}
+		if withDetails, derr := st.WithDetails(info); derr == nil {
+			st = withDetails
+		}
+		return st.Err()
 	case errors.As(err, &inv):
 		st := status.New(codes.InvalidArgument, err.Error())
 		br := &errdetails.BadRequest{}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,16 @@ type Config struct {
 	SweepInterval time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Leader returns the API address of the replica that serves the
+	// Workload API when this one does not (it leads the cluster): named in
+	// the Unavailable answers of a replica that is not running, so that
+	// clients retry there. "" means no other replica is known to lead —
+	// an election is under way, or this replica leads and is about to
+	// serve — and calls wait up to StartWait for Run to serve. Optional.
+	Leader func() string
+	// StartWait bounds how long a call waits for Run to serve while no
+	// other replica is known to lead; default 10s.
+	StartWait time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -65,6 +76,12 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Leader == nil {
+		c.Leader = func() string { return "" }
+	}
+	if c.StartWait <= 0 {
+		c.StartWait = 10 * time.Second
+	}
 	return c
 }
 
@@ -77,11 +94,14 @@ type Server struct {
 	m      *metrics
 	prefix string // etcd prefix of every registration, with a trailing slash
 
+	running atomic.Bool // Run is in progress
+
 	// mu serializes every change, across the etcd write and the registry
 	// update, so that the two agree and concurrent registrations of one
 	// workload are one registration. Changes are rare next to reads of the
 	// registry, which never take it.
 	mu       sync.Mutex
+	serving  bool                                      // Run has loaded the registrations and not returned
 	entries  map[string]*entry                         // by ID
 	services map[registry.ServiceKey]map[string]*entry // by service, then ID
 	owned    map[registry.ServiceKey]*registry.Service // definitions this server put
@@ -98,17 +118,64 @@ func (e *entry) expiresAt() time.Time { return e.lastBeat.Add(e.rec.TTL) }
 // errNotFound is returned for IDs that are not registered.
 var errNotFound = errors.New("workload: not registered")
 
+// notServingError is returned while Run is not running: this replica does
+// not lead its cluster (or has not loaded the registrations yet).
+type notServingError struct{ cluster, leader string }
+
+func (e *notServingError) Error() string {
+	if e.leader == "" {
+		return fmt.Sprintf("workload: this meridiand does not serve the Workload API of cluster %s now: only its leader does, and none is known yet", e.cluster)
+	}
+	return fmt.Sprintf("workload: this meridiand does not serve the Workload API of cluster %s: its leader at %s does", e.cluster, e.leader)
+}
+
+// Serving reports whether Run serves: it has loaded the registrations
+// and not returned.
+func (s *Server) Serving() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.serving
+}
+
+// awaitServing waits, at most StartWait and within ctx, for Run to serve
+// while no other replica is known to lead, so that a call made during an
+// election or a start is served rather than refused.
+func (s *Server) awaitServing(ctx context.Context) {
+	if s.Serving() || s.cfg.Leader() != "" {
+		return
+	}
+	give := time.NewTimer(s.cfg.StartWait)
+	defer give.Stop()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for !s.Serving() && s.cfg.Leader() == "" {
+		select {
+		case <-ctx.Done():
+			return
+		case <-give.C:
+			return
+		case <-poll.C:
+		}
+	}
+}
+
+// checkServing returns a *notServingError unless Run serves. Callers hold
+// mu.
+func (s *Server) checkServing() error {
+	if s.serving {
+		return nil
+	}
+	return &notServingError{cluster: s.cfg.Cluster, leader: s.cfg.Leader()}
+}
+
 // invalidError carries the field errors of a rejected request.
 type invalidError struct{ errs field.ErrorList }
 
 func (e *invalidError) Error() string { return "workload: " + e.errs.ToAggregate().Error() }
 
-// New returns a server holding the registrations persisted in etcd, which
-// it has put into the local segment. Every loaded workload gets a fresh TTL:
-// heartbeats are not persisted (that would make each one an etcd write), so
-// a workload that died while meridiand was down expires one TTL after the
-// restart. Records that no longer validate are logged and left in etcd.
-func New(ctx context.Context, cfg Config) (*Server, error) {
+// New returns a server for the local cluster's workloads. It loads
+// nothing and serves nothing until Run: see Run.
+func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil || cfg.Store == nil || cfg.Cluster == "" {
 		return nil, errors.New("workload: Config needs Cluster, Registry and Store")
 	}
@@ -129,12 +196,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
-	if err := s.load(ctx); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
+// load reads every registration from etcd into memory and the segment and
+// starts serving. Every loaded workload gets a fresh TTL: heartbeats are
+// not persisted (that would make each one an etcd write), so a workload
+// that died while no replica served expires one TTL after this one took
+// over. Records that no longer validate are logged and left in etcd.
+//
+// The segment may hold what a previous leader put there (federation
+// restores it when this replica takes the lead): a service definition
+// equal to what the registrations derive is taken as this server's own,
+// and a workload endpoint (its ID derived from its address) without a
+// registration is removed — its registration was removed from etcd first.
 func (s *Server) load(ctx context.Context) error {
 	resp, err := s.cfg.Store.Client.Get(ctx, s.prefix, clientv3.WithPrefix())
 	if err != nil {
@@ -142,7 +217,11 @@ func (s *Server) load(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	network := s.segment().Cluster().Network
+	seg := s.segment()
+	if seg == nil {
+		return fmt.Errorf("workload: cluster %q left the registry", s.cfg.Cluster)
+	}
+	network := seg.Cluster().Network
 	now := s.cfg.Now()
 	var changes []registry.Change
 	for _, kv := range resp.Kvs {
@@ -166,7 +245,18 @@ func (s *Server) load(ctx context.Context) error {
 		s.add(&entry{rec: rec, lastBeat: now})
 		changes = append(changes, registry.PutEndpoint(rec.endpoint(network, registry.Healthy)))
 	}
-	for k := range s.services {
+	orphans := 0
+	seg.EachEndpoint(func(e *registry.Endpoint) bool {
+		if _, ok := s.entries[e.ID]; !ok && Owns(e) {
+			changes = append(changes, registry.DeleteEndpoint(e.Key()))
+			orphans++
+		}
+		return true
+	})
+	for k, entries := range s.services {
+		if cur, ok := seg.Service(k); ok && cur.Equal(deriveService(k, slicesOf(entries))) {
+			s.owned[k] = cur
+		}
 		if c, ok := s.serviceChange(k); ok {
 			changes = append(changes, c)
 		}
@@ -174,8 +264,29 @@ func (s *Server) load(ctx context.Context) error {
 	if err := s.apply(changes); err != nil {
 		return err
 	}
-	s.log.Info("loaded workload registrations", "workloads", len(s.entries), "services", len(s.services))
+	s.serving = true
+	s.log.Info("serving the Workload API", "workloads", len(s.entries), "services", len(s.services), "orphans_removed", orphans)
 	return nil
+}
+
+// Owns reports whether an endpoint of the local segment is the Workload
+// API's: its ID is the one a registration of its service and address
+// gets, which no Kubernetes endpoint has (their IDs are Pod names or
+// addresses). Kubernetes discovery leaves these alone (kube.Config.Foreign).
+func Owns(e *registry.Endpoint) bool {
+	r := record{Service: e.Service, Address: e.Address(), Port: e.Port}
+	return r.workloadID() == e.ID
+}
+
+// stopServing forgets every registration held in memory. The segment and
+// etcd are left as they are: the next leader loads them.
+func (s *Server) stopServing() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.serving = false
+	clear(s.entries)
+	clear(s.services)
+	clear(s.owned)
 }
 
 // register adds or updates a registration. created reports whether it is
@@ -183,6 +294,9 @@ func (s *Server) load(ctx context.Context) error {
 func (s *Server) register(ctx context.Context, rec record) (e entry, created bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkServing(); err != nil {
+		return entry{}, false, err
+	}
 	if ferr := checkFits(&rec, s.others(&rec)); ferr != nil {
 		return entry{}, false, &invalidError{field.ErrorList{ferr}}
 	}
@@ -222,6 +336,9 @@ func (s *Server) register(ctx context.Context, rec record) (e entry, created boo
 func (s *Server) deregister(ctx context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkServing(); err != nil {
+		return err
+	}
 	e := s.entries[id]
 	if e == nil {
 		return fmt.Errorf("%w: %s", errNotFound, id)
@@ -237,6 +354,9 @@ func (s *Server) deregister(ctx context.Context, id string) error {
 func (s *Server) heartbeat(id string) (entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkServing(); err != nil {
+		return entry{}, err
+	}
 	e := s.entries[id]
 	if e == nil {
 		return entry{}, fmt.Errorf("%w: %s", errNotFound, id)
@@ -251,8 +371,12 @@ func (s *Server) heartbeat(id string) (entry, error) {
 
 // list returns copies of the registrations, optionally of one namespace
 // and one service, ordered by namespace, service and ID.
-func (s *Server) list(namespace, service string) []entry {
+func (s *Server) list(namespace, service string) ([]entry, error) {
 	s.mu.Lock()
+	if err := s.checkServing(); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
 	out := make([]entry, 0, len(s.entries))
 	for _, e := range s.entries {
 		if (namespace == "" || e.rec.Service.Namespace == namespace) && (service == "" || e.rec.Service.Name == service) {
@@ -264,7 +388,7 @@ func (s *Server) list(namespace, service string) []entry {
 		return cmp.Or(cmp.Compare(a.rec.Service.Namespace, b.rec.Service.Namespace),
 			cmp.Compare(a.rec.Service.Name, b.rec.Service.Name), cmp.Compare(a.rec.ID, b.rec.ID))
 	})
-	return out
+	return out, nil
 }
 
 // count returns how many registrations are healthy, or unhealthy.
@@ -280,9 +404,31 @@ func (s *Server) count(unhealthy bool) int {
 	return n
 }
 
-// Run expires workloads that stop heartbeating until ctx ends; it returns
-// nil then. Call it once.
+// Run serves the Workload API until ctx ends: it loads the registrations
+// from etcd (retrying while etcd does not answer), serves them, and expires
+// workloads that stop heartbeating. It returns nil when ctx ends, having
+// stopped serving: calls are then answered Unavailable, naming the leader
+// (Config.Leader). Run may be called again once it returned — meridiand
+// runs it for each term this replica leads its cluster, since only one
+// replica may hold the heartbeats and write the segment.
 func (s *Server) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("workload: Run is already running")
+	}
+	defer s.running.Store(false)
+	for {
+		err := s.load(ctx)
+		if err == nil {
+			break
+		}
+		s.log.Warn("cannot serve the Workload API yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	defer s.stopServing()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {

@@ -2,7 +2,6 @@ package workload_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -56,12 +55,32 @@ type harness struct {
 	reg     *registry.Registry
 	metrics *prometheus.Registry
 	client  workloadpb.WorkloadServiceClient
+	srv     *workload.Server
 	close   func()
+
+	wg   sync.WaitGroup
+	ends []func() // of the terms started
 }
 
 const grace = 10 * time.Second
 
+// start runs a harness whose server serves at once, as a replica that
+// leads its cluster from the start.
 func start(t *testing.T, dir string, clk *clock) *harness {
+	t.Helper()
+	h := startIdle(t, dir, clk, "")
+	h.term()
+	// Run serves once it has loaded the registrations.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		_, err := h.client.List(context.Background(), &workloadpb.ListRequest{})
+		return err
+	})
+	return h
+}
+
+// startIdle runs a harness whose server does not run yet: a replica that
+// does not lead, whose leader serves at leader.
+func startIdle(t *testing.T, dir string, clk *clock, leader string) *harness {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
@@ -74,9 +93,10 @@ func start(t *testing.T, dir string, clk *clock) *harness {
 		t.Fatal(err)
 	}
 	metrics := prometheus.NewRegistry()
-	srv, err := workload.New(ctx, workload.Config{
+	srv, err := workload.New(workload.Config{
 		Cluster: cluster, Registry: reg, Store: st, Metrics: metrics, Log: log,
 		Grace: grace, SweepInterval: 5 * time.Millisecond, Now: clk.Now,
+		Leader: func() string { return leader },
 	})
 	if err != nil {
 		st.Close()
@@ -88,28 +108,45 @@ func start(t *testing.T, dir string, clk *clock) *harness {
 	}
 	gs := grpc.NewServer()
 	srv.Register(gs)
-	runCtx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = gs.Serve(lis) }()
-	go func() { defer wg.Done(); _ = srv.Run(runCtx) }()
+	h := &harness{t: t, store: st, reg: reg, metrics: metrics, srv: srv}
+	h.wg.Go(func() { _ = gs.Serve(lis) })
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, store: st, reg: reg, metrics: metrics, client: workloadpb.NewWorkloadServiceClient(conn)}
+	h.client = workloadpb.NewWorkloadServiceClient(conn)
 	var once sync.Once
 	h.close = func() {
 		once.Do(func() {
+			for _, end := range h.ends {
+				end()
+			}
 			conn.Close()
-			cancel()
 			gs.GracefulStop()
-			wg.Wait()
+			h.wg.Wait()
 			st.Close()
 		})
 	}
 	t.Cleanup(h.close)
 	return h
+}
+
+// term runs the server, as for one term of leading the cluster, until the
+// returned func (or the harness's close) ends it. Not concurrently with
+// close.
+func (h *harness) term() (end func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	h.wg.Go(func() {
+		defer close(done)
+		if err := h.srv.Run(ctx); err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	})
+	var once sync.Once
+	end = func() { once.Do(func() { cancel(); <-done }) }
+	h.ends = append(h.ends, end)
+	return end
 }
 
 func newClock() *clock { return &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
@@ -541,11 +578,11 @@ func TestNewNeedsTheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	_, err = workload.New(context.Background(), workload.Config{Cluster: "nope", Registry: registry.New(registry.Options{}), Store: st})
+	_, err = workload.New(workload.Config{Cluster: "nope", Registry: registry.New(registry.Options{}), Store: st})
 	if err == nil || !strings.Contains(err.Error(), `cluster "nope"`) {
 		t.Fatalf("unknown cluster: %v", err)
 	}
-	if _, err := workload.New(context.Background(), workload.Config{}); err == nil || errors.Is(err, context.Canceled) {
+	if _, err := workload.New(workload.Config{}); err == nil {
 		t.Fatalf("empty config: %v", err)
 	}
 }

@@ -682,6 +682,9 @@ type Meta struct {
 	// Every policy record stamped at or below this hybrid-logical-clock
 	// value has reached this member (tombstone collection needs all members).
 	PolicyHorizon uint64 `protobuf:"varint,9,opt,name=policy_horizon,json=policyHorizon,proto3" json:"policy_horizon,omitempty"`
+	// host:port of the member's meridiand API (Workload API, policy API):
+	// where a follower sends clients of what only the leader serves.
+	ApiAddr       string `protobuf:"bytes,10,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -777,6 +780,13 @@ func (x *Meta) GetPolicyHorizon() uint64 {
 		return x.PolicyHorizon
 	}
 	return 0
+}
+
+func (x *Meta) GetApiAddr() string {
+	if x != nil {
+		return x.ApiAddr
+	}
+	return ""
 }
 
 // SegmentAnnounce says that holder has the segment of cluster at
@@ -2242,7 +2252,7 @@ const file_federation_federationpb_federation_proto_rawDesc = "" +
 	"\n" +
 	"tombstones\x18\x02 \x01(\rR\n" +
 	"tombstones\x12\x18\n" +
-	"\ahorizon\x18\x03 \x01(\tR\ahorizon\"\x97\x02\n" +
+	"\ahorizon\x18\x03 \x01(\tR\ahorizon\"\xb2\x02\n" +
 	"\x04Meta\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1d\n" +
 	"\n" +
@@ -2253,7 +2263,9 @@ const file_federation_federationpb_federation_proto_rawDesc = "" +
 	"\x04role\x18\x06 \x01(\x0e2\x1c.meridian.federation.v1.RoleR\x04role\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\b \x01(\x04R\aversion\x12%\n" +
-	"\x0epolicy_horizon\x18\t \x01(\x04R\rpolicyHorizon\"s\n" +
+	"\x0epolicy_horizon\x18\t \x01(\x04R\rpolicyHorizon\x12\x19\n" +
+	"\bapi_addr\x18\n" +
+	" \x01(\tR\aapiAddr\"s\n" +
 	"\x0fSegmentAnnounce\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x18\n" +
