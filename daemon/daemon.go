@@ -65,6 +65,8 @@ type Daemon struct {
 	admLis  net.Listener
 	admin   *http.Server
 	runners []runner
+	leaders []runner   // run only while this replica leads its cluster (lead.go)
+	leadErr chan error // the first error of a leader runner, to stop Run
 	checks  []readyCheck
 	closers []func() error
 
@@ -116,7 +118,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Daemon, err error)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Daemon{Config: cfg, Metrics: prometheus.NewRegistry(), Admin: http.NewServeMux()}
+	d := &Daemon{Config: cfg, Metrics: prometheus.NewRegistry(), Admin: http.NewServeMux(), leadErr: make(chan error, 1)}
 	for _, o := range opts {
 		o(d)
 	}
@@ -152,19 +154,20 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Daemon, err error)
 	reflection.Register(d.GRPC)
 	d.registerAdmin()
 
+	// Listening before the wiring makes the addresses known to components
+	// (federation advertises the gRPC address); Close releases them.
+	if d.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("daemon: grpcAddr: %w", err)
+	}
+	if d.admLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		return nil, fmt.Errorf("daemon: adminAddr: %w", err)
+	}
 	for _, w := range wiring {
 		if err := w.wire(ctx, d); err != nil {
 			return nil, fmt.Errorf("daemon: wiring %s: %w", w.name, err)
 		}
 	}
-
-	if d.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("daemon: grpcAddr: %w", err)
-	}
-	if d.admLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-		d.grpcLis.Close()
-		return nil, fmt.Errorf("daemon: adminAddr: %w", err)
-	}
+	d.placeLeaders()
 	d.admin = &http.Server{Handler: d.Admin, ReadHeaderTimeout: 10 * time.Second}
 	return d, nil
 }
@@ -208,16 +211,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, r := range d.runners {
-		g.Go(func() error {
-			err := r.run(gctx)
-			if err == nil && gctx.Err() == nil {
-				err = errors.New("stopped on its own")
-			}
-			if err != nil && gctx.Err() == nil {
-				return fmt.Errorf("daemon: %s: %w", r.name, err)
-			}
-			return nil
-		})
+		g.Go(func() error { return r.start(gctx) })
 	}
 	g.Go(func() error {
 		if err := d.GRPC.Serve(d.grpcLis); err != nil {

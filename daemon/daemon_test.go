@@ -198,6 +198,12 @@ func TestMeridiand(t *testing.T) {
 
 	// A restart on the same data dir keeps the registration.
 	m = startDaemon(t, dataDir)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if code, body := get(t, "http://"+m.d.AdminAddr()+"/readyz"); code != 200 {
+			return fmt.Errorf("/readyz: %d %s", code, body)
+		}
+		return nil
+	})
 	code, body = get(t, "http://"+m.d.AdminAddr()+"/debug/registry?service=web.shop")
 	if code != 200 || !strings.Contains(body, `"id": "`+id+`"`) {
 		t.Fatalf("after a restart: %d %s", code, body)

@@ -18,6 +18,11 @@
 //   - d.GRPC (register services), d.Admin (admin handlers), d.Registry,
 //     d.Store, d.Metrics (a prometheus.Registerer), d.Log;
 //   - d.Go(name, run) for its Run(ctx) error, started and stopped by Run;
+//   - d.GoLeader(name, run) instead, for what only the replica that leads
+//     the cluster may run — whatever writes the local segment (discovery)
+//     or must exist once per cluster: with federation, run starts with
+//     each term of leading and its context ends with the term, so it must
+//     be callable again; without federation it is a plain runner;
 //   - d.AddReadyCheck(name, check) for /readyz;
 //   - d.OnClose(fn) for what must be released after every runner stopped;
 //
@@ -29,6 +34,16 @@
 // What it must not do: hold the logic of a component. Wiring files only
 // translate configuration and connect parts; anything worth a test of its
 // own belongs in the component's package.
+//
+// High availability: replicas of one cluster share its etcd, and
+// federation elects the one that leads. The leader runs Kubernetes
+// discovery, the Workload API (heartbeats live in its memory) and the
+// policy custom-resource reader; the others serve xDS, the policy API and
+// the dashboard from the same replicated state, answer Workload API calls
+// with Unavailable naming the leader's address (federation.advertiseAPIAddr),
+// and take over within about the election lease (2s to 10s by preset).
+// federation counts any write to the local segment a follower makes
+// (meridian_federation_follower_segment_writes_total).
 //
 // Departures from DESIGN.md: Kubernetes discovery is off unless asked for
 // (--kube), because the lab and on-prem control planes run without

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meridian-mesh/meridian/federation"
+	"github.com/meridian-mesh/meridian/registry"
 )
 
 // Federation configures gossip with the other clusters' control planes
@@ -32,6 +33,11 @@ type Federation struct {
 	// AdvertiseGRPCAddr is what other control planes dial, when it
 	// differs from GRPCAddr.
 	AdvertiseGRPCAddr string `json:"advertiseGRPCAddr,omitempty"`
+	// AdvertiseAPIAddr is where the other replicas of this cluster send
+	// clients of what only the leader serves (the Workload API): this
+	// meridiand's gRPC address as they reach it. Default grpcAddr, with
+	// advertiseAddr as host when grpcAddr's is unspecified.
+	AdvertiseAPIAddr string `json:"advertiseAPIAddr,omitempty"`
 	// Seeds are gossip addresses (host:port) of other control planes.
 	Seeds []string `json:"seeds,omitempty"`
 	// KeyFile holds the gossip keys: base64, one per line, the first used
@@ -50,6 +56,7 @@ var federationFlags = map[string]string{
 	"federation.advertiseAddr":     "--advertise-addr",
 	"federation.grpcAddr":          "--federation-grpc-addr",
 	"federation.advertiseGRPCAddr": "--advertise-federation-grpc-addr",
+	"federation.advertiseAPIAddr":  "--advertise-api-addr",
 	"federation.seeds":             "--seeds",
 	"federation.keyFile":           "--gossip-key-file",
 	"federation.insecure":          "--gossip-insecure",
@@ -63,6 +70,7 @@ func (c *Federation) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", c.AdvertiseAddr, "IP other control planes reach this one's gossip at")
 	fs.StringVar(&c.GRPCAddr, "federation-grpc-addr", c.GRPCAddr, "host:port of the members-only replication service (default :7947)")
 	fs.StringVar(&c.AdvertiseGRPCAddr, "advertise-federation-grpc-addr", c.AdvertiseGRPCAddr, "host:port other control planes dial for replication")
+	fs.StringVar(&c.AdvertiseAPIAddr, "advertise-api-addr", c.AdvertiseAPIAddr, "host:port where the cluster's other replicas send Workload API clients while this one leads (default --grpc-addr)")
 	fs.StringSliceVar(&c.Seeds, "seeds", c.Seeds, "gossip addresses (host:port) of other control planes to join through")
 	fs.StringVar(&c.KeyFile, "gossip-key-file", c.KeyFile, "file of base64 gossip keys, one per line, the first used to send")
 	fs.BoolVar(&c.Insecure, "gossip-insecure", c.Insecure, "gossip and replicate without keys (throwaway labs only)")
@@ -92,12 +100,22 @@ func (c *Federation) validate(path *field.Path) field.ErrorList {
 			errs = append(errs, validateListen(addr, path.Child(name))...)
 		}
 	}
+	if c.AdvertiseAPIAddr != "" {
+		if err := registry.ValidateHostPort(c.AdvertiseAPIAddr); err != nil {
+			errs = append(errs, field.Invalid(path.Child("advertiseAPIAddr"), c.AdvertiseAPIAddr, err.Error()))
+		}
+	}
 	return errs
 }
 
 // wireFederation joins the mesh: gossip and replication on their own
 // ports, /debug/federation on the admin server, the status service (for
-// meridianctl status) on the shared gRPC server.
+// meridianctl status) on the shared gRPC server. The leader runners
+// (GoLeader) run from OnLead. With trust, members prove their cluster with
+// the member SVID (trust/member) on the replication gRPC, and a member
+// whose certificate does not chain to the mesh root, or names another
+// cluster than it claims, is refused and counted; the keyring still
+// encrypts gossip. Without trust, holding a gossip key is the proof.
 func wireFederation(_ context.Context, d *Daemon) error {
 	c := d.Config.Federation
 	if !c.Enabled {
@@ -117,12 +135,20 @@ func wireFederation(_ context.Context, d *Daemon) error {
 	if err != nil {
 		return err
 	}
-	f, err := federation.New(federation.Config{
+	apiAddr := c.AdvertiseAPIAddr
+	if apiAddr == "" {
+		apiAddr = d.GRPCAddr()
+	}
+	fc := federation.Config{
 		Cluster: d.Config.Cluster, Replica: c.Replica, Registry: d.Registry, Store: d.Store,
 		GossipAddr: c.GossipAddr, AdvertiseAddr: c.AdvertiseAddr, GRPCAddr: c.GRPCAddr, AdvertiseGRPCAddr: c.AdvertiseGRPCAddr,
-		Seeds: c.Seeds, Keys: keys, Insecure: c.Insecure, Gossip: preset,
-		Logger: d.Log, Metrics: d.Metrics,
-	})
+		APIAddr: apiAddr, Seeds: c.Seeds, Keys: keys, Insecure: c.Insecure, Gossip: preset,
+		OnLead: d.lead, Logger: d.Log, Metrics: d.Metrics,
+	}
+	if d.Trust != nil {
+		fc.Credentials, fc.Authenticator = d.Trust.Member, d.Trust.Member
+	}
+	f, err := federation.New(fc)
 	if err != nil {
 		return err
 	}

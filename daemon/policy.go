@@ -64,7 +64,8 @@ func wirePolicy(ctx context.Context, d *Daemon) error {
 			return err
 		}
 		kc := policyapi.KubeConfig{REST: rc, Namespace: d.Config.Kube.Namespace}
-		d.Go("policy-kube", func(ctx context.Context) error { return srv.RunKube(ctx, kc) })
+		// One replica writes what Kubernetes holds (and its status).
+		d.GoLeader("policy-kube", func(ctx context.Context) error { return srv.RunKube(ctx, kc) })
 	}
 	return nil
 }

@@ -125,8 +125,8 @@ Set meridiand's address with --server or $MERIDIAN_SERVER (default ` + DefaultSe
 
 // Dial connects to meridiand. The connection is lazy: errors surface on
 // the first request, which Execute explains.
-func (g *Globals) Dial() (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(g.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (g *Globals) Dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(g.Server, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		return nil, Hint(fmt.Errorf("--server %q: %w", g.Server, err), "give meridiand's gRPC address as host:port, for example "+DefaultServer)
 	}
