@@ -73,7 +73,7 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	wl, err := workload.New(ctx, workload.Config{Cluster: "c1", Registry: reg, Store: st, Metrics: prometheus.NewRegistry(),
+	wl, err := workload.New(workload.Config{Cluster: "c1", Registry: reg, Store: st, Metrics: prometheus.NewRegistry(),
 		Log: slog.New(slog.DiscardHandler), Grace: time.Hour, SweepInterval: 5 * time.Millisecond, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
