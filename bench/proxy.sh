@@ -183,8 +183,11 @@ curl -fsS -o /dev/null "http://127.0.0.1:$mr/echo"
 clusters=$(curl -fsS "http://127.0.0.1:$mrh/metrics" | awk '/^meridian_proxy_xds_resources\{type="CDS"\}/ { print $2 }')
 eps=$(curl -fsS "http://127.0.0.1:$mrh/clusters" | grep -c '"address"' || true)
 sleep 3 # let the collector return what decoding the first push used
-rss=$(awk '/VmRSS/ { print $2 }' "/proc/$mr_pid/status")
-awk -v r="$rss" -v c="$clusters" -v e="$eps" 'BEGIN { printf "RSS with %d clusters and %d endpoints: %.1f MB (target < 30 MB)\n", c, e, r / 1024 }'
+read -r rss anon file < <(awk '/^VmRSS/ { r = $2 } /^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { print r, a, f }' "/proc/$mr_pid/status")
+heap=$(curl -fsS "http://127.0.0.1:$mrh/metrics" | awk '/^go_memstats_heap_alloc_bytes/ { printf "%.1f", $2 / 1048576 }')
+awk -v r="$rss" -v a="$anon" -v f="$file" -v h="$heap" -v c="$clusters" -v e="$eps" 'BEGIN {
+  printf "RSS with %d clusters and %d endpoints: %.1f MB (target < 30 MB)\n", c, e, r / 1024
+  printf "  of which private (anonymous) %.1f MB, live Go heap %s MB; file-backed %.1f MB (the binary'"'"'s pages, shared through the page cache)\n", a / 1024, h, f / 1024 }'
 
 # Failover at 1,000 req/s: errors with retries, and recovery without
 # retries beside Istio-style outlier settings.
