@@ -1,4 +1,4 @@
-package trusttest
+package tlstest
 
 import (
 	"context"

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/meridian-mesh/meridian/internal/tlstest"
 	"github.com/meridian-mesh/meridian/trust/bundle"
 	"github.com/meridian-mesh/meridian/trust/ca"
 	"github.com/meridian-mesh/meridian/trust/internal/trusttest"
@@ -172,8 +173,8 @@ func TestRootRotationAcrossClusters(t *testing.T) {
 		t.Fatalf("edge's intermediate is not under the hub's root: %v", err)
 	}
 
-	addr := trusttest.EchoServer(t, mtls.ServerTLS(hub.svc.SVIDs.Source(web), hub.svc.Bundles))
-	tr := trusttest.StartTraffic(t, addr, mtls.ClientTLS(edge.svc.SVIDs.Source(api), edge.svc.Bundles, web), 4)
+	addr := tlstest.EchoServer(t, mtls.ServerTLS(hub.svc.SVIDs.Source(web), hub.svc.Bundles))
+	tr := tlstest.StartTraffic(t, addr, mtls.ClientTLS(edge.svc.SVIDs.Source(api), edge.svc.Bundles, web), 4)
 	tr.WaitMore(t, 50)
 
 	update, err := hub.svc.PrepareRootRotation(ctx)

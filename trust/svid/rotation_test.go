@@ -9,6 +9,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/meridian-mesh/meridian/internal/tlstest"
 	"github.com/meridian-mesh/meridian/trust/bundle"
 	"github.com/meridian-mesh/meridian/trust/ca"
 	"github.com/meridian-mesh/meridian/trust/internal/trusttest"
@@ -76,8 +77,8 @@ func TestRootRotationUnderTraffic(t *testing.T) {
 	b1 := trusttest.Bundle(r1)
 	b1.SetSequenceNumber(1)
 	a, b := newCluster(t, r1, "a", b1), newCluster(t, r1, "b", b1)
-	addr := trusttest.EchoServer(t, tlsconfig.MTLSServerConfig(a.svids.Source(web), a.bundles, tlsconfig.AuthorizeMemberOf(td)))
-	tr := trusttest.StartTraffic(t, addr, tlsconfig.MTLSClientConfig(b.svids.Source(db), b.bundles, tlsconfig.AuthorizeID(web)), 4)
+	addr := tlstest.EchoServer(t, tlsconfig.MTLSServerConfig(a.svids.Source(web), a.bundles, tlsconfig.AuthorizeMemberOf(td)))
+	tr := tlstest.StartTraffic(t, addr, tlsconfig.MTLSClientConfig(b.svids.Source(db), b.bundles, tlsconfig.AuthorizeID(web)), 4)
 	tr.WaitMore(t, 50)
 
 	r2, err := ca.NewRoot(ca.RootOptions{TrustDomain: td})
@@ -120,7 +121,7 @@ func TestRootRotationUnderTraffic(t *testing.T) {
 
 	// The control: a client that never got the new root fails.
 	stale := newCluster(t, r1, "b", b1)
-	if err := trusttest.RoundTrip(addr, tlsconfig.MTLSClientConfig(stale.svids.Source(db), stale.bundles, tlsconfig.AuthorizeID(web))); err == nil {
+	if err := tlstest.RoundTrip(addr, tlsconfig.MTLSClientConfig(stale.svids.Source(db), stale.bundles, tlsconfig.AuthorizeID(web))); err == nil {
 		t.Fatal("a client trusting only the retired root still connected")
 	}
 }
