@@ -4,7 +4,7 @@
 # endpoint to a new address), beside the baseline measured in the same run
 # for the same writes: when a bare client-go informer sees the event. The
 # difference is what Meridian adds: its batch window, conversion and apply.
-# Three windows: the default (100ms), 10ms and none.
+# Three windows: the default (20ms), 100ms (Istio's debounce) and none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-300}

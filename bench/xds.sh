@@ -17,7 +17,7 @@ trap 'rm -rf "$dir"' EXIT
 go build -o "$dir/xdsbench" ./xds/internal/xdsbench
 "$dir/xdsbench" "$@"
 echo
-echo "Kubernetes path: EndpointSlice write -> discovery (batch window: the default 100ms, and 20ms) -> registry -> xDS -> 1,000 clients ACKed"
+echo "Kubernetes path: EndpointSlice write -> discovery (batch window: the default 20ms, and Istio's 100ms) -> registry -> xDS -> 1,000 clients ACKed"
 if [ "${MERIDIAN_SKIP_KUBE:-}" = 1 ]; then
   echo "skipped: MERIDIAN_SKIP_KUBE=1"
   exit 0

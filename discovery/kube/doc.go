@@ -64,8 +64,8 @@
 // Informer callbacks only put refs into a set (the Service of a slice; the
 // Pod or Node itself) and wake the batch loop; they never block. Pod and
 // Node updates that change nothing conversion reads (status, heartbeats)
-// are dropped there. The loop waits BatchWindow (default 100ms, Istio's
-// debounce) after the first event, resolves Pods and Nodes to the Services
+// are dropped there. The loop waits BatchWindow (default 20ms; the xDS
+// server debounces pushes further) after the first event, resolves Pods and Nodes to the Services
 // whose slices reference them through the caches' indexes, converts each
 // touched Service from the caches, and applies the difference as one batch.
 //
