@@ -182,12 +182,21 @@ func (b *Balancer) Drop() string {
 // Load returns the current priority load, for tests and the admin page.
 func (b *Balancer) Load() locality.Load { return b.p.Load().load }
 
-// Pick returns a host, or nil when the cluster has none. tried lists hosts
-// a retry must avoid where it can.
+// Pick returns a host, or nil when the cluster has none that is healthy
+// or degraded. tried lists hosts a retry must avoid where it can.
+//
+// Panic mode (a level below the panic threshold uses all its hosts) holds
+// while some host is available. When none is — every endpoint UNHEALTHY or
+// DRAINING in EDS, or ejected — Envoy's total panic would still send to
+// them and fail after a connect timeout or a reset; Pick returns nil so
+// the request fails at once with "no healthy upstream" (UH), as Envoy does
+// with panic disabled. The registry says unhealthy endpoints get no
+// traffic, and a residency rule whose allowed endpoints are all down must
+// fail fast rather than wait on them.
 func (b *Balancer) Pick(tried []*Host) *Host {
 	b.maybeSweep()
 	p := b.p.Load()
-	if len(p.prios) == 0 {
+	if len(p.prios) == 0 || !p.available {
 		return nil
 	}
 	if len(tried) > 0 {
@@ -209,8 +218,7 @@ func (b *Balancer) Pick(tried []*Host) *Host {
 		}
 		r -= p.load.Degraded[i]
 	}
-	// Rounding or nothing available: the top priority's hosts, whatever
-	// their health (the request then fails as it would in Envoy's panic).
+	// Rounding: the top priority's hosts, whatever their health.
 	return p.prios[0].all.pick(p.policy, p.choices)
 }
 

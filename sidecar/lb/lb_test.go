@@ -279,3 +279,32 @@ func TestUpdateKeepsHostState(t *testing.T) {
 		t.Fatal("picked from an empty cluster")
 	}
 }
+
+// TestNoAvailableHostPicksNothing: with every host unhealthy in EDS, or
+// ejected, no host is picked (no healthy upstream), panic threshold or
+// not; once one host is back, panic mode spreads over all hosts again.
+func TestNoAvailableHostPicksNothing(t *testing.T) {
+	for _, panicThreshold := range []uint32{0, 50} {
+		b := lb.New(lb.Config{PanicThreshold: panicThreshold, LocalityWeighted: true})
+		b.Update(eps(loc("z0", 0, 1, 2, 2), loc("z1", 1, 1, 2, 2)), addr)
+		if h := b.Pick(nil); h != nil {
+			t.Fatalf("panic %d: picked %s with every host unhealthy", panicThreshold, h.Addr)
+		}
+		if h := b.Pick(b.Hosts()[:1]); h != nil {
+			t.Fatalf("panic %d: a retry picked %s with every host unhealthy", panicThreshold, h.Addr)
+		}
+		b.Update(eps(loc("z0", 0, 1, 2, 2), loc("z1", 1, 1, 2, 1)), addr)
+		if h := b.Pick(nil); h == nil {
+			t.Fatalf("panic %d: nothing picked with one healthy host", panicThreshold)
+		}
+	}
+	od := &xdsconfig.Outlier{Consecutive5xx: 1, Enforcing5xx: 100, Interval: time.Second, BaseEjection: time.Minute, MaxEjectionPercent: 100}
+	b := lb.New(lb.Config{Outlier: od, PanicThreshold: 50})
+	b.Update(eps(loc("z", 0, 1, 2, 0)), addr)
+	for _, h := range b.Hosts() {
+		b.Report(h, lb.Error5xx)
+	}
+	if h := b.Pick(nil); h != nil {
+		t.Fatalf("picked %s with every host ejected", h.Addr)
+	}
+}

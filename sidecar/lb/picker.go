@@ -27,6 +27,9 @@ type picker struct {
 
 	load  locality.Load
 	opts  locality.LoadOptions
+	// available: some host is healthy or degraded. When none is, picks
+	// fail (no healthy upstream) instead of Envoy's total panic.
+	available bool
 	prios []*prioSet
 	drops []xdsconfig.Drop
 }
@@ -140,6 +143,7 @@ func buildPicker(hosts []*Host, cfg Config, overprov uint32, drops []xdsconfig.D
 				levels[i].Degraded++
 			}
 		}
+		p.available = p.available || levels[i].Healthy+levels[i].Degraded > 0
 	}
 	p.load = locality.PriorityLoad(levels, p.opts)
 	factor := float64(overprov) / 100

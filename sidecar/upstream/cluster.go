@@ -48,6 +48,9 @@ type Deps struct {
 	// OnOverflow is told the breaker that refused (connections, pending,
 	// requests, retries).
 	OnOverflow func(cluster, breaker string)
+	// OnNoHost is told of every pick that found no healthy host (Envoy's
+	// upstream_cx_none_healthy).
+	OnNoHost func(cluster string)
 	// OnEject is told of outlier ejections.
 	OnEject func(cluster string, h *lb.Host, ejected bool, reason string)
 }
@@ -175,15 +178,23 @@ func (c *Cluster) Close() {
 func (c *Cluster) Pick(tried []*lb.Host, orig netip.AddrPort) (*lb.Host, error) {
 	if c.Config().Type == xdsconfig.ClusterOriginalDst {
 		if !orig.IsValid() {
+			c.noHost()
 			return nil, fmt.Errorf("%w: the connection has no original destination", ErrNoHost)
 		}
 		return c.origHost(orig), nil
 	}
 	h := c.LB.Pick(tried)
 	if h == nil {
+		c.noHost()
 		return nil, ErrNoHost
 	}
 	return h, nil
+}
+
+func (c *Cluster) noHost() {
+	if c.deps.OnNoHost != nil {
+		c.deps.OnNoHost(c.name)
+	}
 }
 
 // origHost keeps one Host per original destination, bounded: passthrough
