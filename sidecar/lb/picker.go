@@ -25,13 +25,13 @@ type picker struct {
 	outlier *xdsconfig.Outlier
 	now     func() time.Time
 
-	load  locality.Load
-	opts  locality.LoadOptions
+	load locality.Load
+	opts locality.LoadOptions
 	// available: some host is healthy or degraded. When none is, picks
 	// fail (no healthy upstream) instead of Envoy's total panic.
 	available bool
-	prios []*prioSet
-	drops []xdsconfig.Drop
+	prios     []*prioSet
+	drops     []xdsconfig.Drop
 }
 
 type prioSet struct {
