@@ -47,6 +47,36 @@ func (e *Engine) CheckResidency(v *registry.View) v1alpha1.Findings {
 	return out
 }
 
+// ResidencyStatus is what residency rules do to one service now.
+type ResidencyStatus struct {
+	Service registry.ServiceKey
+	// Blocked are the endpoints enforced rules keep away from every
+	// client; Audited those audit-mode rules would.
+	Blocked, Audited []Blocked
+	// Serving counts the allowed endpoints that get new traffic: with none
+	// while some are blocked, every request fails rather than leave the
+	// allowed places.
+	Serving int
+}
+
+// Residency reports every service with endpoints that a residency rule
+// selects, in the view's service order.
+func (e *Engine) Residency(v *registry.View) []ResidencyStatus {
+	if e == nil || len(e.residency) == 0 {
+		return nil
+	}
+	var out []ResidencyStatus
+	for _, k := range v.ServiceKeys() {
+		st := e.service(v, k)
+		if !st.resident || st.total == 0 {
+			continue
+		}
+		a := e.arrange(st, Client{})
+		out = append(out, ResidencyStatus{Service: k, Blocked: st.blocked, Audited: st.audited, Serving: a.Serving()})
+	}
+	return out
+}
+
 // ContextOf returns what v1alpha1.ValidateSet needs to know of the mesh:
 // its regions, clusters and services.
 func ContextOf(v *registry.View) v1alpha1.Context {

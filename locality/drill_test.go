@@ -125,6 +125,34 @@ func TestCheckResidency(t *testing.T) {
 	}
 }
 
+func TestResidencyStatus(t *testing.T) {
+	r := lab(t, web, payments)
+	audit := residency("us-audit", v1alpha1.ResidencyRuleSpec{Selector: v1alpha1.ServiceSelector{Services: []string{"web"}}, AllowedRegions: []string{"us-east-1"}, Mode: v1alpha1.ResidencyAudit})
+	e := engine(t, locality.Config{Policies: []v1alpha1.Object{residency("eu", euOnly), audit}})
+	if got := (*locality.Engine)(nil).Residency(r.View()); got != nil {
+		t.Fatalf("no engine: %v", got)
+	}
+	st := e.Residency(r.View())
+	if len(st) != 2 || st[0].Service != payments || st[1].Service != web {
+		t.Fatalf("statuses %+v", st)
+	}
+	// payments: 12 endpoints, the 4 in eu-west-1 allowed.
+	if p := st[0]; len(p.Blocked) != 8 || len(p.Audited) != 0 || p.Serving != 4 || p.Blocked[0].Rule.Policy != "ResidencyRule shop/eu" {
+		t.Errorf("payments: %d blocked (%v), %d audited, %d serving", len(p.Blocked), p.Blocked[0].Rule, len(p.Audited), p.Serving)
+	}
+	// web: audited only, everything still served.
+	if w := st[1]; len(w.Blocked) != 0 || len(w.Audited) != 8 || w.Serving != 12 {
+		t.Errorf("web: %d blocked, %d audited, %d serving", len(w.Blocked), len(w.Audited), w.Serving)
+	}
+	// An EU outage: payments serves nothing rather than leave the EU.
+	if err := r.SetStatus(euw1.Name, registry.ClusterStatus{State: registry.Dead}); err != nil {
+		t.Fatal(err)
+	}
+	if p := e.Residency(r.View())[0]; p.Serving != 0 || len(p.Blocked) != 8 {
+		t.Errorf("payments in an EU outage: %d serving, %d blocked", p.Serving, len(p.Blocked))
+	}
+}
+
 func impactOf(t *testing.T, rep locality.DrillReport, k registry.ServiceKey) locality.ServiceImpact {
 	t.Helper()
 	for _, s := range rep.Services {

@@ -21,7 +21,8 @@ type serviceState struct {
 	audited  []Blocked
 	od       v1alpha1.OutlierDetection
 	odWhy    Reason
-	total    int // endpoints before the residency filter
+	total    int  // endpoints before the residency filter
+	resident bool // some residency rule (enforce or audit) selects it
 }
 
 // group is the allowed endpoints of one locality in one cluster.
@@ -55,6 +56,7 @@ func (e *Engine) service(v *registry.View, svc registry.ServiceKey) *serviceStat
 			}
 		}
 	}
+	st.resident = len(enforce)+len(audit) > 0
 	st.od, st.odWhy = e.outlierFor(st.failover, svc)
 
 	eps := v.Endpoints(svc)

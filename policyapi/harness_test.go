@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -164,6 +166,32 @@ func containsAll(t *testing.T, got []string, want ...string) {
 // given value ("": a counter without labels).
 func counter(t *testing.T, e *env, name, label string) float64 {
 	t.Helper()
+	v, _ := metric(t, e, name, func(ls []*dto.LabelPair) bool {
+		return (label == "" && len(ls) == 0) || (len(ls) == 1 && ls[0].GetValue() == label)
+	})
+	return v
+}
+
+// gauge reads a gauge of the server's metrics with exactly these labels
+// (name, value pairs); ok is false when there is none.
+func gauge(t *testing.T, e *env, name string, labels ...string) (v float64, ok bool) {
+	t.Helper()
+	return metric(t, e, name, func(ls []*dto.LabelPair) bool {
+		if len(ls)*2 != len(labels) {
+			return false
+		}
+		for _, l := range ls {
+			if i := slices.Index(labels, l.GetName()); i < 0 || i%2 != 0 || labels[i+1] != l.GetValue() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// metric reads the first counter or gauge of name whose labels match.
+func metric(t *testing.T, e *env, name string, match func([]*dto.LabelPair) bool) (float64, bool) {
+	t.Helper()
 	mfs, err := e.metrics.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -173,10 +201,10 @@ func counter(t *testing.T, e *env, name, label string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			if (label == "" && len(m.GetLabel()) == 0) || (len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label) {
-				return m.GetCounter().GetValue()
+			if match(m.GetLabel()) {
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue(), true // whichever it is
 			}
 		}
 	}
-	return 0
+	return 0, false
 }

@@ -81,6 +81,23 @@ func TestExplain(t *testing.T) {
 	if len(ex.Blocked) != 8 || ex.Blocked[0].Rule.Policy != "ResidencyRule shop/payments-eu" || ex.Client.Labels["jurisdiction"] != "us" {
 		t.Fatalf("blocked %d (%+v), client %+v", len(ex.Blocked), ex.Blocked, ex.Client)
 	}
+	// The same, as metrics: 8 endpoints kept out of the EU-only service,
+	// its 4 EU endpoints serving; web has no residency rule.
+	for _, m := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"meridian_residency_blocked_endpoints", []string{"service", "payments.shop", "rule", "shop/payments-eu", "mode", "enforce"}, 8},
+		{"meridian_residency_serving_endpoints", []string{"service", "payments.shop"}, 4},
+	} {
+		if got, ok := gauge(t, e, m.name, m.labels...); !ok || got != m.want {
+			t.Errorf("%s%v = %v (present %v), want %v", m.name, m.labels, got, ok, m.want)
+		}
+	}
+	if _, ok := gauge(t, e, "meridian_residency_serving_endpoints", "service", "web.shop"); ok {
+		t.Error("web.shop, bound by no residency rule, has a residency metric")
+	}
 
 	for _, tc := range []struct {
 		service, from string

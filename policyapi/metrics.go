@@ -60,6 +60,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Name: "meridian_drill_drains",
 			Help: "Targets drained by live drills in force in this control plane.",
 		}, func() float64 { return float64(len(s.current().drains)) }),
+		newResidencyCollector(s),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

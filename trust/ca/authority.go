@@ -47,6 +47,7 @@ type Authority struct {
 
 	issued  prometheus.Counter
 	refused *prometheus.CounterVec
+	expiry  prometheus.Gauge
 }
 
 type signingState struct {
@@ -73,8 +74,10 @@ type AuthorityConfig struct {
 	KeyType KeyType
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// Registerer receives meridian_trust_svids_issued_total and
-	// meridian_trust_csr_refused_total{reason}. Optional.
+	// Registerer receives meridian_trust_svids_issued_total,
+	// meridian_trust_csr_refused_total{reason} and
+	// meridian_trust_intermediate_expiry_timestamp_seconds{cluster}.
+	// Optional.
 	Registerer prometheus.Registerer
 }
 
@@ -97,6 +100,10 @@ func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 		refused: metrics.CounterVec(cfg.Registerer, prometheus.CounterOpts{
 			Name: "meridian_trust_csr_refused_total", Help: "SVID signing requests refused, by reason.",
 		}, "reason"),
+		expiry: metrics.GaugeVec(cfg.Registerer, prometheus.GaugeOpts{
+			Name: "meridian_trust_intermediate_expiry_timestamp_seconds",
+			Help: "When this cluster's intermediate CA certificate expires (Unix seconds); SVIDs cannot outlive it.",
+		}, "cluster").WithLabelValues(cfg.Cluster),
 	}
 	if a.ttl > a.maxTTL {
 		return nil, fmt.Errorf("ca: authority: default TTL %v exceeds max TTL %v", a.ttl, a.maxTTL)
@@ -133,6 +140,7 @@ func (a *Authority) SetChain(chain []*x509.Certificate, key crypto.Signer) error
 		}
 	}
 	a.state.Store(&signingState{chain: append([]*x509.Certificate(nil), chain...), key: key})
+	a.expiry.Set(float64(ic.NotAfter.Unix()))
 	return nil
 }
 

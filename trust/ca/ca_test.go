@@ -79,6 +79,9 @@ func TestRootIntermediateSVIDChain(t *testing.T) {
 	if n := trusttest.Count(t, c.Registry, "meridian_trust_svids_issued_total"); n != 1 {
 		t.Errorf("issued counter %v, want 1", n)
 	}
+	if got := trusttest.Count(t, c.Registry, "meridian_trust_intermediate_expiry_timestamp_seconds", "cluster", "eks-use1"); got != float64(ic.NotAfter.Unix()) {
+		t.Errorf("intermediate expiry gauge %v, want %d", got, ic.NotAfter.Unix())
+	}
 }
 
 // The intermediate's name constraint is enforced by verifiers: a leaf for
@@ -333,5 +336,8 @@ func TestResignIntermediateUnderNewRoot(t *testing.T) {
 	}
 	if _, _, err := x509svid.Verify(fresh.Certificates, bundleOf(root2)); err != nil {
 		t.Errorf("new SVID with the new root only: %v", err)
+	}
+	if got := trusttest.Count(t, c.Registry, "meridian_trust_intermediate_expiry_timestamp_seconds", "cluster", "a"); got != float64(ic2.NotAfter.Unix()) {
+		t.Errorf("intermediate expiry gauge %v after SetChain, want %d", got, ic2.NotAfter.Unix())
 	}
 }

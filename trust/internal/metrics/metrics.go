@@ -13,14 +13,22 @@ import (
 // CounterVec registers (or finds) a counter vector. A nil Registerer gives an
 // unregistered vector, so that components built without metrics still count.
 func CounterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels ...string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(opts, labels)
+	return register(reg, prometheus.NewCounterVec(opts, labels))
+}
+
+// GaugeVec registers (or finds) a gauge vector, as CounterVec does.
+func GaugeVec(reg prometheus.Registerer, opts prometheus.GaugeOpts, labels ...string) *prometheus.GaugeVec {
+	return register(reg, prometheus.NewGaugeVec(opts, labels))
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	if reg == nil {
 		return c
 	}
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			if existing, ok := are.ExistingCollector.(C); ok {
 				return existing
 			}
 		}

@@ -115,8 +115,8 @@ func Etcd(t testing.TB) *clientv3.Client {
 // Logger discards; tests assert on errors and metrics, not log lines.
 func Logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// Count returns the value of the counter name whose labels include all of
-// labels (pairs of name, value), 0 when it was never incremented.
+// Count returns the value of the counter or gauge name whose labels include
+// all of labels (pairs of name, value), 0 when it was never set.
 func Count(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -139,7 +139,7 @@ func Count(t testing.TB, reg prometheus.Gatherer, name string, labels ...string)
 					continue metric
 				}
 			}
-			sum += m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() // whichever it is
 		}
 	}
 	return sum
