@@ -128,8 +128,10 @@ func TestDashboardQueriesUseRealMetrics(t *testing.T) {
 	// What issue 9 asks the dashboard to show, by the metric that shows it.
 	for what, name := range map[string]string{
 		"traffic by locality": "meridian_requests_total", "failovers": "meridian_proxy_outlier_ejections_total",
-		"residency blocks": "meridian_policy_refused_total", "push latency": "meridian_xds_push_ack_seconds",
-		"replication lag": "meridian_federation_replication_lag_seconds", "certificate expiry": "meridian_inject_certificate_expiry_timestamp_seconds",
+		"residency blocks": "meridian_residency_blocked_endpoints", "requests held by residency": "meridian_residency_serving_endpoints",
+		"push latency": "meridian_xds_push_ack_seconds", "replication lag": "meridian_federation_replication_lag_seconds",
+		"webhook certificate expiry": "meridian_inject_certificate_expiry_timestamp_seconds",
+		"intermediate CA expiry": "meridian_trust_intermediate_expiry_timestamp_seconds",
 	} {
 		if !used[name] {
 			t.Errorf("the dashboard does not show %s (%s)", what, name)
