@@ -31,6 +31,7 @@ docker=${DOCKER:-docker}
 ns=meridian-system
 ctl="$top/bin/meridianctl"
 ew_nodeport=31443
+gossip_nodeport=30946   # each meridiand's gossip, as other kind clusters reach it
 state=${LAB_STATE:-$top/.lab/kind}   # the mesh root and each cluster's intermediate
 trust_domain=lab.meridian
 read -r -a clusters <<<"${LAB_CLUSTERS:-onprem-dc1 eks-use1 eks-euw1}"
@@ -137,17 +138,53 @@ The lab is up. Next:
 MSG
 }
 
-# join connects every cluster's control plane to the first one's: federation
-# gossip and the trust bundle, as `meridianctl join` exchanges them.
+# join connects every cluster's control plane to the first one's with
+# `meridianctl join`: gossip seeds and keyring (the trust side is done, each
+# cluster's intermediate comes from the lab's root, so --trust-token=false).
+# The first cluster's meridiand is reached through a port-forward: its calls
+# arrive on the pod's loopback, where meridiand answers members' questions.
+# Its members advertise pod addresses, which other kind clusters cannot
+# reach, so the seeds are its node's gossip NodePort instead. Then join
+# checks each cluster from both sides.
 join() {
-  local first="kind-${clusters[0]}" c
-  "$ctl" join --help >/dev/null 2>&1 ||
-    die "this meridianctl has no 'join' command yet: the clusters are installed but not joined"
+  local first=${clusters[0]} c port=15110 seed
+  if ! grep -q '^federation:' "$chart/values.yaml"; then
+    say "not joining the clusters: this chart has no federation settings yet (each cluster runs alone);"
+    say "by hand, once it has: $ctl join --cluster CLUSTER --mesh FIRST-MERIDIAND --gossip-key-file $state/gossip.keys --trust-token=false"
+    return 0
+  fi
+  [ -f "$state/gossip.keys" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$state/gossip.keys")
+  seed="$(node_ip "$first"):$gossip_nodeport"
+  forward "$first" "$port"
   for c in "${clusters[@]:1}"; do
-    say "joining $c to ${clusters[0]}"
-    "$ctl" join --context "kind-$c" --peer-context "$first"
+    say "joining $c to $first"
+    "$ctl" join --cluster "$c" --mesh "127.0.0.1:$port" --gossip-key-file "$state/gossip.keys" \
+      --trust-token=false --seeds "$seed" --dir "$state/join/$c" -o json >/dev/null
+    "$kubectl" --context "kind-$c" -n "$ns" create secret generic meridian-gossip \
+      --from-file=keys="$state/join/$c/gossip.keys" --dry-run=client -o yaml | "$kubectl" --context "kind-$c" -n "$ns" apply -f - >/dev/null
+    "$helm" upgrade meridian "$chart" --kube-context "kind-$c" --namespace "$ns" --reuse-values \
+      --set "federation.enabled=true,federation.keySecret=meridian-gossip,federation.seeds={$seed}" --wait --timeout 5m
+    forward "$c" $((port + 1))
+    "$ctl" join --server "127.0.0.1:$((port + 1))" --mesh "127.0.0.1:$port" --wait 2m || die "$c did not join $first"
   done
 }
+
+# forward port-forwards a local port to a cluster's meridiand gRPC until the
+# script ends, and waits until it answers.
+forward() {
+  local tries=50
+  "$kubectl" --context "kind-$1" -n "$ns" port-forward deploy/meridiand "$2:15010" >/dev/null &
+  forwards+=("$!")
+  while [ $tries -gt 0 ]; do
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    sleep 0.2
+    tries=$((tries - 1))
+  done
+  die "kubectl port-forward to $1's meridiand did not open 127.0.0.1:$2"
+}
+forwards=()
+stop_forwards() { [ ${#forwards[@]} -eq 0 ] || kill "${forwards[@]}" 2>/dev/null || true; }
+trap stop_forwards EXIT
 
 status() {
   check_clusters

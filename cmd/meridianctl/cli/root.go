@@ -38,6 +38,7 @@ var groups = []func(*Globals) *cobra.Command{
 	newLabCommand,
 	newTrustCommand,
 	newProxyConfigCommand,
+	newJoinCommand,
 }
 
 // Globals holds the flags every command shares and the output streams.
