@@ -57,9 +57,9 @@ func (m *mesh) proxiedUsers(t *testing.T, cluster, zone string, rate float64, se
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	select {
-	case <-p.Client().Synced():
+	case <-p.Ready(): // the first complete configuration applied, not only received
 	case <-time.After(30 * time.Second):
-		t.Fatalf("meridian-proxy never got its configuration: %+v", p.Client().Status())
+		t.Fatalf("meridian-proxy never applied a complete configuration: %+v", p.Client().Status())
 	}
 	conn, err := grpc.NewClient("passthrough:///"+up.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
