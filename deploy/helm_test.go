@@ -18,10 +18,13 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meridian-mesh/meridian/daemon"
 	"github.com/meridian-mesh/meridian/deploy"
 	"github.com/meridian-mesh/meridian/discovery/kube"
 	"github.com/meridian-mesh/meridian/internal/kubetest"
+	"github.com/meridian-mesh/meridian/sidecar"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/manifests from the chart")
@@ -279,6 +282,51 @@ func TestChartConfigAcceptedByMeridiand(t *testing.T) {
 				t.Errorf("config = %+v; want the external etcd with TLS and the labels", cfg)
 			}
 		})
+	}
+}
+
+// TestChartProxyArgsAcceptedByMeridianProxy: every meridian-proxy
+// container the chart renders (the gateways of the demo profile) has
+// arguments meridian-proxy's own flag parsing and node checks accept.
+func TestChartProxyArgsAcceptedByMeridianProxy(t *testing.T) {
+	b, err := deploy.Manifest("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]bool{}
+	for _, o := range objects(t, b) {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		for _, c := range containers {
+			c := c.(map[string]any)
+			if cmd, _ := c["command"].([]any); len(cmd) == 0 || !strings.HasSuffix(fmt.Sprint(cmd[0]), "/meridian-proxy") {
+				continue
+			}
+			var args []string
+			for _, a := range c["args"].([]any) {
+				args = append(args, fmt.Sprint(a))
+			}
+			var opts sidecar.Options
+			fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
+			opts.BindFlags(fs)
+			if err := fs.Parse(args); err != nil {
+				t.Fatalf("%s: %v: %v", o.GetName(), args, err)
+			}
+			cfg, closer, err := opts.Config(os.Stderr)
+			if err != nil {
+				t.Fatalf("%s: %v: %v", o.GetName(), args, err)
+			}
+			closer.Close()
+			if _, err := cfg.Node.Node(); err != nil {
+				t.Errorf("%s: %v: %v", o.GetName(), args, err)
+			}
+			modes[cfg.Node.Mode] = true
+		}
+	}
+	if len(modes) != 3 || !modes["ingress"] || !modes["egress"] || !modes["east-west"] {
+		t.Errorf("gateway modes rendered: %v; want ingress, egress and east-west", modes)
 	}
 }
 
