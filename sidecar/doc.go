@@ -43,13 +43,12 @@
 //     clients cannot pin connections on an unconfigured proxy.
 //   - EDS endpoints may be DNS names (remote east-west gateways published
 //     as hostnames); they are resolved and re-resolved. Envoy refuses them.
-//   - A cluster with no healthy or degraded endpoint at all (every one
-//     UNHEALTHY or DRAINING in EDS, or ejected) answers 503 "no healthy
-//     upstream" (flag UH, meridian_proxy_upstream_no_healthy_total) at
-//     once. Envoy's total panic would send to those endpoints anyway and
-//     fail after a connect timeout; the registry's contract is that
-//     unhealthy endpoints get no traffic. Panic mode is kept while any
-//     endpoint is available.
+//   - A cluster with no endpoint HEALTHY or DEGRADED in EDS (every one
+//     UNHEALTHY or DRAINING) answers 503 "no healthy upstream" (flag UH,
+//     meridian_proxy_upstream_no_healthy_total) at once. Envoy's total
+//     panic would send to those endpoints anyway and fail after a connect
+//     timeout; the registry's contract is that unhealthy endpoints get no
+//     traffic. Panic mode is otherwise Envoy's, ejected hosts included.
 //   - STRICT_DNS clusters resolve at connection time like LOGICAL_DNS.
 //   - Authorization arrives as Envoy RBAC filters (trust translates the
 //     policies; there is no side channel for the policy objects), so

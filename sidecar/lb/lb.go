@@ -182,17 +182,18 @@ func (b *Balancer) Drop() string {
 // Load returns the current priority load, for tests and the admin page.
 func (b *Balancer) Load() locality.Load { return b.p.Load().load }
 
-// Pick returns a host, or nil when the cluster has none that is healthy
-// or degraded. tried lists hosts a retry must avoid where it can.
+// Pick returns a host, or nil when the cluster has none that EDS calls
+// healthy or degraded. tried lists hosts a retry must avoid where it can.
 //
-// Panic mode (a level below the panic threshold uses all its hosts) holds
-// while some host is available. When none is — every endpoint UNHEALTHY or
-// DRAINING in EDS, or ejected — Envoy's total panic would still send to
-// them and fail after a connect timeout or a reset; Pick returns nil so
-// the request fails at once with "no healthy upstream" (UH), as Envoy does
-// with panic disabled. The registry says unhealthy endpoints get no
-// traffic, and a residency rule whose allowed endpoints are all down must
-// fail fast rather than wait on them.
+// When every endpoint is UNHEALTHY or DRAINING in EDS, Envoy's total panic
+// would still send to them and fail after a connect timeout or a reset;
+// Pick returns nil so the request fails at once with "no healthy
+// upstream" (UH), as Envoy does with panic disabled: the registry says
+// unhealthy endpoints get no traffic, and a residency rule whose allowed
+// endpoints are all down must fail fast rather than wait on them. Panic
+// mode is otherwise Envoy's, including hosts that outlier detection
+// ejected: ejection is this proxy's guess from a few errors, and ejecting
+// a service's only endpoints must not turn into an outage.
 func (b *Balancer) Pick(tried []*Host) *Host {
 	b.maybeSweep()
 	p := b.p.Load()

@@ -280,9 +280,10 @@ func TestUpdateKeepsHostState(t *testing.T) {
 	}
 }
 
-// TestNoAvailableHostPicksNothing: with every host unhealthy in EDS, or
-// ejected, no host is picked (no healthy upstream), panic threshold or
-// not; once one host is back, panic mode spreads over all hosts again.
+// TestNoAvailableHostPicksNothing: with every host unhealthy in EDS no
+// host is picked (no healthy upstream), panic threshold or not; once one
+// host is back, panic mode spreads over all hosts again. Hosts that are
+// only ejected still get traffic in panic mode, as in Envoy.
 func TestNoAvailableHostPicksNothing(t *testing.T) {
 	for _, panicThreshold := range []uint32{0, 50} {
 		b := lb.New(lb.Config{PanicThreshold: panicThreshold, LocalityWeighted: true})
@@ -304,7 +305,7 @@ func TestNoAvailableHostPicksNothing(t *testing.T) {
 	for _, h := range b.Hosts() {
 		b.Report(h, lb.Error5xx)
 	}
-	if h := b.Pick(nil); h != nil {
-		t.Fatalf("picked %s with every host ejected", h.Addr)
+	if h := b.Pick(nil); h == nil {
+		t.Fatal("nothing picked with every host ejected, want panic mode")
 	}
 }

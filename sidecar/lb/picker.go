@@ -27,8 +27,9 @@ type picker struct {
 
 	load locality.Load
 	opts locality.LoadOptions
-	// available: some host is healthy or degraded. When none is, picks
-	// fail (no healthy upstream) instead of Envoy's total panic.
+	// available: some host is HEALTHY or DEGRADED in EDS (ejected or
+	// not). When none is, picks fail (no healthy upstream) instead of
+	// Envoy's total panic.
 	available bool
 	prios     []*prioSet
 	drops     []xdsconfig.Drop
@@ -137,13 +138,14 @@ func buildPicker(hosts []*Host, cfg Config, overprov uint32, drops []xdsconfig.D
 	for i, hs := range byPrio {
 		for _, h := range hs {
 			levels[i].Total++
+			hl := h.Health()
+			p.available = p.available || hl == xdsconfig.Healthy || hl == xdsconfig.Degraded
 			if h.healthy() {
 				levels[i].Healthy++
 			} else if h.degraded() {
 				levels[i].Degraded++
 			}
 		}
-		p.available = p.available || levels[i].Healthy+levels[i].Degraded > 0
 	}
 	p.load = locality.PriorityLoad(levels, p.opts)
 	factor := float64(overprov) / 100
