@@ -1,11 +1,14 @@
 package sidecar_test
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -137,4 +140,190 @@ func TestNoHealthyUpstream(t *testing.T) {
 	if n := silent.accepted.Load() + silent2.accepted.Load(); n != 0 {
 		t.Fatalf("the unhealthy endpoints got %d connections", n)
 	}
+}
+
+// link is a TCP path to a backend that can be cut like a network link:
+// while cut, bytes in both directions are dropped and new connections
+// are held unanswered. Connections that lived through a cut are dead
+// once it heals, as the peer dropped them meanwhile: the first bytes sent
+// on one are answered with a reset.
+type link struct {
+	addr   netip.AddrPort
+	target string
+	ln     net.Listener
+
+	mu    sync.Mutex
+	cut   bool
+	epoch int // bumped by every cut and heal; a connection of an older one is dead
+	conns map[net.Conn]struct{}
+
+	accepted, resets atomic.Int64
+	wg               sync.WaitGroup
+}
+
+func startLink(t *testing.T, target netip.AddrPort) *link {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &link{addr: netip.MustParseAddrPort(ln.Addr().String()), target: target.String(), ln: ln, conns: map[net.Conn]struct{}{}}
+	l.wg.Add(1)
+	go l.serve()
+	t.Cleanup(l.close)
+	return l
+}
+
+func (l *link) serve() {
+	defer l.wg.Done()
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		l.accepted.Add(1)
+		b, err := net.Dial("tcp", l.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		l.mu.Lock()
+		epoch := l.epoch
+		l.conns[c], l.conns[b] = struct{}{}, struct{}{}
+		l.mu.Unlock()
+		l.wg.Add(2)
+		go l.pump(c, b, epoch, true)
+		go l.pump(b, c, epoch, false)
+	}
+}
+
+// pump copies src to dst while the link is up and the connection alive.
+func (l *link) pump(src, dst net.Conn, epoch int, fromProxy bool) {
+	defer l.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			l.mu.Lock()
+			cut, dead := l.cut, l.epoch != epoch
+			l.mu.Unlock()
+			switch {
+			case cut:
+				continue // dropped on the wire
+			case dead && fromProxy:
+				l.resets.Add(1)
+				src.(*net.TCPConn).SetLinger(0)
+				src.Close()
+				dst.Close()
+				return
+			case dead:
+				continue
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				src.Close()
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+func (l *link) setCut(cut bool) {
+	l.mu.Lock()
+	l.cut = cut
+	l.epoch++
+	l.mu.Unlock()
+}
+
+func (l *link) close() {
+	l.ln.Close()
+	l.mu.Lock()
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// TestStalePooledConnectionsAfterCut: a backend behind a link that is
+// cut (blackholed) and healed. Requests during the cut fail; after it
+// heals, the proxy's pooled connections are dead (the backend side reset
+// them), and not one request fails — POSTs included, which net/http
+// would not resend itself and the route has no retry policy for — because
+// requests that meet a dead pooled connection are sent again on a fresh
+// one.
+func TestStalePooledConnectionsAfterCut(t *testing.T) {
+	m := newMesh(t)
+	m.service("web", 80, registry.ProtocolHTTP)
+	b := startBackend(t, "b")
+	l := startLink(t, b.addr)
+	m.endpoint("web", "b", l.addr, "z1", nil)
+	up := freeAddr(t)
+	px := startProxy(t, m.xds.Addr, sidecar.Config{Upstreams: []sidecar.Upstream{{Listen: up, Host: host("web"), Port: 80}}})
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	url := "http://" + up.String() + "/pay"
+	post := func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader("amount=1"))
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%d %s", resp.StatusCode, body)
+		}
+		return nil
+	}
+	// burst sends workers × n POSTs at once and returns the failures.
+	burst := func(workers, n int) []error {
+		var mu sync.Mutex
+		var errs []error
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for range n {
+					if err := post(context.Background()); err != nil {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return errs
+	}
+	eventually2xx(t, c, url)
+	if errs := burst(8, 20); len(errs) > 0 {
+		t.Fatalf("before the cut: %d failures: %v", len(errs), errs[0])
+	}
+	pooled := l.accepted.Load()
+	if pooled < 2 {
+		t.Fatalf("the proxy opened %d connections to the backend, want a pool of several", pooled)
+	}
+
+	l.setCut(true)
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		if err := post(ctx); err == nil {
+			t.Fatal("a request went through the cut link")
+		}
+		cancel()
+	}
+	l.setCut(false)
+
+	if errs := burst(8, 25); len(errs) > 0 {
+		t.Fatalf("after the cut healed: %d of 200 requests failed, want 0: %v (resets %d accepted %d)", len(errs), errs[len(errs)-1], l.resets.Load(), l.accepted.Load())
+	}
+	if l.resets.Load() == 0 {
+		t.Fatal("no request met a dead pooled connection: the test proves nothing")
+	}
+	if n := px.metric(t, "meridian_proxy_upstream_stale_connections_total"); n == 0 {
+		t.Fatal("meridian_proxy_upstream_stale_connections_total = 0 after dead pooled connections were met")
+	}
+	t.Logf("pooled connections before the cut %d, dead ones met after it %d, connections in all %d", pooled, l.resets.Load(), l.accepted.Load())
 }

@@ -64,6 +64,7 @@ func New(o Options) *Dataplane {
 		Resolver:   o.Resolver,
 		OnOverflow: func(cluster, breaker string) { m.Overflow.WithLabelValues(cluster, breaker).Inc() },
 		OnNoHost:   func(cluster string) { m.NoHealthy.WithLabelValues(cluster).Inc() },
+		OnStale:    func(cluster string) { m.Stale.WithLabelValues(cluster).Inc() },
 		OnEject: func(cluster string, h *lb.Host, ejected bool, reason string) {
 			if ejected {
 				m.Ejections.WithLabelValues(cluster, reason).Inc()

@@ -32,7 +32,8 @@ type Env interface {
 	Routes(name string) *xdsconfig.RouteConfig
 }
 
-// MaxRetryBody is the largest request body kept for retries and mirrors.
+// MaxRetryBody is the largest request body kept for replays: retries,
+// mirrors, and a request resent after a dead pooled connection.
 const MaxRetryBody = 64 << 10
 
 // Options configure a Handler.
@@ -353,9 +354,14 @@ func (h *Handler) router(w http.ResponseWriter, r *http.Request, x *exchange) {
 		h.localReply(w, x, http.StatusServiceUnavailable, "dropped by the load assignment's "+cat+" overload policy")
 		return
 	}
-	retrying := x.retryPolicy() != nil
 	if r.Body != nil && r.Body != http.NoBody {
-		if (retrying || len(rt.Mirrors) > 0) && r.ContentLength >= 0 && r.ContentLength <= MaxRetryBody {
+		// Bodies of known, bounded size are kept whether or not the route
+		// retries: a request that meets a dead pooled connection is sent
+		// again (upstream.Cluster.RoundTrip), and mirrors need a copy. A
+		// client that waits for 100 Continue gets it from the upstream,
+		// unless the route retries or mirrors.
+		keep := x.retryPolicy() != nil || len(rt.Mirrors) > 0 || !expectsContinue(r)
+		if keep && r.ContentLength >= 0 && r.ContentLength <= MaxRetryBody {
 			body, err := readAll(r.Body, r.ContentLength)
 			if err != nil {
 				x.flags.add(flagDownstreamReset)
@@ -385,6 +391,10 @@ func (h *Handler) router(w http.ResponseWriter, r *http.Request, x *exchange) {
 		defer cancel()
 	}
 	h.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func expectsContinue(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Expect"), "100-continue")
 }
 
 func (x *exchange) retryPolicy() *xdsconfig.RetryPolicy {

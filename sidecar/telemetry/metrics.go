@@ -37,6 +37,10 @@ type Metrics struct {
 	// endpoint in their cluster and were refused at once (flag UH), by
 	// cluster (Envoy's upstream_cx_none_healthy).
 	NoHealthy *prometheus.CounterVec
+	// Stale counts requests that met a dead pooled upstream connection
+	// (reset or closed by the peer before any response) and were sent
+	// again, by cluster.
+	Stale *prometheus.CounterVec
 	// Ejections counts outlier ejections by cluster and reason; Ejected
 	// is the number of hosts ejected now.
 	Ejections *prometheus.CounterVec
@@ -95,6 +99,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Circuit-breaker overflows by cluster and breaker."}, []string{"cluster", "breaker"}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_proxy_upstream_retries_total",
 			Help: "Request retries by cluster."}, []string{"cluster"}),
+		Stale: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_proxy_upstream_stale_connections_total",
+			Help: "Requests that met a dead pooled upstream connection (reset or closed before any response) and were sent again on another, by cluster."}, []string{"cluster"}),
 		NoHealthy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_proxy_upstream_no_healthy_total",
 			Help: "Requests and connections refused at once because their cluster had no healthy endpoint (flag UH; Envoy's upstream_cx_none_healthy), by cluster."}, []string{"cluster"}),
 		Ejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_proxy_outlier_ejections_total",
@@ -107,7 +113,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Open downstream connections by listener."}, []string{"listener"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.reqBytes, m.respBytes, m.tcpSent, m.tcpReceived,
-		m.tcpOpened, m.tcpClosed, m.Rejected, m.Overflow, m.Retries, m.NoHealthy, m.Ejections, m.Ejected, m.Refused, m.DownstreamActive} {
+		m.tcpOpened, m.tcpClosed, m.Rejected, m.Overflow, m.Retries, m.NoHealthy, m.Stale, m.Ejections, m.Ejected, m.Refused, m.DownstreamActive} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

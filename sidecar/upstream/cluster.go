@@ -5,11 +5,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -48,6 +52,9 @@ type Deps struct {
 	// OnOverflow is told the breaker that refused (connections, pending,
 	// requests, retries).
 	OnOverflow func(cluster, breaker string)
+	// OnStale is told of every request that met a dead pooled connection
+	// and is sent again.
+	OnStale func(cluster string)
 	// OnNoHost is told of every pick that found no healthy host (Envoy's
 	// upstream_cx_none_healthy).
 	OnNoHost func(cluster string)
@@ -397,19 +404,83 @@ func (c *Cluster) buildTransports(st *clusterState) {
 // RoundTrip sends one attempt of a request to a host. The request's URL
 // host is set to the host's address; h2 selects HTTP/2 (for clusters that
 // speak what the downstream spoke).
+//
+// A pooled connection can be dead without the pool knowing: after a
+// network cut heals, the peer has long dropped it, and the first write or
+// read on it meets a reset. net/http retries that itself only for
+// idempotent requests. Here any request whose body can be replayed is
+// sent again when it failed on a reused connection before any response
+// (a reset, a broken pipe, an end of stream — not a timeout): the host
+// never answered on that connection, so this is a connect failure in
+// disguise, not a failed request. The cluster's other idle connections are
+// closed too, as they are as old as the dead one; the next try dials.
 func (c *Cluster) RoundTrip(req *http.Request, h *lb.Host, downstreamH2 bool) (*http.Response, error) {
 	st := c.state.Load()
 	tr := c.pools(st)
 	req.URL.Host = h.Addr
 	req.URL.Scheme = "http"
 	useH2 := st.cfg.Protocol == xdsconfig.UpstreamHTTP2 || (st.cfg.Protocol == xdsconfig.UpstreamDownstream && downstreamH2)
+	var rt http.RoundTripper = tr.h1
 	if useH2 {
-		return tr.h2.RoundTrip(req)
-	}
-	if tr.tlsCfg != nil {
+		rt = tr.h2
+	} else if tr.tlsCfg != nil {
 		req.URL.Scheme = "https"
 	}
-	return tr.h1.RoundTrip(req)
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !replayable {
+		return rt.RoundTrip(req)
+	}
+	var reused reuseTrace
+	traced := req.WithContext(httptrace.WithClientTrace(req.Context(), &reused.trace))
+	reused.trace.GotConn = reused.gotConn
+	for try := 0; ; try++ {
+		reused.reused = false
+		resp, err := rt.RoundTrip(traced)
+		if err == nil || !reused.reused || try == maxStaleRetries || !staleConnError(err) || req.Context().Err() != nil {
+			return resp, err
+		}
+		if c.deps.OnStale != nil {
+			c.deps.OnStale(c.name)
+		}
+		tr.closeIdle()
+		if req.GetBody != nil {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			traced.Body = body
+		}
+	}
+}
+
+// maxStaleRetries bounds the tries on pooled connections found dead: a
+// connection that was in use while the idle ones were closed may be
+// returned dead to the pool and taken next.
+const maxStaleRetries = 3
+
+// reuseTrace records whether a request went out on a reused connection.
+type reuseTrace struct {
+	trace  httptrace.ClientTrace
+	reused bool
+}
+
+func (r *reuseTrace) gotConn(info httptrace.GotConnInfo) { r.reused = info.Reused }
+
+// staleConnError reports whether an error is what a dead pooled
+// connection gives: the peer reset or closed it. Timeouts are not: a slow
+// host may have the request.
+func staleConnError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	var ce *ConnectError
+	if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(err.Error(), "connection lost") // http2: client connection lost
 }
 
 // UsesHTTP2 reports whether a request would go out over HTTP/2.
