@@ -30,7 +30,7 @@ type admin struct {
 // token is an identity, and the gRPC port is reachable by the whole
 // cluster.
 func (a admin) CreateJoinToken(ctx context.Context, req *trustpb.CreateJoinTokenRequest) (*trustpb.CreateJoinTokenResponse, error) {
-	if p, ok := peer.FromContext(ctx); !ok || !loopback(p.Addr) {
+	if !LocalCaller(ctx) {
 		return nil, status.Error(codes.PermissionDenied, "join tokens are minted only for callers on meridiand's own host")
 	}
 	td := a.s.cfg.TrustDomain
@@ -79,6 +79,14 @@ func (a admin) GetBundle(context.Context, *trustpb.GetBundleRequest) (*trustpb.G
 		})
 	}
 	return resp, nil
+}
+
+// LocalCaller reports whether a gRPC call comes from meridiand's own host
+// (loopback or a Unix socket): what may take the trust component's
+// sensitive steps, since the gRPC port is reachable by the whole cluster.
+func LocalCaller(ctx context.Context) bool {
+	p, ok := peer.FromContext(ctx)
+	return ok && loopback(p.Addr)
 }
 
 func loopback(a net.Addr) bool {

@@ -7,7 +7,7 @@
 //	ca.Authority ──► svid.Manager ──► sds.Provider ───────► xDS server (SDS)
 //	                      │      └──► workloadapi.Server ─► local processes
 //	                      └─────────► member.Credentials ─► federation gRPC
-//	bundle.Source ◄── ApplyBundleUpdate ◄── federation (gossiped updates)
+//	bundle.Source ◄── ApplyBundleUpdate ◄── exchange (updates in the replicated store)
 //	              ◄── bundleendpoint.Watch ◄── foreign trust domains
 //	casvc + bundle endpoint (HTTPS, member SVID) ◄── sidecars, VMs, clusters
 //	trustpb.TrustService (gRPC) ◄── meridianctl trust
@@ -19,7 +19,9 @@
 //
 // Root rotation is three explicit steps (rotation.go) that an operator or
 // a controller runs with waits between them; the bundle updates they make
-// are the values federation gossips (BundleUpdate, ApplyBundleUpdate).
+// (BundleUpdate, ApplyBundleUpdate) and the intermediates a rotation
+// re-signs (SignIntermediate, InstallIntermediate) are what package
+// exchange carries through the replicated policy store.
 //
 // InitRootDir and IssueIntermediateDir are the offline CA operations behind
 // `meridianctl trust init` and `issue-intermediate`.

@@ -15,25 +15,30 @@ import (
 // Root rotation, across the mesh, without a failed handshake:
 //
 //  1. PrepareRootRotation (root holder): a new root joins the bundle. The
-//     update goes to every cluster (federation gossips BundleUpdate; each
-//     member calls ApplyBundleUpdate). Wait until every cluster holds it,
+//     update goes to every cluster (package exchange carries BundleUpdate
+//     through the replicated store; each member calls ApplyBundleUpdate). Wait until every cluster holds it,
 //     and at least half an SVID TTL, so that holders renewing by CSR
 //     (svid.Rotator) have fetched it too.
 //  2. ActivateRoot (root holder): the new root signs from now on; the
 //     holder's intermediate is re-signed by it and its SVIDs reissued. Then
-//     every other cluster calls RenewIntermediate: the holder re-signs the
-//     cluster's intermediate key under the new root (authenticated by the
-//     member certificate) and the cluster reissues its SVIDs. Wait until
-//     every cluster has, and one SVID TTL, so no SVID under the old root
-//     is left.
+//     every other cluster's intermediate key is re-signed under the new
+//     root and the cluster reissues its SVIDs: through the store (package
+//     exchange: the holder's SignIntermediate on the chain the cluster
+//     publishes, the cluster's InstallIntermediate), or by the cluster
+//     calling RenewIntermediate on the holder's CA service (authenticated
+//     by the member certificate). Wait until every cluster has, and one
+//     SVID TTL, so no SVID under the old root is left.
 //  3. RetireRootRotation (root holder): the old root leaves the bundle,
 //     in an update signed by the new root, carried as in 1.
 //
 // TestRootRotationAcrossClusters runs the three steps between two clusters
-// under continuous mTLS traffic.
+// under continuous mTLS traffic; package exchange and meridiand's tests
+// run them through the store and meridianctl trust rotate. Each step
+// first reloads the root from etcd, so any replica of the root holder
+// may take it.
 
 // BundleUpdate is the newest signed bundle update this cluster holds, for
-// federation to gossip; nil before the root holder has signed one.
+// the mesh (package exchange); nil before it has merged one.
 func (s *Service) BundleUpdate() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -71,6 +76,9 @@ func (s *Service) applyLocked(ctx context.Context, data []byte) (bool, error) {
 func (s *Service) PrepareRootRotation(ctx context.Context) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refreshRoot(ctx); err != nil {
+		return nil, err
+	}
 	if s.root == nil {
 		return nil, errors.New("trust: only the root holder rotates the root")
 	}
@@ -98,6 +106,9 @@ func (s *Service) PrepareRootRotation(ctx context.Context) ([]byte, error) {
 func (s *Service) ActivateRoot(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refreshRoot(ctx); err != nil {
+		return err
+	}
 	if s.root == nil {
 		return errors.New("trust: only the root holder rotates the root")
 	}
@@ -157,6 +168,9 @@ func (s *Service) useIntermediate(ctx context.Context, chain []*x509.Certificate
 func (s *Service) RetireRootRotation(ctx context.Context) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refreshRoot(ctx); err != nil {
+		return nil, err
+	}
 	if s.root == nil {
 		return nil, errors.New("trust: only the root holder rotates the root")
 	}

@@ -33,6 +33,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RotationStep int32
+
+const (
+	RotationStep_ROTATION_STEP_UNSPECIFIED RotationStep = 0
+	// A new root joins every bundle (signed by the current root).
+	RotationStep_ROTATION_STEP_PREPARE RotationStep = 1
+	// The new root signs from now on: every cluster's intermediate is
+	// re-signed by it and every SVID reissued.
+	RotationStep_ROTATION_STEP_ACTIVATE RotationStep = 2
+	// The old root leaves every bundle (signed by the new root).
+	RotationStep_ROTATION_STEP_RETIRE RotationStep = 3
+)
+
+// Enum value maps for RotationStep.
+var (
+	RotationStep_name = map[int32]string{
+		0: "ROTATION_STEP_UNSPECIFIED",
+		1: "ROTATION_STEP_PREPARE",
+		2: "ROTATION_STEP_ACTIVATE",
+		3: "ROTATION_STEP_RETIRE",
+	}
+	RotationStep_value = map[string]int32{
+		"ROTATION_STEP_UNSPECIFIED": 0,
+		"ROTATION_STEP_PREPARE":     1,
+		"ROTATION_STEP_ACTIVATE":    2,
+		"ROTATION_STEP_RETIRE":      3,
+	}
+)
+
+func (x RotationStep) Enum() *RotationStep {
+	p := new(RotationStep)
+	*p = x
+	return p
+}
+
+func (x RotationStep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RotationStep) Descriptor() protoreflect.EnumDescriptor {
+	return file_trust_trustpb_trust_proto_enumTypes[0].Descriptor()
+}
+
+func (RotationStep) Type() protoreflect.EnumType {
+	return &file_trust_trustpb_trust_proto_enumTypes[0]
+}
+
+func (x RotationStep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RotationStep.Descriptor instead.
+func (RotationStep) EnumDescriptor() ([]byte, []int) {
+	return file_trust_trustpb_trust_proto_rawDescGZIP(), []int{0}
+}
+
 type CreateJoinTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Identity:
@@ -416,6 +472,296 @@ func (x *Bundle) GetLocal() bool {
 	return false
 }
 
+type RotateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Step  RotationStep           `protobuf:"varint,1,opt,name=step,proto3,enum=meridian.trust.v1.RotationStep" json:"step,omitempty"`
+	// Force takes the step even though some cluster has not caught up with
+	// the previous one: its handshakes may fail.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRequest) Reset() {
+	*x = RotateRequest{}
+	mi := &file_trust_trustpb_trust_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRequest) ProtoMessage() {}
+
+func (x *RotateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trust_trustpb_trust_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRequest.ProtoReflect.Descriptor instead.
+func (*RotateRequest) Descriptor() ([]byte, []int) {
+	return file_trust_trustpb_trust_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RotateRequest) GetStep() RotationStep {
+	if x != nil {
+		return x.Step
+	}
+	return RotationStep_ROTATION_STEP_UNSPECIFIED
+}
+
+func (x *RotateRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type GetRotationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRotationRequest) Reset() {
+	*x = GetRotationRequest{}
+	mi := &file_trust_trustpb_trust_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRotationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRotationRequest) ProtoMessage() {}
+
+func (x *GetRotationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trust_trustpb_trust_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRotationRequest.ProtoReflect.Descriptor instead.
+func (*GetRotationRequest) Descriptor() ([]byte, []int) {
+	return file_trust_trustpb_trust_proto_rawDescGZIP(), []int{7}
+}
+
+type RotationStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RootHolder is the cluster that holds the root, "" when none has
+	// published its state.
+	RootHolder string `protobuf:"bytes,1,opt,name=root_holder,json=rootHolder,proto3" json:"root_holder,omitempty"`
+	// Phase is steady (one root), prepared (a new root in the bundles, the
+	// old one signing) or activated (the new root signing, the old one still
+	// trusted).
+	Phase string `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
+	// CurrentRoot is the key ID of the root that signs intermediates.
+	CurrentRoot string `protobuf:"bytes,3,opt,name=current_root,json=currentRoot,proto3" json:"current_root,omitempty"`
+	// Roots and Sequence are the root holder's bundle.
+	Roots    []string `protobuf:"bytes,4,rep,name=roots,proto3" json:"roots,omitempty"`
+	Sequence uint64   `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// SVIDTTL of the root holder: how long an SVID issued before a step
+	// may live on after it.
+	SvidTtl       *durationpb.Duration `protobuf:"bytes,6,opt,name=svid_ttl,json=svidTtl,proto3" json:"svid_ttl,omitempty"`
+	Clusters      []*ClusterTrust      `protobuf:"bytes,7,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotationStatus) Reset() {
+	*x = RotationStatus{}
+	mi := &file_trust_trustpb_trust_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotationStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotationStatus) ProtoMessage() {}
+
+func (x *RotationStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_trust_trustpb_trust_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotationStatus.ProtoReflect.Descriptor instead.
+func (*RotationStatus) Descriptor() ([]byte, []int) {
+	return file_trust_trustpb_trust_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RotationStatus) GetRootHolder() string {
+	if x != nil {
+		return x.RootHolder
+	}
+	return ""
+}
+
+func (x *RotationStatus) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *RotationStatus) GetCurrentRoot() string {
+	if x != nil {
+		return x.CurrentRoot
+	}
+	return ""
+}
+
+func (x *RotationStatus) GetRoots() []string {
+	if x != nil {
+		return x.Roots
+	}
+	return nil
+}
+
+func (x *RotationStatus) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *RotationStatus) GetSvidTtl() *durationpb.Duration {
+	if x != nil {
+		return x.SvidTtl
+	}
+	return nil
+}
+
+func (x *RotationStatus) GetClusters() []*ClusterTrust {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+// ClusterTrust is one cluster's trust state as it publishes it.
+type ClusterTrust struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cluster string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// State is the cluster's state in this member's registry (alive,
+	// suspect, dead, ...).
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Published is false for a cluster that has published no trust state
+	// (trust is off there, or it has not started).
+	Published bool     `protobuf:"varint,3,opt,name=published,proto3" json:"published,omitempty"`
+	Sequence  uint64   `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Roots     []string `protobuf:"bytes,5,rep,name=roots,proto3" json:"roots,omitempty"`
+	// Issuer is the key ID of the root that signed the cluster's
+	// intermediate.
+	Issuer        string `protobuf:"bytes,6,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	RootHolder    bool   `protobuf:"varint,7,opt,name=root_holder,json=rootHolder,proto3" json:"root_holder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterTrust) Reset() {
+	*x = ClusterTrust{}
+	mi := &file_trust_trustpb_trust_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterTrust) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterTrust) ProtoMessage() {}
+
+func (x *ClusterTrust) ProtoReflect() protoreflect.Message {
+	mi := &file_trust_trustpb_trust_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterTrust.ProtoReflect.Descriptor instead.
+func (*ClusterTrust) Descriptor() ([]byte, []int) {
+	return file_trust_trustpb_trust_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ClusterTrust) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ClusterTrust) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ClusterTrust) GetPublished() bool {
+	if x != nil {
+		return x.Published
+	}
+	return false
+}
+
+func (x *ClusterTrust) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ClusterTrust) GetRoots() []string {
+	if x != nil {
+		return x.Roots
+	}
+	return nil
+}
+
+func (x *ClusterTrust) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *ClusterTrust) GetRootHolder() bool {
+	if x != nil {
+		return x.RootHolder
+	}
+	return false
+}
+
 var File_trust_trustpb_trust_proto protoreflect.FileDescriptor
 
 const file_trust_trustpb_trust_proto_rawDesc = "" +
@@ -446,10 +792,40 @@ const file_trust_trustpb_trust_proto_rawDesc = "" +
 	"spiffeJson\x12\x1b\n" +
 	"\troots_pem\x18\x03 \x01(\tR\brootsPem\x12\x1a\n" +
 	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12\x14\n" +
-	"\x05local\x18\x05 \x01(\bR\x05local2\xd0\x01\n" +
+	"\x05local\x18\x05 \x01(\bR\x05local\"Z\n" +
+	"\rRotateRequest\x123\n" +
+	"\x04step\x18\x01 \x01(\x0e2\x1f.meridian.trust.v1.RotationStepR\x04step\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x14\n" +
+	"\x12GetRotationRequest\"\x8f\x02\n" +
+	"\x0eRotationStatus\x12\x1f\n" +
+	"\vroot_holder\x18\x01 \x01(\tR\n" +
+	"rootHolder\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12!\n" +
+	"\fcurrent_root\x18\x03 \x01(\tR\vcurrentRoot\x12\x14\n" +
+	"\x05roots\x18\x04 \x03(\tR\x05roots\x12\x1a\n" +
+	"\bsequence\x18\x05 \x01(\x04R\bsequence\x124\n" +
+	"\bsvid_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\asvidTtl\x12;\n" +
+	"\bclusters\x18\a \x03(\v2\x1f.meridian.trust.v1.ClusterTrustR\bclusters\"\xc7\x01\n" +
+	"\fClusterTrust\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1c\n" +
+	"\tpublished\x18\x03 \x01(\bR\tpublished\x12\x1a\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12\x14\n" +
+	"\x05roots\x18\x05 \x03(\tR\x05roots\x12\x16\n" +
+	"\x06issuer\x18\x06 \x01(\tR\x06issuer\x12\x1f\n" +
+	"\vroot_holder\x18\a \x01(\bR\n" +
+	"rootHolder*~\n" +
+	"\fRotationStep\x12\x1d\n" +
+	"\x19ROTATION_STEP_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ROTATION_STEP_PREPARE\x10\x01\x12\x1a\n" +
+	"\x16ROTATION_STEP_ACTIVATE\x10\x02\x12\x18\n" +
+	"\x14ROTATION_STEP_RETIRE\x10\x032\xd0\x01\n" +
 	"\fTrustService\x12h\n" +
 	"\x0fCreateJoinToken\x12).meridian.trust.v1.CreateJoinTokenRequest\x1a*.meridian.trust.v1.CreateJoinTokenResponse\x12V\n" +
-	"\tGetBundle\x12#.meridian.trust.v1.GetBundleRequest\x1a$.meridian.trust.v1.GetBundleResponseB1Z/github.com/meridian-mesh/meridian/trust/trustpbb\x06proto3"
+	"\tGetBundle\x12#.meridian.trust.v1.GetBundleRequest\x1a$.meridian.trust.v1.GetBundleResponse2\xb6\x01\n" +
+	"\fRootRotation\x12M\n" +
+	"\x06Rotate\x12 .meridian.trust.v1.RotateRequest\x1a!.meridian.trust.v1.RotationStatus\x12W\n" +
+	"\vGetRotation\x12%.meridian.trust.v1.GetRotationRequest\x1a!.meridian.trust.v1.RotationStatusB1Z/github.com/meridian-mesh/meridian/trust/trustpbb\x06proto3"
 
 var (
 	file_trust_trustpb_trust_proto_rawDescOnce sync.Once
@@ -463,31 +839,44 @@ func file_trust_trustpb_trust_proto_rawDescGZIP() []byte {
 	return file_trust_trustpb_trust_proto_rawDescData
 }
 
-var file_trust_trustpb_trust_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_trust_trustpb_trust_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_trust_trustpb_trust_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_trust_trustpb_trust_proto_goTypes = []any{
-	(*CreateJoinTokenRequest)(nil),  // 0: meridian.trust.v1.CreateJoinTokenRequest
-	(*Workload)(nil),                // 1: meridian.trust.v1.Workload
-	(*CreateJoinTokenResponse)(nil), // 2: meridian.trust.v1.CreateJoinTokenResponse
-	(*GetBundleRequest)(nil),        // 3: meridian.trust.v1.GetBundleRequest
-	(*GetBundleResponse)(nil),       // 4: meridian.trust.v1.GetBundleResponse
-	(*Bundle)(nil),                  // 5: meridian.trust.v1.Bundle
-	(*durationpb.Duration)(nil),     // 6: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
+	(RotationStep)(0),               // 0: meridian.trust.v1.RotationStep
+	(*CreateJoinTokenRequest)(nil),  // 1: meridian.trust.v1.CreateJoinTokenRequest
+	(*Workload)(nil),                // 2: meridian.trust.v1.Workload
+	(*CreateJoinTokenResponse)(nil), // 3: meridian.trust.v1.CreateJoinTokenResponse
+	(*GetBundleRequest)(nil),        // 4: meridian.trust.v1.GetBundleRequest
+	(*GetBundleResponse)(nil),       // 5: meridian.trust.v1.GetBundleResponse
+	(*Bundle)(nil),                  // 6: meridian.trust.v1.Bundle
+	(*RotateRequest)(nil),           // 7: meridian.trust.v1.RotateRequest
+	(*GetRotationRequest)(nil),      // 8: meridian.trust.v1.GetRotationRequest
+	(*RotationStatus)(nil),          // 9: meridian.trust.v1.RotationStatus
+	(*ClusterTrust)(nil),            // 10: meridian.trust.v1.ClusterTrust
+	(*durationpb.Duration)(nil),     // 11: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
 }
 var file_trust_trustpb_trust_proto_depIdxs = []int32{
-	1, // 0: meridian.trust.v1.CreateJoinTokenRequest.workload:type_name -> meridian.trust.v1.Workload
-	6, // 1: meridian.trust.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	7, // 2: meridian.trust.v1.CreateJoinTokenResponse.expires:type_name -> google.protobuf.Timestamp
-	5, // 3: meridian.trust.v1.GetBundleResponse.bundles:type_name -> meridian.trust.v1.Bundle
-	0, // 4: meridian.trust.v1.TrustService.CreateJoinToken:input_type -> meridian.trust.v1.CreateJoinTokenRequest
-	3, // 5: meridian.trust.v1.TrustService.GetBundle:input_type -> meridian.trust.v1.GetBundleRequest
-	2, // 6: meridian.trust.v1.TrustService.CreateJoinToken:output_type -> meridian.trust.v1.CreateJoinTokenResponse
-	4, // 7: meridian.trust.v1.TrustService.GetBundle:output_type -> meridian.trust.v1.GetBundleResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: meridian.trust.v1.CreateJoinTokenRequest.workload:type_name -> meridian.trust.v1.Workload
+	11, // 1: meridian.trust.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	12, // 2: meridian.trust.v1.CreateJoinTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	6,  // 3: meridian.trust.v1.GetBundleResponse.bundles:type_name -> meridian.trust.v1.Bundle
+	0,  // 4: meridian.trust.v1.RotateRequest.step:type_name -> meridian.trust.v1.RotationStep
+	11, // 5: meridian.trust.v1.RotationStatus.svid_ttl:type_name -> google.protobuf.Duration
+	10, // 6: meridian.trust.v1.RotationStatus.clusters:type_name -> meridian.trust.v1.ClusterTrust
+	1,  // 7: meridian.trust.v1.TrustService.CreateJoinToken:input_type -> meridian.trust.v1.CreateJoinTokenRequest
+	4,  // 8: meridian.trust.v1.TrustService.GetBundle:input_type -> meridian.trust.v1.GetBundleRequest
+	7,  // 9: meridian.trust.v1.RootRotation.Rotate:input_type -> meridian.trust.v1.RotateRequest
+	8,  // 10: meridian.trust.v1.RootRotation.GetRotation:input_type -> meridian.trust.v1.GetRotationRequest
+	3,  // 11: meridian.trust.v1.TrustService.CreateJoinToken:output_type -> meridian.trust.v1.CreateJoinTokenResponse
+	5,  // 12: meridian.trust.v1.TrustService.GetBundle:output_type -> meridian.trust.v1.GetBundleResponse
+	9,  // 13: meridian.trust.v1.RootRotation.Rotate:output_type -> meridian.trust.v1.RotationStatus
+	9,  // 14: meridian.trust.v1.RootRotation.GetRotation:output_type -> meridian.trust.v1.RotationStatus
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_trust_trustpb_trust_proto_init() }
@@ -504,13 +893,14 @@ func file_trust_trustpb_trust_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trust_trustpb_trust_proto_rawDesc), len(file_trust_trustpb_trust_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      1,
+			NumMessages:   10,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_trust_trustpb_trust_proto_goTypes,
 		DependencyIndexes: file_trust_trustpb_trust_proto_depIdxs,
+		EnumInfos:         file_trust_trustpb_trust_proto_enumTypes,
 		MessageInfos:      file_trust_trustpb_trust_proto_msgTypes,
 	}.Build()
 	File_trust_trustpb_trust_proto = out.File

@@ -181,3 +181,165 @@ var TrustService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "trust/trustpb/trust.proto",
 }
+
+const (
+	RootRotation_Rotate_FullMethodName      = "/meridian.trust.v1.RootRotation/Rotate"
+	RootRotation_GetRotation_FullMethodName = "/meridian.trust.v1.RootRotation/GetRotation"
+)
+
+// RootRotationClient is the client API for RootRotation service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// RootRotation walks the mesh through a root rotation (package
+// trust/exchange): the steps run on the root holder's leading replica,
+// every cluster follows through the replicated policy store, and
+// GetRotation shows how far each cluster is. Errors: PERMISSION_DENIED
+// when Rotate is called from anywhere but loopback; FAILED_PRECONDITION
+// when a step would break handshakes (some cluster has not caught up with
+// the previous one; force overrides) or this cluster does not hold the
+// root; UNAVAILABLE from a replica that does not lead. The last two carry
+// a google.rpc.ErrorInfo whose metadata "leader" names the meridiand to
+// ask instead, when known.
+type RootRotationClient interface {
+	Rotate(ctx context.Context, in *RotateRequest, opts ...grpc.CallOption) (*RotationStatus, error)
+	GetRotation(ctx context.Context, in *GetRotationRequest, opts ...grpc.CallOption) (*RotationStatus, error)
+}
+
+type rootRotationClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewRootRotationClient(cc grpc.ClientConnInterface) RootRotationClient {
+	return &rootRotationClient{cc}
+}
+
+func (c *rootRotationClient) Rotate(ctx context.Context, in *RotateRequest, opts ...grpc.CallOption) (*RotationStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotationStatus)
+	err := c.cc.Invoke(ctx, RootRotation_Rotate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rootRotationClient) GetRotation(ctx context.Context, in *GetRotationRequest, opts ...grpc.CallOption) (*RotationStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotationStatus)
+	err := c.cc.Invoke(ctx, RootRotation_GetRotation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RootRotationServer is the server API for RootRotation service.
+// All implementations must embed UnimplementedRootRotationServer
+// for forward compatibility.
+//
+// RootRotation walks the mesh through a root rotation (package
+// trust/exchange): the steps run on the root holder's leading replica,
+// every cluster follows through the replicated policy store, and
+// GetRotation shows how far each cluster is. Errors: PERMISSION_DENIED
+// when Rotate is called from anywhere but loopback; FAILED_PRECONDITION
+// when a step would break handshakes (some cluster has not caught up with
+// the previous one; force overrides) or this cluster does not hold the
+// root; UNAVAILABLE from a replica that does not lead. The last two carry
+// a google.rpc.ErrorInfo whose metadata "leader" names the meridiand to
+// ask instead, when known.
+type RootRotationServer interface {
+	Rotate(context.Context, *RotateRequest) (*RotationStatus, error)
+	GetRotation(context.Context, *GetRotationRequest) (*RotationStatus, error)
+	mustEmbedUnimplementedRootRotationServer()
+}
+
+// UnimplementedRootRotationServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedRootRotationServer struct{}
+
+func (UnimplementedRootRotationServer) Rotate(context.Context, *RotateRequest) (*RotationStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rotate not implemented")
+}
+func (UnimplementedRootRotationServer) GetRotation(context.Context, *GetRotationRequest) (*RotationStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRotation not implemented")
+}
+func (UnimplementedRootRotationServer) mustEmbedUnimplementedRootRotationServer() {}
+func (UnimplementedRootRotationServer) testEmbeddedByValue()                      {}
+
+// UnsafeRootRotationServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to RootRotationServer will
+// result in compilation errors.
+type UnsafeRootRotationServer interface {
+	mustEmbedUnimplementedRootRotationServer()
+}
+
+func RegisterRootRotationServer(s grpc.ServiceRegistrar, srv RootRotationServer) {
+	// If the following call panics, it indicates UnimplementedRootRotationServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&RootRotation_ServiceDesc, srv)
+}
+
+func _RootRotation_Rotate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RootRotationServer).Rotate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RootRotation_Rotate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RootRotationServer).Rotate(ctx, req.(*RotateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RootRotation_GetRotation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRotationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RootRotationServer).GetRotation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RootRotation_GetRotation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RootRotationServer).GetRotation(ctx, req.(*GetRotationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// RootRotation_ServiceDesc is the grpc.ServiceDesc for RootRotation service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var RootRotation_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "meridian.trust.v1.RootRotation",
+	HandlerType: (*RootRotationServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Rotate",
+			Handler:    _RootRotation_Rotate_Handler,
+		},
+		{
+			MethodName: "GetRotation",
+			Handler:    _RootRotation_GetRotation_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "trust/trustpb/trust.proto",
+}
