@@ -12,7 +12,11 @@
 // meridian-proxy's memory (see xdsconfig's tls.go for the same choice
 // about trust/sds). Other TLS — an ingress gateway's given certificate, an
 // upstream verified against trusted CAs — is plain crypto/tls with Envoy's
-// SAN matchers.
+// SAN matchers. An upstream that trusts the system's roots
+// (system_root_certs: remote JWKS, TLS to external hosts) must also
+// present a certificate for the SNI when no SAN matcher is given — stricter
+// than Envoy, which checks only the chain: a public CA vouches for any
+// name.
 //
 // Secrets holds the newest SDS secrets, and the certificate and bundle
 // sources handed to go-spiffe read it at every handshake: an SVID rotation

@@ -56,6 +56,7 @@ func (s *Secrets) validation(ref *xdsconfig.ValidationRef) (*xdsconfig.Validatio
 	}
 	if in := ref.Inline; in != nil {
 		out.Roots = append(out.Roots[:len(out.Roots):len(out.Roots)], in.Roots...)
+		out.SystemRoots = out.SystemRoots || in.SystemRoots
 		if in.Bundles != nil {
 			out.Bundles = in.Bundles
 		}
@@ -126,7 +127,7 @@ func (s *Secrets) ServerConfig(t *xdsconfig.DownstreamTLS, alpn []string) *tls.C
 					}
 					return nil
 				}
-				return s.verify(t.Validation, cs.PeerCertificates)
+				return s.verify(t.Validation, cs.PeerCertificates, "")
 			}
 		}
 	}
@@ -189,7 +190,7 @@ func (s *Secrets) ClientConfig(t *xdsconfig.UpstreamTLS, sni string) *tls.Config
 				if len(cs.PeerCertificates) == 0 {
 					return errors.New("identity: the server presented no certificate")
 				}
-				return s.verify(t.Validation, cs.PeerCertificates)
+				return s.verify(t.Validation, cs.PeerCertificates, cs.ServerName)
 			}
 		}
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
@@ -238,19 +239,33 @@ func authorizer(ref *xdsconfig.ValidationRef) tlsconfig.Authorizer {
 	}
 }
 
-// verify checks a non-mesh peer's chain against the trusted CAs and its
-// names against the SAN matchers.
-func (s *Secrets) verify(ref *xdsconfig.ValidationRef, certs []*x509.Certificate) error {
+// verify checks a non-mesh peer's chain against the trusted CAs (the
+// system's roots when the context says so and names none) and its names
+// against the SAN matchers. serverName is the SNI a client sent.
+//
+// With the system's roots and no SAN matcher, the server's certificate
+// must also be valid for the SNI: any public CA vouches for any name, so
+// the chain alone proves nothing about who answered. Envoy checks the
+// chain only unless told to match names; this is stricter on purpose.
+func (s *Secrets) verify(ref *xdsconfig.ValidationRef, certs []*x509.Certificate, serverName string) error {
 	v, err := s.validation(ref)
 	if err != nil {
 		return err
 	}
-	if len(v.Roots) == 0 {
+	opts := x509.VerifyOptions{Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	switch {
+	case len(v.Roots) > 0:
+		opts.Roots = x509.NewCertPool()
+		for _, r := range v.Roots {
+			opts.Roots.AddCert(r)
+		}
+	case v.SystemRoots:
+		// nil Roots: the system's pool.
+		if len(v.SANs) == 0 {
+			opts.DNSName = serverName
+		}
+	default:
 		return errors.New("identity: no trusted CA to verify the peer")
-	}
-	opts := x509.VerifyOptions{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
-	for _, r := range v.Roots {
-		opts.Roots.AddCert(r)
 	}
 	for _, c := range certs[1:] {
 		opts.Intermediates.AddCert(c)

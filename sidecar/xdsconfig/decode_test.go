@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
@@ -222,5 +223,65 @@ func TestSameAsTrustSDS(t *testing.T) {
 		if err1 != nil || err2 != nil || !g.Equal(w) {
 			t.Fatalf("bundle of %s: %v %v", d, err1, err2)
 		}
+	}
+}
+
+// TestSystemRootCerts: the clusters translate builds for a remote JWKS
+// and for TLS to an external host without a credential trust the system's
+// roots (system_root_certs), and decode as such.
+func TestSystemRootCerts(t *testing.T) {
+	reg := registry.New(registry.Options{})
+	if err := reg.SetCluster(registry.Cluster{Name: "c1", Region: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := v1alpha1.Load([]byte(`
+apiVersion: meridian.io/v1alpha1
+kind: RequestAuthentication
+metadata: {name: users, namespace: shop}
+spec:
+  jwtRules:
+  - issuer: https://auth.example.com
+    jwksUri: https://auth.example.com/.well-known/jwks.json
+---
+apiVersion: meridian.io/v1alpha1
+kind: ServiceEntry
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api.external.test]
+  ports: [{number: 443, protocol: HTTP}]
+  resolution: dns
+---
+apiVersion: meridian.io/v1alpha1
+kind: DestinationPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  host: api.external.test
+  tls: {mode: simple}
+`), v1alpha1.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := translate.CompilePolicies(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := translate.Proxy{ID: "s", Mode: translate.ModeSidecar, Cluster: "c1", Namespace: "shop", InboundPorts: []uint32{8080}}
+	d := xdsconfig.NewDecoder(xdsconfig.Options{})
+	system := map[string]bool{}
+	for _, r := range translate.Build(translate.Input{View: reg.View(), Policies: pol}, proxy.Scope(translate.ClusterType)).Resources {
+		name, res, err := d.Decode(translate.ClusterType, mustAny(t, r.Message))
+		if err != nil {
+			t.Fatalf("cluster %s: %v", r.Name, err)
+		}
+		if tls := res.(*xdsconfig.Cluster).TLS; tls != nil && tls.Validation != nil && tls.Validation.Inline != nil && tls.Validation.Inline.SystemRoots {
+			system[name] = true
+		}
+	}
+	var jwks bool
+	for name := range system {
+		jwks = jwks || strings.Contains(name, "auth.example.com")
+	}
+	if !jwks || !system["outbound|443||api.external.test"] {
+		t.Fatalf("clusters that trust the system's roots: %v, want the JWKS cluster and outbound|443||api.external.test", system)
 	}
 }

@@ -44,6 +44,9 @@ func (*Secret) References(func(typeURL, name string)) {}
 // validator), and which subject alternative names to accept.
 type Validation struct {
 	Roots []*x509.Certificate
+	// SystemRoots trusts the system's roots (system_root_certs), as Envoy
+	// does only when no trusted_ca is given.
+	SystemRoots bool
 	// Bundles, when set, verify a peer against its own trust domain's
 	// roots only.
 	Bundles *x509bundle.Set
@@ -198,9 +201,10 @@ func parsePEMCerts(b []byte) ([]*x509.Certificate, error) {
 func validationContext(v *tlsv3.CertificateValidationContext) (*Validation, error) {
 	out := &Validation{}
 	if len(v.GetVerifyCertificateSpki()) > 0 || len(v.GetVerifyCertificateHash()) > 0 || v.GetCrl() != nil ||
-		v.GetSystemRootCerts() != nil || v.GetCaCertificateProviderInstance() != nil || v.GetWatchedDirectory() != nil {
-		return nil, errors.New("only trusted_ca, the SPIFFE validator and SAN matchers are supported")
+		v.GetCaCertificateProviderInstance() != nil || v.GetWatchedDirectory() != nil {
+		return nil, errors.New("only trusted_ca, system_root_certs, the SPIFFE validator and SAN matchers are supported")
 	}
+	out.SystemRoots = v.GetSystemRootCerts() != nil
 	if v.GetTrustChainVerification() == tlsv3.CertificateValidationContext_ACCEPT_UNTRUSTED || v.GetAllowExpiredCertificate() {
 		return nil, errors.New("accepting untrusted or expired certificates is not supported")
 	}
