@@ -2,7 +2,9 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 
@@ -249,10 +251,17 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 			return &countingConn{Conn: conn, count: count}, nil
 		}),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			return inv(withNode(ctx), method, req, reply, cc, opts...)
+			err := inv(withNode(ctx), method, req, reply, cc, opts...)
+			p.refused(addr, cc, err)
+			return err
 		}),
 		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, s grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-			return s(withNode(ctx), desc, cc, method, opts...)
+			cs, err := s(withNode(ctx), desc, cc, method, opts...)
+			if err != nil {
+				p.refused(addr, cc, err)
+				return nil, err
+			}
+			return &refusalStream{ClientStream: cs, refused: func(err error) { p.refused(addr, cc, err) }}, nil
 		}),
 	)
 	if err != nil {
@@ -260,6 +269,43 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	}
 	p.m[addr] = c
 	return c, nil
+}
+
+// refused drops the connection to addr when its peer refused the
+// identity it proved (PermissionDenied, see authorize), so that the next
+// call handshakes again. A member checks a connection's certificate
+// against its bundle at every call, not once: after a root rotation
+// retires the root that certificate chained to, every call on a
+// connection made before is refused, while a new handshake presents the
+// member SVID reissued under the new root.
+func (p *connPool) refused(addr string, cc *grpc.ClientConn, err error) {
+	if status.Code(err) != codes.PermissionDenied {
+		return
+	}
+	p.mu.Lock()
+	mine := p.m[addr] == cc
+	if mine {
+		delete(p.m, addr)
+	}
+	p.mu.Unlock()
+	if mine {
+		p.f.log.Info("member refused this connection's identity; connecting again", "addr", addr, "err", err)
+		cc.Close()
+	}
+}
+
+// refusalStream reports a stream's error to refused.
+type refusalStream struct {
+	grpc.ClientStream
+	refused func(error)
+}
+
+func (s *refusalStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.refused(err)
+	}
+	return err
 }
 
 func (p *connPool) closeAll() {
