@@ -30,9 +30,9 @@ each cluster's meridiand signs short-lived SPIFFE X.509-SVIDs for its
 workloads (spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICEACCOUNT).
 
 init and issue-intermediate work offline on a CA directory (keep the root
-key off the network); join-token and bundle ask a running meridiand.`,
+key off the network); join-token, bundle and rotate ask a running meridiand.`,
 	}
-	cmd.AddCommand(newTrustInit(g), newTrustIssueIntermediate(g), newTrustJoinToken(g), newTrustBundle(g))
+	cmd.AddCommand(newTrustInit(g), newTrustIssueIntermediate(g), newTrustJoinToken(g), newTrustBundle(g), newTrustRotate(g))
 	return cmd
 }
 
@@ -234,7 +234,7 @@ func trustHint(err error) error {
 	case codes.Unimplemented:
 		return Hint(errors.New("this meridiand runs no CA"), "start it with --trust (trust.enabled)")
 	case codes.PermissionDenied:
-		return Hint(err, "run meridianctl on meridiand's own host: join tokens are not minted over the network")
+		return Hint(err, "run meridianctl on meridiand's own host: join tokens and rotation steps are not given over the network")
 	}
 	return err
 }

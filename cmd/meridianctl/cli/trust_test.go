@@ -4,18 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 
+	"github.com/meridian-mesh/meridian/federation/policy"
+	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/store"
 	"github.com/meridian-mesh/meridian/trust/ca"
+	"github.com/meridian-mesh/meridian/trust/exchange"
 	"github.com/meridian-mesh/meridian/trust/service"
 )
 
@@ -112,4 +117,68 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// trust rotate against a real trust component and exchange, in a mesh
+// where one cluster never publishes its trust state: a step is refused
+// ahead of it, and with --force the wait for it ends at --wait-timeout
+// with an error naming it, its state and why it lags.
+func TestTrustRotateWaitTimeout(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	if code, _, stderr := run(ctx, "trust", "init", "--trust-domain", "mesh.test", "--dir", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sealer, _ := ca.NewSealer(bytes.Repeat([]byte{1}, 32))
+	svc, err := service.New(ctx, service.Config{TrustDomain: spiffeid.RequireTrustDomainFromString("mesh.test"), Cluster: "hub",
+		Etcd: st.Client, Prefix: st.Key("trust"), Sealer: sealer, RootDir: dir, ListenAddr: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies, err := policy.Open(ctx, policy.Options{Node: "hub/r0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer policies.Close()
+	x, err := exchange.New(exchange.Config{Trust: svc, Cluster: "hub", Store: policies,
+		Clusters: func() map[string]string { return map[string]string{"hub": "alive", "far": "suspect"} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	x.Register(g)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { g.Serve(l) })
+	for _, run := range []func(context.Context) error{svc.Run, x.RunApply, x.RunPublish} {
+		wg.Go(func() { _ = run(rctx) })
+	}
+	defer func() { cancel(); g.Stop(); wg.Wait() }()
+	server := l.Addr().String()
+
+	testutil.Eventually(t, 10*time.Second, func() error {
+		code, out, stderr := run(ctx, "trust", "rotate", "status", "--server", server)
+		if code != 0 || !strings.Contains(out, "(current)") || !strings.Contains(out, "(no trust state published)") {
+			return fmt.Errorf("status: %d %s %s", code, out, stderr)
+		}
+		return nil
+	})
+	code, _, stderr := run(ctx, "trust", "rotate", "prepare", "--server", server)
+	if code == 0 || !strings.Contains(stderr, "far (suspect): no trust state published") || !strings.Contains(stderr, "force") {
+		t.Fatalf("prepare ahead of a cluster: %d %s", code, stderr)
+	}
+	code, out, stderr := run(ctx, "trust", "rotate", "prepare", "--force", "--server", server, "--wait-timeout", "1s", "--poll", "100ms")
+	checkFailure(t, code, stderr, "prepare: 1 cluster(s) did not catch up within --wait-timeout 1s: far (suspect): no trust state published")
+	if !strings.Contains(out, "prepare: a new root joins every bundle (2 roots)") || !strings.Contains(stderr, "trust rotate activate") {
+		t.Fatalf("prepare --force: %s %s", out, stderr)
+	}
 }

@@ -7,19 +7,14 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/meridian-mesh/meridian/discovery/workload"
 	"github.com/meridian-mesh/meridian/discovery/workload/workloadpb"
 )
 
@@ -41,68 +36,12 @@ the same service, namespace and address again is harmless: same ID.`,
 // leads a cluster serves the Workload API: calls a follower answers with
 // the leader's address go to the leader, for the rest of the command.
 func withWorkloads(g *Globals, fn func(workloadpb.WorkloadServiceClient) error) error {
-	lf := &leaderFollower{g: g}
-	defer lf.close()
-	conn, err := g.Dial(grpc.WithChainUnaryInterceptor(lf.intercept))
+	conn, err := g.dialLeader()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	return fn(workloadpb.NewWorkloadServiceClient(conn))
-}
-
-// leaderFollower sends calls to the leader a follower names.
-type leaderFollower struct {
-	g      *Globals
-	mu     sync.Mutex
-	leader *grpc.ClientConn // once a follower named one
-}
-
-func (lf *leaderFollower) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if l := lf.current(); l != nil {
-		return l.Invoke(ctx, method, req, reply, opts...)
-	}
-	err := invoke(ctx, method, req, reply, cc, opts...)
-	addr := leaderOf(err)
-	if addr == "" || addr == lf.g.Server {
-		return err
-	}
-	fmt.Fprintf(lf.g.Err, "meridiand at %s does not lead its cluster; using the leader at %s\n", lf.g.Server, addr)
-	l, derr := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if derr != nil {
-		return err
-	}
-	lf.mu.Lock()
-	lf.leader, lf.g.Server = l, addr
-	lf.mu.Unlock()
-	return l.Invoke(ctx, method, req, reply, opts...)
-}
-
-func (lf *leaderFollower) current() *grpc.ClientConn {
-	lf.mu.Lock()
-	defer lf.mu.Unlock()
-	return lf.leader
-}
-
-func (lf *leaderFollower) close() {
-	if l := lf.current(); l != nil {
-		l.Close()
-	}
-}
-
-// leaderOf returns the leader's address a follower's answer names, "" for
-// any other answer.
-func leaderOf(err error) string {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.Unavailable {
-		return ""
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == workload.ReasonNotLeader && info.GetDomain() == workload.ErrorDomain {
-			return info.GetMetadata()["leader"]
-		}
-	}
-	return ""
 }
 
 func newRegisterCommand(g *Globals) *cobra.Command {
