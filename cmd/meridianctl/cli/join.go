@@ -203,7 +203,7 @@ func joinPrepare(ctx context.Context, g *Globals, o joinOptions) error {
 		plan.Seeds = append(plan.Seeds, s)
 	}
 	if len(plan.Seeds) == 0 {
-		return Hint(fmt.Errorf("meridiand at %s knows no alive member to seed gossip with", o.mesh), "see 'meridianctl status --server "+o.mesh+"'")
+		return Hint(fmt.Errorf("meridiand at %s knows no alive member to seed gossip with", o.mesh), "it may still be starting: try again, or see 'meridianctl status --server "+o.mesh+"'")
 	}
 	slices.Sort(plan.Seeds)
 

@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meridian-mesh/meridian/daemon"
+	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 )
 
@@ -61,6 +64,12 @@ func TestJoin(t *testing.T) {
 	cfg.Federation = daemon.Federation{Enabled: true, Replica: "r0", GossipAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", KeyFile: gossipKeys, Preset: "local"}
 	cfg.Trust = daemon.Trust{Enabled: true, TrustDomain: "mesh.test", KeyFile: hubSeal, RootDir: caDir, CAAddr: "127.0.0.1:0"}
 	hub := startMeridiand(t, cfg).GRPCAddr()
+	testutil.Eventually(t, 30*time.Second, func() error { // gossip starts with Run
+		if code, out, _ := run(ctx, "status", "--server", hub); code != 0 || !strings.Contains(out, "hub/r0") {
+			return fmt.Errorf("hub's status does not list its own member yet:\n%s", out)
+		}
+		return nil
+	})
 
 	// The new cluster's configuration, before the join: its own name,
 	// region, addresses and sealing key.
