@@ -18,6 +18,11 @@
 //	         a meridian-proxy sidecar (explicit ports: inbound INSTANCE:9090
 //	         → 127.0.0.1:APP, one upstream port per upstream service), or,
 //	         with Sidecars off, proxyless gRPC over xds:///
+//	      ─► gateways per cluster (meridian-proxy): an ingress gateway
+//	         (SUBNET.I.3:8080, gRPC and HTTP routed by authority: `lab
+//	         call`) and an east-west gateway (SUBNET.I.4:15443, published
+//	         as the cluster's gateway); wait until both are ready and the
+//	         frontend answers through every ingress
 //	      ─► the demo's policies (FailoverPolicy, ResidencyRule) through the
 //	         first cluster's policy API; federation carries them
 //	      ─► traffic generators (meridian-demo load), "the users" of every
@@ -47,6 +52,10 @@
 // namespace, so capture would catch them all) and without SVIDs (nothing
 // attests a process outside Kubernetes in the lab yet), so the lab makes
 // its namespace PERMISSIVE and says so. The trust component still runs:
-// one offline root, an intermediate per cluster. There are no ingress or
-// east-west gateways: the lab's clusters share one routed network.
+// one offline root, an intermediate per cluster. The east-west gateways
+// run and are published, but every cluster is on one network ("lab"), so
+// traffic between clusters goes direct: an east-west gateway routes mTLS
+// by SNI, and sidecars without SVIDs have no mTLS to carry. Once the lab
+// attests its sidecars, giving each cluster its own network sends
+// cross-cluster traffic through them.
 package lab

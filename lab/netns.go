@@ -89,7 +89,7 @@ func setupNetns(ctx context.Context, s *State) (note string, err error) {
 			[]string{"ip", "-n", core, "addr", "add", prefix + "254/24", "dev", link},
 			[]string{"ip", "-n", core, "link", "set", link, "up"},
 		)
-		hosts := []int{1, 2}
+		hosts := []int{1, 2, 3, 4}
 		for j := range c.Instances {
 			hosts = append(hosts, 10+j)
 		}

@@ -19,6 +19,12 @@ const (
 	GossipPort     = 7946
 	FederationPort = 7947
 	UsersPort      = 15080
+	// IngressPort is where each cluster's ingress gateway takes traffic
+	// into the mesh (plaintext HTTP and gRPC, routed by Host/authority);
+	// EastWestPort is where its east-west gateway takes other networks'
+	// mTLS by SNI (translate's default east-west port).
+	IngressPort  = 8080
+	EastWestPort = 15443
 	// Ports of a sidecar on its instance's IP: the upstream ports its
 	// application dials (one per upstream service), and its admin,
 	// metrics and health ports.
@@ -82,13 +88,21 @@ type ClusterState struct {
 	DataDir    string `json:"dataDir"`
 	// Users is the traffic generator's /stats address: "the users" of
 	// this cluster calling the demo's entry services.
-	Users     string     `json:"users"`
+	Users string `json:"users"`
+	// Ingress is the ingress gateway's address: gRPC and HTTP into the
+	// mesh, routed by authority (Host), for example
+	// frontend.shop.svc.cluster.local:9090.
+	Ingress string `json:"ingress"`
+	// EastWest is the east-west gateway's address, published as the
+	// cluster's gateway (cluster.gateways) for clusters on other networks.
+	EastWest  string     `json:"eastWest"`
 	Instances []Instance `json:"instances"`
 }
 
 // plan lays the lab out: addresses of every cluster, meridiand and
 // instance. Cluster i (from 1) owns SUBNET.i.0/24: .1 meridiand, .2 the
-// traffic generator, .10 and up the demo instances.
+// traffic generator, .3 the ingress gateway, .4 the east-west gateway, .10
+// and up the demo instances.
 func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance, sidecars bool) *State {
 	s := &State{StateDir: dir, Network: net, Policies: policies(cs, sidecars), Sidecars: sidecars}
 	eu := false
@@ -98,11 +112,17 @@ func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance
 	for i, c := range cs {
 		ip := func(host int) string { return fmt.Sprintf("%s.%d.%d", net.Subnet, i+1, host) }
 		hp := func(host, port int) string { return ip(host) + ":" + strconv.Itoa(port) }
+		// One network: the lab routes every address to every cluster, and
+		// the sidecars have no SVIDs to carry the mTLS that east-west
+		// gateways route by, so the gateways are published but traffic
+		// between clusters goes direct.
 		c.Network = "lab"
+		c.Gateways = []string{hp(4, EastWestPort)}
 		cl := ClusterState{
 			Cluster: c, IP: ip(1), GRPC: hp(1, GRPCPort), Admin: "http://" + hp(1, AdminPort),
 			Gossip: hp(1, GossipPort), Federation: hp(1, FederationPort),
 			DataDir: filepath.Join(dir, "clusters", c.Name), Users: hp(2, UsersPort),
+			Ingress: hp(3, IngressPort), EastWest: hp(4, EastWestPort),
 		}
 		if net.Mode == modeNetns {
 			cl.Netns = net.Prefix + "-" + c.Name

@@ -69,6 +69,23 @@ func TestStartLoopback(t *testing.T) {
 		return nil
 	})
 
+	// Through the ingress gateways: the frontend of the gateway's own
+	// cluster answers, and customer-records stays in the EU even when
+	// asked for at the US ingress.
+	for _, want := range [][3]string{{"eks-use1", Frontend, "eks-use1"}, {"eks-euw1", Frontend, "eks-euw1"}, {"eks-use1", CustomerRecords, "eks-euw1"}} {
+		c, err := l.State.Cluster(want[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply, err := CallThrough(t.Context(), c.Ingress, want[1])
+		if err != nil {
+			t.Fatalf("%s through the ingress gateway of %s (%s): %v", want[1], c.Name, c.Ingress, err)
+		}
+		if h := reply.GetHops(); len(h) == 0 || h[0].GetService() != want[1] || h[0].GetCluster() != want[2] {
+			t.Errorf("%s through the ingress gateway of %s: path %v, want it served in %s", want[1], c.Name, h, want[2])
+		}
+	}
+
 	if err := l.State.Cut(t.Context(), "eks-euw1"); err != nil {
 		t.Fatal(err)
 	}

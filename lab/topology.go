@@ -13,6 +13,10 @@ import (
 // Namespace is where the demo application lives.
 const Namespace = "shop"
 
+// GatewayNamespace is where the lab's gateways run, as meridian-system
+// holds them in Kubernetes.
+const GatewayNamespace = "meridian-system"
+
 // DemoPort is the gRPC port of every demo instance.
 const DemoPort = 9090
 

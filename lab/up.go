@@ -22,6 +22,7 @@ import (
 
 	"github.com/meridian-mesh/meridian/daemon"
 	"github.com/meridian-mesh/meridian/lab/demo"
+	"github.com/meridian-mesh/meridian/lab/demopb"
 	"github.com/meridian-mesh/meridian/policyapi/policyapipb"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/xds/translate"
@@ -180,6 +181,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	if err := l.startDemo(ctx, say); err != nil {
+		return nil, err
+	}
+	if err := l.startGateways(ctx, say); err != nil {
 		return nil, err
 	}
 	if err := l.applyPolicies(ctx, say); err != nil {
@@ -482,11 +486,90 @@ func (l *Lab) startInstance(c *ClusterState, role string, in Instance) error {
 // sidecarArgs are the flags of a meridian-proxy sidecar without capture
 // whose ports live on ip.
 func (l *Lab) sidecarArgs(c *ClusterState, role, ip, zone string) []string {
+	return append(l.proxyArgs(c, role, ip, zone), "--mode", "sidecar", "--namespace", Namespace, "--capture", "false")
+}
+
+// proxyArgs are the flags every meridian-proxy of the lab shares, sidecar
+// or gateway: its meridiand, its node, its own ports on ip.
+func (l *Lab) proxyArgs(c *ClusterState, role, ip, zone string) []string {
 	at := func(port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
-	return []string{"--mode", "sidecar", "--xds-address", c.GRPC, "--cluster", c.Name, "--namespace", Namespace,
-		"--id", c.Name + "/" + role, "--locality", c.Region + "/" + zone, "--capture", "false",
+	return []string{"--xds-address", c.GRPC, "--cluster", c.Name,
+		"--id", c.Name + "/" + role, "--locality", c.Region + "/" + zone,
 		"--admin-address", at(proxyAdminPort), "--metrics-address", at(proxyMetricsPort), "--health-address", at(proxyHealthPort),
 		"--access-log", "off", "--log-format", "text"}
+}
+
+// startGateways starts every cluster's ingress and east-west gateways
+// (meridian-proxy in those modes, configured by their meridiand with the
+// default listeners: ingress routes every HTTP and gRPC mesh service by
+// authority, east-west passes mTLS through by SNI), waits until each has
+// applied its first complete configuration, and until the frontend
+// answers through every ingress gateway.
+func (l *Lab) startGateways(ctx context.Context, say func(string, ...any)) error {
+	t := time.Now()
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		for _, gw := range []struct {
+			mode, addr string
+			port       uint32
+		}{{string(translate.ModeIngress), c.Ingress, IngressPort}, {string(translate.ModeEastWest), c.EastWest, EastWestPort}} {
+			ip, _, _ := net.SplitHostPort(gw.addr)
+			args := l.proxyArgs(c, gw.mode+"-gateway", ip, c.Zones[0])
+			args = append(args, "--mode", gw.mode, "--namespace", GatewayNamespace,
+				"--listener-port", strconv.Itoa(int(gw.port)),
+				"--bind", translate.GatewayName(translate.Mode(gw.mode), gw.port)+"="+gw.addr)
+			if err := l.spawn(c, gw.mode+"-gateway", "meridian-proxy", args...); err != nil {
+				return err
+			}
+		}
+	}
+	hasFrontend := slices.ContainsFunc(l.State.Clusters, func(c ClusterState) bool {
+		return slices.ContainsFunc(c.Instances, func(in Instance) bool { return in.Service == Frontend })
+	})
+	for i := range l.State.Clusters {
+		c := &l.State.Clusters[i]
+		for _, addr := range []string{c.Ingress, c.EastWest} {
+			ip, _, _ := net.SplitHostPort(addr)
+			health := "http://" + net.JoinHostPort(ip, strconv.Itoa(proxyHealthPort)) + "/ready"
+			err := poll(ctx, 60*time.Second, func(ctx context.Context) error {
+				_, err := get(ctx, health)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("lab: the gateway at %s of %s is not ready after 60s: %w (see %s/logs)", addr, c.Name, err, l.State.StateDir)
+			}
+		}
+		if !hasFrontend {
+			continue // a topology of its own (the e2e suite's)
+		}
+		err := poll(ctx, 60*time.Second, func(ctx context.Context) error {
+			_, err := CallThrough(ctx, c.Ingress, Frontend)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("lab: %s does not answer through the ingress gateway of %s: %w (see %s)", Frontend, c.Name, err, l.logFile(c.Name+".ingress-gateway"))
+		}
+	}
+	how := "ready"
+	if hasFrontend {
+		how = "ready; " + Frontend + " answers through every ingress"
+	}
+	say("  gateways: an ingress and an east-west gateway per cluster, %s (%s)", how, since(t))
+	return nil
+}
+
+// CallThrough calls a demo service once through a gateway (an ingress
+// gateway's address), naming it by its mesh host as the gRPC authority,
+// and returns the path the call took.
+func CallThrough(ctx context.Context, gateway, service string) (*demopb.CallReply, error) {
+	conn, err := grpc.NewClient("passthrough:///"+gateway, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(demoHost(service)))
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return demopb.NewDemoClient(conn).Call(ctx, &demopb.CallRequest{Caller: "lab-ingress-check"})
 }
 
 // demoHost is a demo service's mesh host and port.

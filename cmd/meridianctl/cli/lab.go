@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meridian-mesh/meridian/lab"
@@ -50,7 +51,7 @@ address for scripts.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "state-dir", dir, "the lab's directory ($"+labDirEnv+")")
 	cmd.AddCommand(newLabUpCommand(g, &dir), newLabStatusCommand(g, &dir), newLabDownCommand(g, &dir),
-		newLabCutCommand(g, &dir, true), newLabCutCommand(g, &dir, false), newLabEnvCommand(g, &dir))
+		newLabCutCommand(g, &dir, true), newLabCutCommand(g, &dir, false), newLabEnvCommand(g, &dir), newLabCallCommand(g, &dir))
 	return cmd
 }
 
@@ -130,6 +131,9 @@ func printNextSteps(w io.Writer, s *lab.State) {
 			labels = append(labels, k+"="+v)
 		}
 		fmt.Fprintf(w, "  %-11s %-12s meridiand %s  admin %s/  (%s)\n", c.Name, c.Region, c.GRPC, c.Admin, strings.Join(slices.Sorted(slices.Values(labels)), ","))
+		if c.Ingress != "" {
+			fmt.Fprintf(w, "  %-11s %-12s ingress gateway %s (gRPC and HTTP, by authority)  east-west gateway %s\n", "", "", c.Ingress, c.EastWest)
+		}
 	}
 	first := s.Clusters[0]
 	drill := first
@@ -152,6 +156,9 @@ func printNextSteps(w io.Writer, s *lab.State) {
 		if c.Labels["jurisdiction"] == "eu" {
 			fmt.Fprintf(tw, "  meridianctl lab cut %s; sleep 10; meridianctl lab heal %s\t# an EU outage: customer-records fails rather than leave the EU\n", c.Name, c.Name)
 		}
+	}
+	if first.Ingress != "" {
+		fmt.Fprintf(tw, "  meridianctl lab call %s %s\t# one call through %s's ingress gateway, and the path it took\n", first.Name, lab.Frontend, first.Name)
 	}
 	fmt.Fprintf(tw, "  meridianctl lab status\t# clusters, control planes, traffic\n")
 	tw.Flush()
@@ -280,6 +287,48 @@ func newLabEnvCommand(g *Globals, dir *string) *cobra.Command {
 			}
 			fmt.Fprintf(g.Out, "export MERIDIAN_SERVER=%s\n", c.GRPC)
 			return nil
+		},
+	}
+}
+
+func newLabCallCommand(g *Globals, dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "call CLUSTER [SERVICE]",
+		Short: "Call a demo service once through a cluster's ingress gateway and show the path it took",
+		Long: `Call a demo service (default frontend) once, as a user outside the mesh
+would: through the cluster's ingress gateway, naming the service by its mesh
+host (SERVICE.shop.svc.cluster.local:9090) as the gRPC authority. Prints
+every hop: service, version, cluster, zone and address.`,
+		Example: "  meridianctl lab call eks-use1\n  meridianctl lab call eks-use1 customer-records -o json",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := lab.LoadRunning(*dir)
+			if err != nil {
+				return labError(err)
+			}
+			c, err := s.Cluster(args[0])
+			if err != nil {
+				return Hint(err, "see 'meridianctl lab status'")
+			}
+			service := lab.Frontend
+			if len(args) == 2 {
+				service = args[1]
+			}
+			if c.Ingress == "" {
+				return Hint(fmt.Errorf("cluster %s of this lab has no ingress gateway", c.Name), "restart the lab with this meridianctl: 'meridianctl lab down; meridianctl lab up'")
+			}
+			reply, err := lab.CallThrough(cmd.Context(), c.Ingress, service)
+			if err != nil {
+				return Hint(fmt.Errorf("%s through the ingress gateway of %s (%s): %s", service, c.Name, c.Ingress, oneLine(status.Convert(err).Message())),
+					"the demo's services are frontend, catalog, inventory and customer-records; the gateway's log is logs/"+c.Name+".ingress-gateway.log")
+			}
+			return g.Print(reply, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "through %s's ingress gateway %s:\n", c.Name, c.Ingress)
+				fmt.Fprintln(w, "HOP\tSERVICE\tVERSION\tCLUSTER\tZONE\tADDRESS")
+				for i, h := range reply.GetHops() {
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", i+1, h.GetService(), h.GetVersion(), h.GetCluster(), h.GetZone(), h.GetAddress())
+				}
+			})
 		},
 	}
 }

@@ -56,6 +56,10 @@ func TestLabBadInput(t *testing.T) {
 		{[]string{"lab", "heal", "eks-use1", "--state-dir", runningDir}, "eks-use1 is not cut"},
 		{[]string{"lab", "env", "--state-dir", missing}, "no lab is running"},
 		{[]string{"lab", "env", "nope", "--state-dir", runningDir}, `no cluster "nope"`},
+		{[]string{"lab", "call"}, "accepts between 1 and 2 arg(s), received 0"},
+		{[]string{"lab", "call", "eks-use1", "--state-dir", missing}, "no lab is running"},
+		{[]string{"lab", "call", "nope", "--state-dir", runningDir}, `no cluster "nope"`},
+		{[]string{"lab", "call", "eks-use1", "--state-dir", runningDir}, "has no ingress gateway"},
 		{[]string{"lab", "frobnicate"}, `unknown command "frobnicate"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
