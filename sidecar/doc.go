@@ -14,7 +14,8 @@
 // priority and locality load balancing, outlier detection), upstream (a
 // cluster at run time), identity (TLS from SDS, SPIFFE peer checks),
 // listen (sockets, listener filters, filter chains), httpproxy and
-// tcpproxy (the network filters), telemetry, dataplane (applies states).
+// tcpproxy (the network filters), telemetry, dataplane (applies states),
+// enroll (the proxy's own SVID outside Kubernetes, from a join token).
 //
 // Sidecar mode without traffic capture (the lab, VMs, a laptop): the
 // virtual listeners are not bound; instead explicit ports stand for the

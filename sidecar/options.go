@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/meridian-mesh/meridian/sidecar/enroll"
 	"github.com/meridian-mesh/meridian/sidecar/telemetry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 )
@@ -32,6 +34,9 @@ type Options struct {
 	XDSAddress, XDSProtocol        string
 	XDSCA, XDSCert, XDSKey         string
 	XDSTokenFile, XDSServerID      string
+	XDSTLS                         bool
+	CAURL, JoinTokenFile, RootCert string
+	SVIDTTL                        time.Duration
 	Mode, ID, Cluster, Namespace   string
 	ServiceAccount, Locality       string
 	InboundPorts                   string
@@ -75,6 +80,11 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.XDSCert, "xds-cert", env("MERIDIAN_XDS_CERT"), "PEM client certificate for meridiand")
 	fs.StringVar(&o.XDSKey, "xds-key", env("MERIDIAN_XDS_KEY"), "PEM key of --xds-cert")
 	fs.StringVar(&o.XDSTokenFile, "xds-token-file", envOr(defaultTokenFile(), "MERIDIAN_XDS_TOKEN_FILE"), "service-account token sent to meridiand to attest this proxy (Kubernetes); empty for none")
+	fs.BoolVar(&o.XDSTLS, "xds-tls", env("MERIDIAN_XDS_TLS") == "true", "xDS over TLS with the SVID from --ca-url as client certificate (meridiand attests the proxy by it and sends its secrets over SDS); meridiand verified against --root-cert as a control plane of the mesh, or as --xds-server-id ($MERIDIAN_XDS_TLS)")
+	fs.StringVar(&o.CAURL, "ca-url", env("MERIDIAN_CA_URL"), "outside Kubernetes: meridiand's CA service, https://HOST:15012, to get this proxy's SVID with --join-token-file ($MERIDIAN_CA_URL)")
+	fs.StringVar(&o.JoinTokenFile, "join-token-file", env("MERIDIAN_JOIN_TOKEN_FILE"), "file holding a one-time join token (meridianctl trust join-token --namespace NS --service-account SA), spent on the first SVID ($MERIDIAN_JOIN_TOKEN_FILE)")
+	fs.StringVar(&o.RootCert, "root-cert", env("MERIDIAN_ROOT_CERT"), "PEM root certificates of the mesh (meridianctl trust bundle --pem-dir): verify the CA service and meridiand ($MERIDIAN_ROOT_CERT)")
+	fs.DurationVar(&o.SVIDTTL, "svid-ttl", 0, "lifetime asked for the SVID from --ca-url, renewed at half (default the CA's, 1h)")
 	fs.StringVar(&o.Mode, "mode", envOr("sidecar", "MERIDIAN_MODE"), "sidecar, ingress, egress or east-west ($MERIDIAN_MODE)")
 	fs.StringVar(&o.ID, "id", env("MERIDIAN_NODE_ID"), "node id; default POD_NAME.POD_NAMESPACE, else the host name ($MERIDIAN_NODE_ID)")
 	fs.StringVar(&o.Cluster, "cluster", env("MERIDIAN_CLUSTER"), "this proxy's Meridian cluster ($MERIDIAN_CLUSTER)")
@@ -121,6 +131,9 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 		cfg.Protocol = xdsclient.Protocol(o.XDSProtocol)
 	default:
 		bad("xds-protocol", fmt.Errorf("%q: want auto, delta or sotw", o.XDSProtocol))
+	}
+	if err := o.enrollment(&cfg); err != nil {
+		errs = append(errs, err)
 	}
 	if o.XDSCA != "" {
 		creds, err := xdsCredentials(o.XDSCA, o.XDSCert, o.XDSKey, o.XDSAddress, o.XDSServerID)
@@ -270,6 +283,44 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 		errs = append(errs, err)
 	}
 	return cfg, closer, errors.Join(errs...)
+}
+
+// enrollment reads --xds-tls, --ca-url, --join-token-file and --root-cert:
+// all together or none (the SVID is for the xDS connection, and a proxy
+// without one has nothing to present).
+func (o *Options) enrollment(cfg *Config) error {
+	if !o.XDSTLS && o.CAURL == "" && o.JoinTokenFile == "" && o.RootCert == "" {
+		return nil
+	}
+	var missing []string
+	for _, f := range []struct{ flag, v string }{{"ca-url", o.CAURL}, {"join-token-file", o.JoinTokenFile}, {"root-cert", o.RootCert}} {
+		if f.v == "" {
+			missing = append(missing, "--"+f.flag)
+		}
+	}
+	if !o.XDSTLS {
+		missing = append(missing, "--xds-tls")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--xds-tls, --ca-url, --join-token-file and --root-cert go together: add %s", strings.Join(missing, ", "))
+	}
+	if o.XDSCA != "" || o.XDSCert != "" {
+		return errors.New("--xds-tls: give it or --xds-ca/--xds-cert, not both")
+	}
+	pem, err := os.ReadFile(o.RootCert)
+	if err != nil {
+		return fmt.Errorf("--root-cert: %w", err)
+	}
+	roots, err := enroll.ParseRoots(pem)
+	if err != nil {
+		return fmt.Errorf("--root-cert: %w", err)
+	}
+	ec := enroll.Config{CAURL: o.CAURL, TokenFile: o.JoinTokenFile, Roots: roots, ServerID: o.XDSServerID, TTL: o.SVIDTTL}
+	if _, err := enroll.New(ec); err != nil {
+		return fmt.Errorf("--ca-url: %w", err)
+	}
+	cfg.Enroll = &ec
+	return nil
 }
 
 // serviceAccountToken is where Kubernetes mounts a pod's token.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,11 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/meridian-mesh/meridian/sidecar/authz"
 	"github.com/meridian-mesh/meridian/sidecar/dataplane"
 	"github.com/meridian-mesh/meridian/sidecar/downstream"
+	"github.com/meridian-mesh/meridian/sidecar/enroll"
 	"github.com/meridian-mesh/meridian/sidecar/listen"
 	"github.com/meridian-mesh/meridian/sidecar/telemetry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
@@ -61,8 +64,13 @@ type Config struct {
 	// every xDS stream ("authorization: Bearer"), by which meridiand
 	// attests the proxy and sends it its SVID; read for each stream.
 	XDSTokenFile string
-	Protocol     xdsclient.Protocol
-	Node         xdsclient.NodeConfig
+	// Enroll, outside Kubernetes, gets the proxy's SVID from meridiand's
+	// CA service with a join token before xDS starts, renews it, and makes
+	// the xDS connection TLS with it (meridiand attests the proxy by it
+	// and sends its secrets over SDS). Nil: none.
+	Enroll   *enroll.Config
+	Protocol xdsclient.Protocol
+	Node     xdsclient.NodeConfig
 
 	// Capture says iptables redirection is in place: the virtual
 	// listeners bind their ports. Without it, Inbound, Upstreams and
@@ -116,6 +124,8 @@ type Proxy struct {
 	tel     *telemetry.Telemetry
 	client  *xdsclient.Client
 	dp      *dataplane.Dataplane
+	// identity is the enrolled SVID (Config.Enroll), nil without.
+	identity *enroll.Identity
 	// servers are the admin, metrics and health listeners with their
 	// handlers.
 	servers []adminServer
@@ -173,8 +183,17 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 			return metadata.Pairs("authorization", "Bearer "+strings.TrimSpace(string(tok))), nil
 		}
 	}
+	dialOptions := cfg.XDSDialOptions
+	if cfg.Enroll != nil {
+		ec := *cfg.Enroll
+		ec.Logger = cfg.Logger
+		if p.identity, err = enroll.New(ec); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+		dialOptions = append(slices.Clip(dialOptions), grpc.WithTransportCredentials(credentials.NewTLS(p.identity.XDSTLS())))
+	}
 	p.client, err = xdsclient.New(xdsclient.Config{
-		Server: cfg.Server, DialOptions: cfg.XDSDialOptions, Node: node, Protocol: cfg.Protocol, StreamMetadata: streamMD,
+		Server: cfg.Server, DialOptions: dialOptions, Node: node, Protocol: cfg.Protocol, StreamMetadata: streamMD,
 		Decode: xdsconfig.NewDecoder(cfg.Policy).Decode, Logger: cfg.Logger, Metrics: cfg.Metrics,
 	})
 	if err != nil {
@@ -255,6 +274,9 @@ func (p *Proxy) listenOptions() (listen.Options, error) {
 	return lo, nil
 }
 
+// Identity returns the SVID enrolled with Config.Enroll, nil without.
+func (p *Proxy) Identity() *enroll.Identity { return p.identity }
+
 // Client returns the xDS client (status, state).
 func (p *Proxy) Client() *xdsclient.Client { return p.client }
 
@@ -280,7 +302,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 	defer p.close()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2+len(p.servers))
+	errs := make(chan error, 3+len(p.servers))
 	run := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -290,6 +312,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 				cancel()
 			}
 		}()
+	}
+	if p.identity != nil {
+		// xDS waits for the SVID: a stream without it would not be
+		// attested and would get no secrets.
+		if err := p.identity.Enroll(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("sidecar: %w", err)
+		}
+		run("identity", p.identity.Run)
 	}
 	run("xds", p.client.Run)
 	run("dataplane", func(ctx context.Context) error { return p.dp.Run(ctx, p.client) })

@@ -44,6 +44,13 @@ or between networks (east-west).`,
     --service-account=web --locality=onprem-east/dc1-a \
     --inbound=0.0.0.0:15006=8080 --upstream=127.0.0.1:9001=reviews.shop.svc.cluster.local:9080
 
+  # On a VM, with its own SVID from meridiand's CA service (a join token from
+  # meridianctl trust join-token --namespace shop --service-account web, the
+  # roots from meridianctl trust bundle --pem-dir), xDS over TLS with it:
+  meridian-proxy --xds-address=meridiand:15010 --xds-tls --ca-url=https://meridiand:15012 \
+    --join-token-file=web.token --root-cert=cluster.local.pem --cluster=onprem-dc1 \
+    --namespace=shop --service-account=web --inbound=0.0.0.0:15006=8080
+
   # An ingress gateway terminating TLS with its own certificate:
   meridian-proxy --mode=ingress --xds-address=meridiand:15010 --cluster=eks-use1 \
     --gateway-cert=tls.crt --gateway-key=tls.key`,

@@ -37,11 +37,14 @@ func ctl(t *testing.T, args ...string) string {
 
 // startMeridiand runs meridiand in-process on free loopback ports and
 // waits until it is ready.
-func startMeridiand(t *testing.T) *daemon.Daemon {
+func startMeridiand(t *testing.T, opts ...func(*daemon.Config)) *daemon.Daemon {
 	cfg := daemon.DefaultConfig()
 	cfg.Cluster = registry.Cluster{Name: "onprem-dc1", Region: "onprem-east", Network: "dc1"}
 	cfg.DataDir = t.TempDir()
 	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	for _, o := range opts {
+		o(&cfg)
+	}
 	d, err := daemon.New(context.Background(), cfg, daemon.WithLogger(cptest.Logger(t)))
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,58 @@
+package sidecar_test
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/meridian-mesh/meridian/sidecar"
+)
+
+// TestEnrollFlags: --xds-tls, --ca-url, --join-token-file and --root-cert
+// go together, and bad values are named by their flag.
+func TestEnrollFlags(t *testing.T) {
+	dir := t.TempDir()
+	noTD := filepath.Join(dir, "plain.pem")
+	// A certificate without a SPIFFE URI SAN (the Go test root).
+	if err := os.WriteFile(noTD, []byte(`-----BEGIN CERTIFICATE-----
+MIIBhTCCASugAwIBAgIQIRi6zePL6mKjOipn+dNuaTAKBggqhkjOPQQDAjASMRAw
+DgYDVQQKEwdBY21lIENvMB4XDTE3MTAyMDE5NDMwNloXDTE4MTAyMDE5NDMwNlow
+EjEQMA4GA1UEChMHQWNtZSBDbzBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABD0d
+7VNhbWvZLWPuj/RtHFjvtJBEwOkhbN/BnnE8rnZR8+sbwnc/KhCk3FhnpHZnQz7B
+5aETbbIgmuvewdjvSBSjYzBhMA4GA1UdDwEB/wQEAwICpDATBgNVHSUEDDAKBggr
+BgEFBQcDATAPBgNVHRMBAf8EBTADAQH/MCkGA1UdEQQiMCCCDmxvY2FsaG9zdDo1
+NDUzgg4xMjcuMC4wLjE6NTQ1MzAKBggqhkjOPQQDAgNIADBFAiEA2zpJEPQyz6/l
+Wf86aX6PepsntZv2GYlA5UpabfT2EZICICpJ5h/iI+i341gBmLiAFQOyTDT+/wQc
+6MF9+Yw1Yy0t
+-----END CERTIFICATE-----
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--xds-address", "127.0.0.1:15010", "--id", "p1", "--cluster", "c1", "--namespace", "shop", "--upstream", "127.0.0.1:9001=web:80"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ca-url", "https://cp:15012"}, "add --join-token-file, --root-cert, --xds-tls"},
+		{[]string{"--xds-tls"}, "add --ca-url, --join-token-file, --root-cert"},
+		{[]string{"--xds-tls", "--ca-url", "https://cp:15012", "--join-token-file", "t", "--root-cert", filepath.Join(dir, "none.pem")}, "--root-cert: open"},
+		{[]string{"--xds-tls", "--ca-url", "https://cp:15012", "--join-token-file", "t", "--root-cert", noTD}, "--ca-url: enroll: the root certificates name no SPIFFE trust domain"},
+		{[]string{"--xds-tls", "--ca-url", "http://cp:15012", "--join-token-file", "t", "--root-cert", noTD}, "--ca-url: enroll: CA URL \"http://cp:15012\": want https://HOST:PORT"},
+		{[]string{"--xds-tls", "--ca-url", "https://cp:15012", "--join-token-file", "t", "--root-cert", noTD, "--xds-ca", noTD}, "give it or --xds-ca/--xds-cert, not both"},
+	} {
+		var o sidecar.Options
+		fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
+		o.BindFlags(fs)
+		if err := fs.Parse(append(append([]string{}, base...), tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := o.Config(io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
