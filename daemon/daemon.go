@@ -58,6 +58,9 @@ type Daemon struct {
 	// PolicyAPI is the policy pipeline (set by wirePolicy): the engine in
 	// force and the stored policies, which the dashboard shows.
 	PolicyAPI *policyapi.Server
+	// Policies is the mesh's policy store (set by wirePolicy): federation's
+	// replicated one, or this cluster's own without federation.
+	Policies policyapi.Store
 
 	baseLog *slog.Logger // Log without the cluster attribute
 	health  *health.Server
@@ -107,6 +110,7 @@ var wiring = []struct {
 	{"xds", wireXDS},
 	{"policy", wirePolicy},
 	{"ui", wireUI},
+	{"trust-exchange", wireTrustExchange},
 }
 
 // New validates cfg and assembles a daemon: it opens etcd (starting the

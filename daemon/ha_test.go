@@ -189,7 +189,7 @@ func TestHighAvailabilityWithinACluster(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("register %s through %s: %s %s", addr, server, out, errOut)
 		}
-		if server != a.grpc && !strings.Contains(errOut, "using the leader at "+a.grpc) {
+		if server != a.grpc && !strings.Contains(errOut, "sends this to "+a.grpc) {
 			t.Fatalf("meridianctl did not say it used the leader: %q", errOut)
 		}
 	}

@@ -45,6 +45,7 @@ func wirePolicy(ctx context.Context, d *Daemon) error {
 	if err != nil {
 		return err
 	}
+	d.Policies = store
 	cfg := policyapi.Config{
 		Cluster: d.Config.Cluster.Name, Registry: d.Registry, Policies: store, Etcd: d.Store,
 		DrillLeaseTTL: d.Config.Policy.DrillLeaseTTL.Duration, MaxDrillDuration: d.Config.Policy.MaxDrillDuration.Duration,

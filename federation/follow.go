@@ -2,6 +2,10 @@ package federation
 
 import "context"
 
+// APIAddr is the API address this replica advertises (Config.APIAddr,
+// its host filled in), "" when none was given.
+func (f *Federation) APIAddr() string { return f.apiAddr }
+
 // Leader returns the replica that leads this cluster and the API address
 // it advertises (Config.APIAddr; "" when it gave none): this replica
 // itself while it leads, else the live, verified leader gossip knows of.
