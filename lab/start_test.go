@@ -3,6 +3,9 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +86,25 @@ func TestStartLoopback(t *testing.T) {
 		}
 		if h := reply.GetHops(); len(h) == 0 || h[0].GetService() != want[1] || h[0].GetCluster() != want[2] {
 			t.Errorf("%s through the ingress gateway of %s: path %v, want it served in %s", want[1], c.Name, h, want[2])
+		}
+	}
+
+	// Every east-west gateway holds its listener and the mesh's clusters
+	// it routes SNI to, and its address is what the cluster publishes to
+	// the others.
+	for _, c := range l.State.Clusters {
+		ip, _, _ := net.SplitHostPort(c.EastWest)
+		dump, err := get(t.Context(), "http://"+net.JoinHostPort(ip, strconv.Itoa(proxyAdminPort))+"/config_dump")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"east-west_15443", "outbound|9090||frontend.shop.svc.cluster.local"} {
+			if !strings.Contains(string(dump), want) {
+				t.Errorf("east-west gateway of %s: config_dump lacks %q", c.Name, want)
+			}
+		}
+		if !slices.Equal(c.Gateways, []string{c.EastWest}) {
+			t.Errorf("%s publishes gateways %v, want its east-west gateway %s", c.Name, c.Gateways, c.EastWest)
 		}
 	}
 
