@@ -225,6 +225,9 @@ func joinPrepare(ctx context.Context, g *Globals, o joinOptions) error {
 		plan.TrustDomain = b.GetTrustDomain()
 		trustCfg = &daemon.Trust{Enabled: true, TrustDomain: plan.TrustDomain}
 		if o.token {
+			if err := checkRootHolder(ctx, g, conn, o.mesh, st.GetCluster()); err != nil {
+				return err
+			}
 			rctx, cancel = g.Request(ctx)
 			tok, err := trustpb.NewTrustServiceClient(conn).CreateJoinToken(rctx, &trustpb.CreateJoinTokenRequest{
 				Identity: &trustpb.CreateJoinTokenRequest_Cluster{Cluster: o.cluster}, Ttl: durationpb.New(o.ttl)})
@@ -277,6 +280,27 @@ func joinPrepare(ctx context.Context, g *Globals, o joinOptions) error {
 	}
 	plan.Flags = joinFlags(frag)
 	return printJoinPlan(g, plan)
+}
+
+// checkRootHolder refuses to mint a cluster's join token on a member that
+// does not hold the root: only the root holder's CA service signs
+// intermediates, so the new meridiand would fail on its first start. A
+// meridiand without the rotation API, or whose trust state is not
+// published yet, is not checked.
+func checkRootHolder(ctx context.Context, g *Globals, conn *grpc.ClientConn, mesh, cluster string) error {
+	rctx, cancel := g.Request(ctx)
+	defer cancel()
+	rs, err := trustpb.NewRootRotationClient(conn).GetRotation(rctx, &trustpb.GetRotationRequest{})
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		return nil
+	case err != nil:
+		return memberError(err, "--mesh", mesh, g.Timeout)
+	case rs.GetRootHolder() != "" && rs.GetRootHolder() != cluster:
+		return Hint(fmt.Errorf("meridiand at %s is cluster %s, and cluster %s holds the root: only its CA service signs a new cluster's intermediate", mesh, cluster, rs.GetRootHolder()),
+			"run join on "+rs.GetRootHolder()+"'s meridiand host; or give --trust-token=false when the cluster has an intermediate from 'meridianctl trust issue-intermediate'")
+	}
+	return nil
 }
 
 // writeJoinFiles writes the keyring and the roots into the join directory.

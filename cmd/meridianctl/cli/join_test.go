@@ -135,6 +135,21 @@ trust: {keyFile: `+edgeSeal+`, caAddr: "127.0.0.1:0"}
 		t.Fatalf("join check -o json: %d %s", code, out)
 	}
 
+	// The new member does not hold the root: a cluster's join token minted
+	// there would be useless, so join refuses, naming the root holder;
+	// without a token (an intermediate issued offline) any member will do.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		code, _, stderr := run(ctx, "join", "--cluster", "third", "--mesh", edge, "--gossip-key-file", gossipKeys, "--dir", filepath.Join(tmp, "join-third"))
+		if code == 0 || !strings.Contains(stderr, "cluster hub holds the root") || !strings.Contains(stderr, "Hint: run join on hub's") {
+			return fmt.Errorf("join through a member that does not hold the root: %d %s", code, stderr)
+		}
+		return nil
+	})
+	if code, out, stderr := run(ctx, "join", "--cluster", "third", "--mesh", edge, "--gossip-key-file", gossipKeys, "--trust-token=false", "--dir", filepath.Join(tmp, "join-third"), "-o", "json"); code != 0 ||
+		!strings.Contains(out, `"trustDomain": "mesh.test"`) || strings.Contains(out, `"token"`) {
+		t.Fatalf("join --trust-token=false through edge: %d %s %s", code, out, stderr)
+	}
+
 	// A standalone meridiand (not federated).
 	solo := daemon.DefaultConfig()
 	solo.Cluster = registry.Cluster{Name: "solo", Region: "east"}
