@@ -49,13 +49,21 @@
 // regions; kernels without sch_netem (this project's CI machines) get none,
 // and the lab says so rather than failing. The sidecars run without
 // traffic capture (explicit ports; the instances of a cluster share its
-// namespace, so capture would catch them all) and without SVIDs (nothing
-// attests a process outside Kubernetes in the lab yet), so the lab makes
-// its namespace PERMISSIVE and says so. The trust component still runs:
-// one offline root, an intermediate per cluster. The east-west gateways
-// run and are published, but every cluster is on one network ("lab"), so
-// traffic between clusters goes direct: an east-west gateway routes mTLS
-// by SNI, and sidecars without SVIDs have no mTLS to carry. Once the lab
-// attests its sidecars, giving each cluster its own network sends
-// cross-cluster traffic through them.
+// namespace, so capture would catch them all) and without SVIDs, so the
+// lab makes its namespace PERMISSIVE and says so. What STRICT needs: a
+// proxy outside Kubernetes can enroll with a workload join token
+// (meridian-proxy --ca-url --join-token-file --root-cert --xds-tls), but
+// meridiand serves xDS only in plaintext on its gRPC port, where its xDS
+// server cannot attest a proxy by its SVID (it attests by TLS client
+// certificate or a Kubernetes token), so an enrolled proxy would get no
+// secrets; and tokens are minted only for loopback callers, which in netns
+// mode needs meridiand listening on the namespace's loopback too (minting
+// with `ip netns exec`). With a TLS xDS port in meridiand, the lab would
+// mint a token per sidecar and run STRICT. The trust component still
+// runs: one offline root, an intermediate per cluster. The east-west
+// gateways run and are published, but every cluster is on one network
+// ("lab"), so traffic between clusters goes direct: an east-west gateway
+// routes mTLS by SNI, and sidecars without SVIDs have no mTLS to carry.
+// With STRICT, giving each cluster its own network sends cross-cluster
+// traffic through them.
 package lab
