@@ -95,6 +95,9 @@ type transports struct {
 	tlsCfg *tls.Config // nil for plaintext
 	h1     *http.Transport
 	h2     *http2.Transport
+	// fast carries plaintext HTTP/1.1 requests it can (see h1Pool); nil
+	// when every request takes h1.
+	fast *h1Pool
 }
 
 // pools returns the state's transports, building them the first time.
@@ -110,6 +113,18 @@ func (t *transports) closeIdle() {
 	if t.built.Load() {
 		t.h1.CloseIdleConnections()
 		t.h2.CloseIdleConnections()
+		if t.fast != nil {
+			t.fast.closeIdle(false)
+		}
+	}
+}
+
+// retire closes the idle connections of transports no longer used; the
+// fast pool also closes those still busy when they come back.
+func (t *transports) retire() {
+	t.closeIdle()
+	if t.built.Load() && t.fast != nil {
+		t.fast.closeIdle(true)
 	}
 }
 
@@ -155,7 +170,7 @@ func (c *Cluster) Update(cfg *xdsconfig.Cluster) {
 	if old != nil {
 		c.LB.SetConfig(c.lbConfig(cfg))
 		if old.tr != st.tr {
-			old.tr.closeIdle()
+			old.tr.retire()
 		}
 	}
 	if cfg.Static != nil && old != nil && old.cfg.Static != cfg.Static {
@@ -177,7 +192,7 @@ func (c *Cluster) SetEndpoints(eps *xdsconfig.Endpoints) {
 
 // Close drops the cluster's idle connections.
 func (c *Cluster) Close() {
-	c.state.Load().tr.closeIdle()
+	c.state.Load().tr.retire()
 }
 
 // Pick chooses a host; orig is the connection's original destination, the
@@ -374,6 +389,9 @@ func (c *Cluster) buildTransports(st *clusterState) {
 			return c.handshake(ctx, st, conn, h1tls, addr)
 		}
 	}
+	if tr.tlsCfg == nil && cfg.MaxRequestsPerConnection != 1 {
+		tr.fast = newH1Pool(func(ctx context.Context, addr string) (net.Conn, error) { return c.dialTCP(ctx, st, addr) }, cfg.IdleTimeout)
+	}
 	if cfg.MaxRequestsPerConnection > 0 {
 		// net/http has no per-connection request cap; one request per
 		// connection is the strict reading of 1, and beyond 1 the cap is
@@ -427,16 +445,26 @@ func (c *Cluster) RoundTrip(req *http.Request, h *lb.Host, downstreamH2 bool) (*
 		req.URL.Scheme = "https"
 	}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	if !replayable {
+	var send func(*http.Request) (*http.Response, bool, error)
+	switch {
+	case !replayable:
 		return rt.RoundTrip(req)
+	case !useH2 && tr.fast != nil && !upgrading(req):
+		send = func(r *http.Request) (*http.Response, bool, error) { return tr.fast.roundTrip(r, h.Addr) }
+	default:
+		var reused reuseTrace
+		reused.trace.GotConn = reused.gotConn
+		traced := req.WithContext(httptrace.WithClientTrace(req.Context(), &reused.trace))
+		send = func(r *http.Request) (*http.Response, bool, error) {
+			reused.reused = false
+			traced.Body = r.Body
+			resp, err := rt.RoundTrip(traced)
+			return resp, reused.reused, err
+		}
 	}
-	var reused reuseTrace
-	traced := req.WithContext(httptrace.WithClientTrace(req.Context(), &reused.trace))
-	reused.trace.GotConn = reused.gotConn
 	for try := 0; ; try++ {
-		reused.reused = false
-		resp, err := rt.RoundTrip(traced)
-		if err == nil || !reused.reused || try == maxStaleRetries || !staleConnError(err) || req.Context().Err() != nil {
+		resp, reused, err := send(req)
+		if err == nil || !reused || try == maxStaleRetries || !staleConnError(err) || req.Context().Err() != nil {
 			return resp, err
 		}
 		if c.deps.OnStale != nil {
@@ -448,9 +476,15 @@ func (c *Cluster) RoundTrip(req *http.Request, h *lb.Host, downstreamH2 bool) (*
 			if gerr != nil {
 				return nil, err
 			}
-			traced.Body = body
+			req.Body = body
 		}
 	}
+}
+
+// upgrading reports whether a request asks to switch protocols (its
+// response body must stay writable: net/http's transport does that).
+func upgrading(req *http.Request) bool {
+	return req.Header.Get("Upgrade") != ""
 }
 
 // maxStaleRetries bounds the tries on pooled connections found dead: a

@@ -16,5 +16,10 @@
 //     made and the failed attempt's answer stands.
 //
 // Connections are made only on first use, so a proxy that holds a thousand
-// clusters it never calls holds no transports for them.
+// clusters it never calls holds no transports for them. Plaintext
+// HTTP/1.1 requests with a body in memory (or none) are written and read
+// on pooled connections from the calling goroutine (h1Pool); net/http's
+// transports, with their per-connection goroutines, carry the rest: TLS,
+// HTTP/2, upgrades and streamed bodies. A request that meets a dead pooled
+// connection (after a network cut healed) is sent again on a fresh one.
 package upstream
