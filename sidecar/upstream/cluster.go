@@ -376,21 +376,23 @@ func (c *Cluster) buildTransports(st *clusterState) {
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
+	dialH1 := func(ctx context.Context, addr string) (net.Conn, error) { return c.dialTCP(ctx, st, addr) }
 	if tr.tlsCfg != nil {
 		h1tls := tr.tlsCfg.Clone()
 		if len(h1tls.NextProtos) == 0 {
 			h1tls.NextProtos = []string{"http/1.1"}
 		}
-		tr.h1.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+		dialH1 = func(ctx context.Context, addr string) (net.Conn, error) {
 			conn, err := c.dialTCP(ctx, st, addr)
 			if err != nil {
 				return nil, err
 			}
 			return c.handshake(ctx, st, conn, h1tls, addr)
 		}
+		tr.h1.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return dialH1(ctx, addr) }
 	}
-	if tr.tlsCfg == nil && cfg.MaxRequestsPerConnection != 1 {
-		tr.fast = newH1Pool(func(ctx context.Context, addr string) (net.Conn, error) { return c.dialTCP(ctx, st, addr) }, cfg.IdleTimeout)
+	if cfg.MaxRequestsPerConnection != 1 {
+		tr.fast = newH1Pool(dialH1, cfg.IdleTimeout)
 	}
 	if cfg.MaxRequestsPerConnection > 0 {
 		// net/http has no per-connection request cap; one request per

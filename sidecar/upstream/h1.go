@@ -3,7 +3,9 @@ package upstream
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -20,9 +22,9 @@ import (
 // cancellation plumbing cost as much as the parsing; HAProxy and Envoy do
 // the same work in one event loop.
 //
-// It serves what it can do exactly: plaintext, no protocol upgrade, a
-// request body held in memory (replayable) or none. Streams, upgrades, TLS
-// and HTTP/2 go through net/http's transports.
+// It serves what it can do exactly: HTTP/1.1 in plaintext or TLS, no
+// protocol upgrade, a request body held in memory (replayable) or none.
+// Streams, upgrades and HTTP/2 go through net/http's transports.
 type h1Pool struct {
 	dial        func(ctx context.Context, addr string) (net.Conn, error)
 	idleTimeout time.Duration
@@ -47,6 +49,8 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	addr   string
 	idleAt time.Time
+	// tls is the handshake's state, for responses (peer identity).
+	tls *tls.ConnectionState
 }
 
 // limitedReader is io.LimitedReader with a limit that can be lifted.
@@ -137,6 +141,14 @@ func (p *h1Pool) roundTrip(req *http.Request, addr string) (*http.Response, bool
 			return nil, false, err
 		}
 		pc = &h1Conn{conn: conn, addr: addr, lr: limitedReader{r: conn, n: math.MaxInt64}}
+		if tc, ok := conn.(*tls.Conn); ok {
+			cs := tc.ConnectionState()
+			if cs.NegotiatedProtocol != "" && cs.NegotiatedProtocol != "http/1.1" {
+				conn.Close()
+				return nil, false, &ConnectError{Addr: addr, Err: fmt.Errorf("the server chose %q over HTTP/1.1", cs.NegotiatedProtocol)}
+			}
+			pc.tls = &cs
+		}
 		pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
 		pc.bw = bufio.NewWriterSize(conn, 4<<10)
 	}
@@ -171,6 +183,7 @@ func (p *h1Pool) roundTrip(req *http.Request, addr string) (*http.Response, bool
 	if err != nil {
 		return fail(err)
 	}
+	resp.TLS = pc.tls
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody {
 		if keep && stop() {
