@@ -108,6 +108,16 @@ func TestStartLoopback(t *testing.T) {
 		}
 	}
 
+	st, err := GetStatus(t.Context(), dir, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range st.Clusters {
+		if c.Meridiand != "ready" || c.Gateways != "ready" || c.Ingress == "" {
+			t.Errorf("lab status of %s: meridiand %q, gateways %q, ingress %q", c.Name, c.Meridiand, c.Gateways, c.Ingress)
+		}
+	}
+
 	if err := l.State.Cut(t.Context(), "eks-euw1"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,15 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -35,6 +40,10 @@ type ClusterStatus struct {
 	Endpoints int    `json:"endpoints"`
 	GRPC      string `json:"grpc"`
 	Admin     string `json:"admin"`
+	// Ingress is the ingress gateway's address; Gateways is "ready" when
+	// the ingress and east-west gateways both are, or which is not.
+	Ingress  string `json:"ingress,omitempty"`
+	Gateways string `json:"gateways,omitempty"`
 }
 
 // LoadRunning reads the lab.json of a running lab: one whose supervisor
@@ -75,6 +84,9 @@ func GetStatus(ctx context.Context, dir string, window time.Duration) (*Status, 
 			} else if d, err := registryDump(ctx, c.Admin, true); err == nil {
 				cs.ClustersAlive, cs.Endpoints = aliveClusters(d), servingEndpoints(d, Namespace)
 			}
+			if c.Ingress != "" {
+				cs.Ingress, cs.Gateways = c.Ingress, gatewaysReady(ctx, c)
+			}
 			st.Clusters[i] = cs
 		})
 	}
@@ -82,18 +94,36 @@ func GetStatus(ctx context.Context, dir string, window time.Duration) (*Status, 
 	return st, nil
 }
 
+// gatewaysReady is "ready" when both gateways of a cluster have applied
+// their configuration, else which are not.
+func gatewaysReady(ctx context.Context, c ClusterState) string {
+	var down []string
+	for name, addr := range map[string]string{"ingress": c.Ingress, "east-west": c.EastWest} {
+		ip, _, _ := net.SplitHostPort(addr)
+		if _, err := get(ctx, "http://"+net.JoinHostPort(ip, strconv.Itoa(proxyHealthPort))+"/ready"); err != nil {
+			down = append(down, name)
+		}
+	}
+	if len(down) == 0 {
+		return "ready"
+	}
+	slices.Sort(down)
+	return strings.Join(down, ", ") + " not ready"
+}
+
 // Write prints a status as tables.
 func (st *Status) Write(w io.Writer) {
 	fmt.Fprintf(w, "Lab in %s: %s, up %s (supervisor pid %d)\n\n", st.StateDir, st.Network.Mode,
 		time.Since(st.Started).Round(time.Second), st.Supervisor)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tREGION\tLINK\tMERIDIAND\tCLUSTERS ALIVE\tDEMO ENDPOINTS\tGRPC\tADMIN")
+	fmt.Fprintln(tw, "CLUSTER\tREGION\tLINK\tMERIDIAND\tCLUSTERS ALIVE\tDEMO ENDPOINTS\tGATEWAYS\tGRPC\tADMIN\tINGRESS")
 	for _, c := range st.Clusters {
 		link := "up"
 		if c.Cut {
 			link = "cut"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", c.Name, c.Region, link, c.Meridiand, c.ClustersAlive, len(st.Clusters), c.Endpoints, c.GRPC, c.Admin)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\n", c.Name, c.Region, link, c.Meridiand, c.ClustersAlive, len(st.Clusters), c.Endpoints,
+			cmp.Or(c.Gateways, "-"), c.GRPC, c.Admin, cmp.Or(c.Ingress, "-"))
 	}
 	tw.Flush()
 	if len(st.Traffic) > 0 {

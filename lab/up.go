@@ -413,6 +413,17 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 			total++
 		}
 	}
+	if l.State.Sidecars {
+		for i := range l.State.Clusters {
+			c := &l.State.Clusters[i]
+			for j, in := range c.Instances {
+				ip, _, _ := net.SplitHostPort(in.Address)
+				if err := l.waitProxy(ctx, c, fmt.Sprintf("%s-%d-proxy", in.Service, j), ip); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	if l.opts.Publish != nil {
 		for i := range l.State.Clusters {
 			if err := l.opts.Publish(ctx, &l.State.Clusters[i]); err != nil {
@@ -528,15 +539,10 @@ func (l *Lab) startGateways(ctx context.Context, say func(string, ...any)) error
 	})
 	for i := range l.State.Clusters {
 		c := &l.State.Clusters[i]
-		for _, addr := range []string{c.Ingress, c.EastWest} {
+		for role, addr := range map[string]string{"ingress-gateway": c.Ingress, "east-west-gateway": c.EastWest} {
 			ip, _, _ := net.SplitHostPort(addr)
-			health := "http://" + net.JoinHostPort(ip, strconv.Itoa(proxyHealthPort)) + "/ready"
-			err := poll(ctx, 60*time.Second, func(ctx context.Context) error {
-				_, err := get(ctx, health)
+			if err := l.waitProxy(ctx, c, role, ip); err != nil {
 				return err
-			})
-			if err != nil {
-				return fmt.Errorf("lab: the gateway at %s of %s is not ready after 60s: %w (see %s/logs)", addr, c.Name, err, l.State.StateDir)
 			}
 		}
 		if !hasFrontend {
@@ -555,6 +561,26 @@ func (l *Lab) startGateways(ctx context.Context, say func(string, ...any)) error
 		how = "ready; " + Frontend + " answers through every ingress"
 	}
 	say("  gateways: an ingress and an east-west gateway per cluster, %s (%s)", how, since(t))
+	return nil
+}
+
+// waitProxy waits until the meridian-proxy whose ports live on ip has
+// applied its first complete configuration (its /ready), failing early
+// when the process exits.
+func (l *Lab) waitProxy(ctx context.Context, c *ClusterState, role, ip string) error {
+	name := c.Name + "." + role
+	p := l.proc(name)
+	health := "http://" + net.JoinHostPort(ip, strconv.Itoa(proxyHealthPort)) + "/ready"
+	err := poll(ctx, 60*time.Second, func(ctx context.Context) error {
+		if p != nil && p.exited() {
+			return fmt.Errorf("exited (%v)", p.err)
+		}
+		_, err := get(ctx, health)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lab: meridian-proxy %s is not ready after 60s: %w (see %s)", name, err, l.logFile(name))
+	}
 	return nil
 }
 
@@ -733,6 +759,10 @@ func (l *Lab) startTraffic(ctx context.Context, say func(string, ...any)) error 
 				args = append(args, "--target", e+"="+up)
 			}
 			if err := l.spawn(c, "users-proxy", "meridian-proxy", proxy...); err != nil {
+				return err
+			}
+			// The users' first calls find their sidecar configured.
+			if err := l.waitProxy(ctx, c, "users-proxy", ip); err != nil {
 				return err
 			}
 		} else {
