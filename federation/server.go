@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -214,12 +215,42 @@ func (f *Federation) authStream(srv any, ss grpc.ServerStream, _ *grpc.StreamSer
 
 // connPool keeps one client connection per member address.
 type connPool struct {
-	f  *Federation
-	mu sync.Mutex
-	m  map[string]*grpc.ClientConn
+	f        *Federation
+	mu       sync.Mutex
+	m        map[string]*grpc.ClientConn
+	draining map[*grpc.ClientConn]*time.Timer // replaced by Reconnect; closed when the timer fires, or by closeAll
 }
 
-func newConnPool(f *Federation) *connPool { return &connPool{f: f, m: map[string]*grpc.ClientConn{}} }
+func newConnPool(f *Federation) *connPool {
+	return &connPool{f: f, m: map[string]*grpc.ClientConn{}, draining: map[*grpc.ClientConn]*time.Timer{}}
+}
+
+// Reconnect makes the next calls to every member handshake again, with
+// the credentials of now: for after this member's certificate changed
+// (a root rotation's activate reissues it under the new root), so that no
+// connection still presents the old one when that root is retired, and
+// no member has to refuse it first (see refused). Calls under way finish
+// on the connections they started on, which close after PullTimeout.
+func (f *Federation) Reconnect() {
+	p := f.conns
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.m {
+		delete(p.m, addr)
+		p.draining[c] = time.AfterFunc(f.cfg.Gossip.PullTimeout, func() {
+			p.mu.Lock()
+			_, ok := p.draining[c]
+			delete(p.draining, c)
+			p.mu.Unlock()
+			if ok {
+				c.Close()
+			}
+		})
+	}
+}
 
 func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
@@ -314,5 +345,10 @@ func (p *connPool) closeAll() {
 	for a, c := range p.m {
 		c.Close()
 		delete(p.m, a)
+	}
+	for c, t := range p.draining {
+		t.Stop()
+		c.Close()
+		delete(p.draining, c)
 	}
 }
