@@ -47,6 +47,13 @@ func TestRootRotationAcrossTheMesh(t *testing.T) {
 		tr.WaitMore(t, 20)
 	}
 	before, _ := dc1.d.Trust.Bundles.Get(spiffeid.RequireTrustDomainFromString(m.trustDomain))
+	unverified := func(c *running) float64 {
+		return counter(t, c.d.Metrics, "meridian_federation_dropped_messages_total", "reason", "unverified")
+	}
+	unverifiedBefore := map[*running]float64{}
+	for _, c := range all {
+		unverifiedBefore[c] = unverified(c)
+	}
 
 	code, out, errOut := ctl("trust", "rotate", "--server", dc2.d.GRPCAddr(), "--overlap", "300ms", "--poll", "100ms", "--wait-timeout", "30s")
 	t.Logf("meridianctl trust rotate:\n%s%s", out, errOut)
@@ -84,6 +91,12 @@ func TestRootRotationAcrossTheMesh(t *testing.T) {
 		}
 		if got := bundle.KeyID(b.X509Authorities()[0]); counter(t, c.d.Metrics, "meridian_trust_exchange_refused_total", "what", "bundle_update") != 0 {
 			t.Fatalf("%s refused a bundle update on the way to %s", c.d.Config.Cluster.Name, got)
+		}
+		// Every cluster connected again after activate (federation's
+		// Reconnect): none presented a member certificate under the
+		// retired root, so none was refused.
+		if n := unverified(c) - unverifiedBefore[c]; n != 0 {
+			t.Fatalf("%s refused %v federation calls from members during the rotation", c.d.Config.Cluster.Name, n)
 		}
 	}
 	// Federation still replicates between the clusters.

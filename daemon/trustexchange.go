@@ -16,8 +16,9 @@ func wireTrustExchange(_ context.Context, d *Daemon) error {
 		return nil
 	}
 	var apiAddr string // published for the other clusters: with federation only
+	var reconnect func()
 	if d.Federation != nil {
-		apiAddr = d.Federation.APIAddr()
+		apiAddr, reconnect = d.Federation.APIAddr(), d.Federation.Reconnect
 	}
 	x, err := exchange.New(exchange.Config{
 		Trust: d.Trust, Cluster: d.Config.Cluster.Name, Store: d.Policies,
@@ -29,7 +30,7 @@ func wireTrustExchange(_ context.Context, d *Daemon) error {
 			}
 			return out
 		},
-		Leading: d.Leading, Leader: d.leaderAPIAddr, APIAddr: apiAddr,
+		Leading: d.Leading, Leader: d.leaderAPIAddr, APIAddr: apiAddr, Reissued: reconnect,
 		Logger: d.Log, Metrics: d.Metrics,
 	})
 	if err != nil {

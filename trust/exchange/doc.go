@@ -50,9 +50,12 @@
 // connection between them, and works through a third cluster when two
 // are cut off, as all replication does. Members check each other's
 // member certificates at every federation call, against the bundle of
-// now: after retire, a connection made with a certificate under the old
-// root is refused once, and federation connects again, presenting the
-// member SVID reissued at activate. A cluster dead for a whole
+// now: so when activate has reissued a cluster's SVIDs, the exchange
+// says so (Config.Reissued) and meridiand's federation connects again
+// with the new member SVID, before retire makes the old root untrusted;
+// a connection that still presents an old one (a step forced ahead of a
+// cluster) is refused once, and federation connects again then. A
+// cluster dead for a whole
 // rotation misses it: its intermediate no longer chains to the bundle the
 // mesh trusts, and it needs a new one (meridianctl trust join-token).
 //

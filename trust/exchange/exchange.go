@@ -56,6 +56,12 @@ type Config struct {
 	// APIAddr is this replica's API address, published so that a rotation
 	// step asked of another cluster can name the root holder's.
 	APIAddr string
+	// Reissued, when set, is called after this replica's intermediate
+	// changed and its SVIDs were reissued (a rotation's activate): so
+	// that connections made with the member SVID of before are replaced
+	// (meridiand: federation's Reconnect) before retire makes the old
+	// root untrusted. It must not block.
+	Reissued func()
 	// RepublishInterval bounds how long a change of this cluster's state
 	// that no event announced waits to be published; default 10s.
 	RepublishInterval time.Duration
@@ -206,6 +212,7 @@ func (x *Exchange) apply(ctx context.Context, snap *policy.Snapshot) {
 			x.refuse(r, "intermediate", err)
 		case ok:
 			changed = true
+			x.reissued()
 			x.m.applied.WithLabelValues("intermediate").Inc()
 			x.log.Info("installed the intermediate the root holder signed", "issuer", chain[0].Issuer, "expires", chain[0].NotAfter)
 		}
@@ -244,6 +251,12 @@ func (x *Exchange) sequence() uint64 {
 	}
 	seq, _ := b.SequenceNumber()
 	return seq
+}
+
+func (x *Exchange) reissued() {
+	if x.cfg.Reissued != nil {
+		x.cfg.Reissued()
+	}
 }
 
 func (x *Exchange) wake() {

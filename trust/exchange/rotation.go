@@ -79,7 +79,9 @@ func (r *rotation) Rotate(ctx context.Context, req *trustpb.RotateRequest) (*tru
 	case trustpb.RotationStep_ROTATION_STEP_PREPARE:
 		_, err = x.cfg.Trust.PrepareRootRotation(ctx)
 	case trustpb.RotationStep_ROTATION_STEP_ACTIVATE:
-		err = x.cfg.Trust.ActivateRoot(ctx)
+		if err = x.cfg.Trust.ActivateRoot(ctx); err == nil {
+			x.reissued()
+		}
 	case trustpb.RotationStep_ROTATION_STEP_RETIRE:
 		_, err = x.cfg.Trust.RetireRootRotation(ctx)
 	}
