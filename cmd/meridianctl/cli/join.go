@@ -441,7 +441,8 @@ func printJoinPlan(g *Globals, p JoinPlan) error {
 	if p.MergedInto != "" {
 		fmt.Fprintf(w, ", and merged it into %s", p.MergedInto)
 	}
-	fmt.Fprintf(w, ".\nStart %s's meridiand with that configuration, or with these flags (and its own region and addresses):\n  meridiand %s\n",
+	fmt.Fprintf(w, ".\nOn another host, copy %s there (the same path, or change federation.keyFile).", p.Dir)
+	fmt.Fprintf(w, "\nStart %s's meridiand with that configuration, or with these flags (and its own region and addresses):\n  meridiand %s\n",
 		p.Cluster, strings.Join(p.Flags, " \\\n    "))
 	if p.Token != "" {
 		fmt.Fprintf(w, "It needs a key of its own to seal its CA key (--trust-key-file, or $MERIDIAN_TRUST_KEY).\n")
