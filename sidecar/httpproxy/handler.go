@@ -100,6 +100,8 @@ type exchange struct {
 	span        trace.Span
 	spanCtx     context.Context
 	requestID   string
+	// rec wraps the response writer (here, not apart: one allocation).
+	rec recorder
 }
 
 type exchangeKey struct{}
@@ -114,7 +116,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ci := downstream.From(r.Context())
 	x := &exchange{conn: ci, start: time.Now(), h2: r.ProtoMajor == 2,
 		grpc: strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")}
-	rec := &recorder{ResponseWriter: w}
+	x.rec.ResponseWriter = w
+	rec := &x.rec
 	defer h.finish(x, r, rec)
 
 	if n := headerCount(r.Header); n > h.hcm.MaxHeadersCount {

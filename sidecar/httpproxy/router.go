@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meridian-mesh/meridian/sidecar/identity"
@@ -313,17 +314,21 @@ func attach(resp *http.Response, fn func()) {
 		resp.Body = upgraded{rwc, sync.OnceFunc(fn)}
 		return
 	}
-	resp.Body = &closeHook{ReadCloser: resp.Body, fn: sync.OnceFunc(fn)}
+	resp.Body = &closeHook{ReadCloser: resp.Body, fn: fn}
 }
 
+// closeHook calls fn once, at the body's end or close, whichever comes
+// first (an atomic flag rather than sync.OnceFunc: one allocation less
+// per request).
 type closeHook struct {
 	io.ReadCloser
-	fn func()
+	fn   func()
+	done atomic.Bool
 }
 
 func (c *closeHook) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
-	if err == io.EOF {
+	if err == io.EOF && c.done.CompareAndSwap(false, true) {
 		c.fn()
 	}
 	return n, err
@@ -331,7 +336,9 @@ func (c *closeHook) Read(p []byte) (int, error) {
 
 func (c *closeHook) Close() error {
 	err := c.ReadCloser.Close()
-	c.fn()
+	if c.done.CompareAndSwap(false, true) {
+		c.fn()
+	}
 	return err
 }
 
