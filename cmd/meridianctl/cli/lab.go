@@ -319,8 +319,12 @@ every hop: service, version, cluster, zone and address.`,
 			}
 			reply, err := lab.CallThrough(cmd.Context(), c.Ingress, service)
 			if err != nil {
-				return Hint(fmt.Errorf("%s through the ingress gateway of %s (%s): %s", service, c.Name, c.Ingress, oneLine(status.Convert(err).Message())),
-					"the demo's services are frontend, catalog, inventory and customer-records; the gateway's log is logs/"+c.Name+".ingress-gateway.log")
+				msg := oneLine(status.Convert(err).Message())
+				hint := "see 'meridianctl lab status': a cut cluster's endpoints are down, and residency keeps a service from failing over out of its jurisdiction"
+				if strings.Contains(msg, "no route for") {
+					hint = "the demo's services are frontend, catalog, inventory and customer-records"
+				}
+				return Hint(fmt.Errorf("%s through the ingress gateway of %s (%s): %s", service, c.Name, c.Ingress, msg), hint)
 			}
 			return g.Print(reply, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "through %s's ingress gateway %s:\n", c.Name, c.Ingress)
