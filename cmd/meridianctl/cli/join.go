@@ -299,6 +299,11 @@ func checkRootHolder(ctx context.Context, g *Globals, conn *grpc.ClientConn, mes
 	case rs.GetRootHolder() != "" && rs.GetRootHolder() != cluster:
 		return Hint(fmt.Errorf("meridiand at %s is cluster %s, and cluster %s holds the root: only its CA service signs a new cluster's intermediate", mesh, cluster, rs.GetRootHolder()),
 			"run join on "+rs.GetRootHolder()+"'s meridiand host; or give --trust-token=false when the cluster has an intermediate from 'meridianctl trust issue-intermediate'")
+	case rs.GetRootHolder() == "" && slices.ContainsFunc(rs.GetClusters(), func(c *trustpb.ClusterTrust) bool { return c.GetPublished() && c.GetCluster() == cluster }):
+		// Cluster's own trust state is out and names no root holder: the
+		// mesh's root is kept offline, as the lab and deploy/kind keep it.
+		return Hint(fmt.Errorf("no cluster of the mesh holds its root online (cluster %s runs an intermediate issued offline), so none can sign a new cluster's intermediate", cluster),
+			"issue it offline ('meridianctl trust issue-intermediate --cluster NAME', then meridiand --trust-ca-dir) and give join --trust-token=false")
 	}
 	return nil
 }

@@ -150,6 +150,29 @@ trust: {keyFile: `+edgeSeal+`, caAddr: "127.0.0.1:0"}
 		t.Fatalf("join --trust-token=false through edge: %d %s %s", code, out, stderr)
 	}
 
+	// A mesh whose root is kept offline (as the lab's): its one cluster runs
+	// an intermediate issued by 'trust issue-intermediate', so no member
+	// can sign a new cluster's intermediate and join says how instead.
+	if code, out, stderr := run(ctx, "trust", "issue-intermediate", "--dir", caDir, "--cluster", "offline"); code != 0 {
+		t.Fatalf("issue-intermediate: %s %s", out, stderr)
+	}
+	offSeal := filepath.Join(tmp, "offline.seal")
+	writeKeyFile(t, offSeal, 'o')
+	off := daemon.DefaultConfig()
+	off.Cluster = registry.Cluster{Name: "offline", Region: "east"}
+	off.DataDir = filepath.Join(tmp, "offline")
+	off.GRPCAddr, off.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	off.Federation = daemon.Federation{Enabled: true, Replica: "r0", GossipAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Insecure: true, Preset: "local"}
+	off.Trust = daemon.Trust{Enabled: true, TrustDomain: "mesh.test", KeyFile: offSeal, CADir: filepath.Join(caDir, "offline"), CAAddr: "127.0.0.1:0"}
+	offAddr := startMeridiand(t, off).GRPCAddr()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		code, _, stderr := run(ctx, "join", "--cluster", "x", "--mesh", offAddr, "--gossip-insecure", "--dir", filepath.Join(tmp, "join-x"))
+		if code == 0 || !strings.Contains(stderr, "no cluster of the mesh holds its root online") || !strings.Contains(stderr, "--trust-token=false") {
+			return fmt.Errorf("join through a mesh with an offline root: %d %s", code, stderr)
+		}
+		return nil
+	})
+
 	// A standalone meridiand (not federated).
 	solo := daemon.DefaultConfig()
 	solo.Cluster = registry.Cluster{Name: "solo", Region: "east"}
