@@ -23,7 +23,8 @@
 //
 // Which run where: every scenario runs by default (make e2e); -short keeps
 // the fast subset — discovery, locality, region failover (proxyless and
-// through meridian-proxy), residency during an EU outage, live drill —
+// through meridian-proxy), residency during an EU outage, live drill,
+// calls through every cluster's ingress gateway —
 // which crosses discovery → federation → xDS → proxy → traffic, for make
 // test. The others (zone failover, partition and heal, crash and restart,
 // canary) skip under -short, saying so.
