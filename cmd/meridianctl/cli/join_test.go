@@ -173,6 +173,26 @@ trust: {keyFile: `+edgeSeal+`, caAddr: "127.0.0.1:0"}
 		return nil
 	})
 
+	// A cluster started with another keyring (its trust in order) never
+	// joins: check waits, then says what each side sees.
+	wrongKeys := filepath.Join(tmp, "wrong.keys")
+	writeKeyFile(t, wrongKeys, 'w')
+	wrong := daemon.DefaultConfig()
+	wrong.Cluster = registry.Cluster{Name: "wrong", Region: "west"}
+	wrong.DataDir = filepath.Join(tmp, "wrong")
+	wrong.GRPCAddr, wrong.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	wrong.Federation = daemon.Federation{Enabled: true, Replica: "r0", GossipAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", KeyFile: wrongKeys, Preset: "local", Seeds: frag.Federation.Seeds}
+	if code, out, stderr := run(ctx, "trust", "issue-intermediate", "--dir", caDir, "--cluster", "wrong"); code != 0 {
+		t.Fatalf("issue-intermediate: %s %s", out, stderr)
+	}
+	wrong.Trust = daemon.Trust{Enabled: true, TrustDomain: "mesh.test", KeyFile: edgeSeal, CADir: filepath.Join(caDir, "wrong"), CAAddr: "127.0.0.1:0"}
+	wrongAddr := startMeridiand(t, wrong).GRPCAddr()
+	code, _, stderr = run(ctx, "join", "--server", wrongAddr, "--mesh", hub, "--wait", "2s")
+	checkFailure(t, code, stderr, "cluster wrong has not joined after 2s: ")
+	if !strings.Contains(stderr, "wrong sees hub unknown") || !strings.Contains(stderr, "hub sees wrong unknown") || !strings.Contains(stderr, "same keyring") {
+		t.Errorf("join check of a cluster with the wrong keyring: %s", stderr)
+	}
+
 	// A standalone meridiand (not federated).
 	solo := daemon.DefaultConfig()
 	solo.Cluster = registry.Cluster{Name: "solo", Region: "east"}
