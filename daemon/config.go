@@ -53,11 +53,48 @@ type Config struct {
 	// Policy configures the policy API and live drills (package policyapi).
 	Policy Policy `json:"policy,omitzero"`
 	// XDS configures the xDS server (package xds/server): the mesh's
-	// outbound traffic policy, where gateway credentials are read.
-	XDS xdsserver.Settings `json:"xds,omitzero"`
+	// outbound traffic policy, where gateway credentials are read, and
+	// its TLS port.
+	XDS XDS `json:"xds,omitzero"`
 	// ShutdownTimeout bounds how long in-flight requests may finish after
 	// SIGTERM before they are cut. Default 10s.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout,omitempty"`
+}
+
+// XDS is the "xds" section: the xDS server's own settings, and where
+// meridiand serves it over TLS.
+type XDS struct {
+	xdsserver.Settings `json:",inline"`
+	// TLSAddr is where meridiand serves xDS over TLS when trust is on,
+	// with its member SVID as server certificate; a proxy presenting its
+	// SVID as client certificate is attested by it (meridian-proxy
+	// --xds-tls). Default: grpcAddr's host, port 15011 (port 0 when
+	// grpcAddr's is 0); "-" for nowhere. Istio serves TLS xDS on 15012;
+	// here 15012 is the CA service's (trust.caAddr), so the TLS xDS port
+	// takes 15011, Istio's former mTLS xDS port, beside the plaintext 15010.
+	TLSAddr string `json:"tlsAddr,omitempty"`
+}
+
+// DefaultXDSTLSPort is the TLS xDS port when xds.tlsAddr is not set.
+const DefaultXDSTLSPort = "15011"
+
+// xdsTLSAddr returns where the TLS xDS server listens, "" for nowhere:
+// it needs trust's member SVID.
+func (c *Config) xdsTLSAddr() string {
+	switch a := c.XDS.TLSAddr; {
+	case !c.Trust.Enabled || a == "-":
+		return ""
+	case a != "":
+		return a
+	}
+	host, port, err := net.SplitHostPort(c.GRPCAddr)
+	if err != nil {
+		return ""
+	}
+	if port != "0" {
+		port = DefaultXDSTLSPort
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // Etcd selects an external etcd cluster instead of the embedded one.
@@ -199,7 +236,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateLog(c.Log, field.NewPath("log"))...)
 	errs = append(errs, c.Inject.Validate(field.NewPath("inject"))...)
 	errs = append(errs, c.UI.Validate(field.NewPath("ui"))...)
-	errs = append(errs, c.XDS.Validate(field.NewPath("xds"))...)
+	errs = append(errs, c.XDS.validate(field.NewPath("xds"), c)...)
 	errs = append(errs, c.Federation.validate(field.NewPath("federation"))...)
 	errs = append(errs, c.Trust.validate(field.NewPath("trust"))...)
 	errs = append(errs, c.Policy.validate(field.NewPath("policy"))...)
@@ -214,6 +251,21 @@ func (c *Config) Validate() error {
 		lines[i] = "\n  " + e.Error()
 	}
 	return fmt.Errorf("daemon: invalid configuration:%s", strings.Join(lines, ""))
+}
+
+func (x *XDS) validate(path *field.Path, c *Config) field.ErrorList {
+	errs := x.Settings.Validate(path)
+	switch a := x.TLSAddr; {
+	case a == "" || a == "-":
+	case !c.Trust.Enabled:
+		errs = append(errs, field.Forbidden(path.Child("tlsAddr"), "the TLS xDS port serves with this cluster's member SVID: turn trust on with trust.enabled"))
+	default:
+		errs = append(errs, validateListen(a, path.Child("tlsAddr"))...)
+		if (a == c.GRPCAddr || a == c.AdminAddr || a == c.Trust.CAAddr) && !strings.HasSuffix(a, ":0") {
+			errs = append(errs, field.Duplicate(path.Child("tlsAddr"), a))
+		}
+	}
+	return errs
 }
 
 func validateListen(addr string, path *field.Path) field.ErrorList {

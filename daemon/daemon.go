@@ -73,6 +73,8 @@ type Daemon struct {
 	checks  []readyCheck
 	closers []func() error
 
+	xdsTLSLis net.Listener // the TLS xDS server's (xdstls.go), nil without
+
 	mu      sync.Mutex
 	running bool
 	closed  bool
@@ -108,6 +110,7 @@ var wiring = []struct {
 	{"inject", wireInject},
 	{"federation", wireFederation},
 	{"xds", wireXDS},
+	{"xds-tls", wireXDSTLS},
 	{"policy", wirePolicy},
 	{"ui", wireUI},
 	{"trust-exchange", wireTrustExchange},
@@ -236,7 +239,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log := d.Log.With("component", "daemon")
-	log.Info("meridiand serving", "grpc", d.GRPCAddr(), "admin", d.AdminAddr(), "etcd", d.etcdLocation(),
+	log.Info("meridiand serving", "grpc", d.GRPCAddr(), "xds_tls", d.XDSTLSAddr(), "admin", d.AdminAddr(), "etcd", d.etcdLocation(),
 		"region", d.Config.Cluster.Region, "components", d.componentNames())
 	err := g.Wait()
 	if cerr := d.Close(); err == nil {
@@ -258,19 +261,29 @@ func (d *Daemon) shutdownServers() {
 	timeout := d.Config.ShutdownTimeout.Duration
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	var admin sync.WaitGroup
+	admin.Go(func() {
+		if err := d.admin.Shutdown(ctx); err != nil {
+			d.admin.Close()
+		}
+	})
+	d.stopGRPC(ctx, d.GRPC)
+	admin.Wait()
+}
+
+// stopGRPC stops a gRPC server gracefully until ctx ends, then cuts the
+// streams still open.
+func (d *Daemon) stopGRPC(ctx context.Context, g *grpc.Server) {
 	stopped := make(chan struct{})
 	go func() {
-		d.GRPC.GracefulStop()
+		g.GracefulStop()
 		close(stopped)
 	}()
-	if err := d.admin.Shutdown(ctx); err != nil {
-		d.admin.Close()
-	}
 	select {
 	case <-stopped:
 	case <-ctx.Done():
-		d.Log.Warn("cutting gRPC streams still open after the shutdown timeout", "timeout", timeout)
-		d.GRPC.Stop()
+		d.Log.Warn("cutting gRPC streams still open after the shutdown timeout", "timeout", d.Config.ShutdownTimeout.Duration)
+		g.Stop()
 		<-stopped
 	}
 }

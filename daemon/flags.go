@@ -34,6 +34,7 @@ var flags = map[string]string{
 	"log.format":          "--log-format",
 	"log.level":           "--log-level",
 	"shutdownTimeout":     "--shutdown-timeout",
+	"xds.tlsAddr":         "--xds-tls-addr",
 }
 
 // flagOf returns the flag that sets a field path ("etcd.endpoints[1]" →
@@ -75,6 +76,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Etcd.Prefix, "etcd-prefix", c.Etcd.Prefix, "prefix of every etcd key (default /meridian/)")
 	fs.StringVar(&c.Etcd.ListenClient, "etcd-listen-client", c.Etcd.ListenClient, "host:port where the embedded etcd serves clients (default 127.0.0.1:0)")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "host:port of the gRPC server (Workload API); port 0 picks a free port")
+	fs.StringVar(&c.XDS.TLSAddr, "xds-tls-addr", c.XDS.TLSAddr, "host:port of xDS over TLS, with trust on: proxies attested by their SVIDs as client certificates (default grpc-addr's host, port 15011; - for none)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "host:port of the admin HTTP server (/healthz, /readyz, /metrics, /debug/registry)")
 	fs.BoolVar(&c.Kube.Enabled, "kube", c.Kube.Enabled, "discover Services and endpoints from Kubernetes")
 	fs.StringVar(&c.Kube.Kubeconfig, "kubeconfig", c.Kube.Kubeconfig, "path to a kubeconfig file (default $KUBECONFIG, ~/.kube/config, or in-cluster)")
