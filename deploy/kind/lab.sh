@@ -145,7 +145,11 @@ MSG
 # arrive on the pod's loopback, where meridiand answers members' questions.
 # Its members advertise pod addresses, which other kind clusters cannot
 # reach, so the seeds are its node's gossip NodePort instead. Then join
-# checks each cluster from both sides.
+# checks each cluster from both sides. This needs from the chart what it
+# does not have yet: federation values (enabled, keySecret naming a Secret
+# with the keyring under "keys", seeds) and gossip exposed on the NodePort
+# $gossip_nodeport; until then the step says so and leaves the clusters
+# unjoined.
 join() {
   local first=${clusters[0]} c port=15110 seed
   if ! grep -q '^federation:' "$chart/values.yaml"; then
