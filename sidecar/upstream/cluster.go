@@ -516,7 +516,11 @@ func staleConnError(err error) bool {
 	}
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		strings.Contains(err.Error(), "connection lost") // http2: client connection lost
+		// HTTP/2: the connection died under the stream — lost (no ping
+		// answer, a read error) or closed after another stream's write
+		// failed on it.
+		strings.Contains(err.Error(), "http2: client connection lost") ||
+		strings.Contains(err.Error(), "http2: client connection force closed")
 }
 
 // UsesHTTP2 reports whether a request would go out over HTTP/2.
