@@ -32,8 +32,10 @@ type Config struct {
 	// an external etcd.
 	DataDir string `json:"dataDir,omitempty"`
 	Etcd    Etcd   `json:"etcd,omitempty"`
-	// GRPCAddr is where meridiand serves gRPC (the Workload API, and later
-	// xDS): "host:port", port 0 for any free port. Default ":15010".
+	// GRPCAddr is where meridiand serves gRPC in plaintext (xDS, the
+	// Workload API, the policy and trust admin APIs): "host:port", port 0
+	// for any free port. Default ":15010". With trust on, xDS is also
+	// served over TLS on xds.tlsAddr.
 	GRPCAddr string `json:"grpcAddr,omitempty"`
 	// AdminAddr is where meridiand serves /healthz, /readyz, /metrics and
 	// /debug/registry over HTTP. Default ":15014".

@@ -4,7 +4,8 @@
 //
 //	Config ──New──► store (etcd: embedded, or external)
 //	                registry (the local cluster's segment)
-//	                gRPC server ◄── Workload API, health, reflection (and later xDS, ...)
+//	                gRPC server ◄── Workload API, health, reflection, xDS, policy, trust, ...
+//	                TLS xDS server ◄── xDS and health only (trust on; xdstls.go)
 //	                admin mux   ◄── /healthz /readyz /metrics /debug/registry
 //	                components  ◄── workload, kube discovery, ...
 //	       ──Run──► serve until the context ends (SIGTERM), then stop taking
@@ -44,6 +45,22 @@
 // and take over within about the election lease (2s to 10s by preset).
 // federation counts any write to the local segment a follower makes
 // (meridian_federation_follower_segment_writes_total).
+//
+// Ports: the gRPC port (grpcAddr, default :15010) is plaintext and serves
+// everything: xDS, the Workload API, the policy and trust admin APIs.
+// With trust on, the TLS xDS port (xds.tlsAddr, default grpcAddr's host
+// and port 15011) serves xDS alone, with this cluster's member SVID as
+// server certificate. It requests client certificates and verifies them
+// against the mesh bundle when given, as Go's VerifyClientCertIfGiven
+// does for SPIFFE: a proxy outside Kubernetes (meridian-proxy --xds-tls,
+// enrolled with a join token) presents its SVID and is attested by it
+// (xds/server's PeerSVID) — the plaintext port cannot attest it; a pod
+// that presents none attests with its service-account token as on the
+// plaintext port; a certificate that is not an SVID of the mesh refuses
+// the handshake. Istio serves TLS xDS on 15012; here 15012 is the CA
+// service's (trust.caAddr, JSON over HTTPS), so TLS xDS takes 15011,
+// Istio's former mTLS xDS port. Handshakes are counted by result
+// (meridian_xds_tls_handshakes_total) and refusals logged.
 //
 // Departures from DESIGN.md: Kubernetes discovery is off unless asked for
 // (--kube), because the lab and on-prem control planes run without

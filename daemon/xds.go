@@ -15,7 +15,8 @@ import (
 // pipeline hands it the compiled policies (wirePolicy, through d.XDS).
 // With trust, proxies that prove their identity get their secrets over
 // SDS and mTLS: a service-account token in Kubernetes, an SVID as TLS
-// client certificate elsewhere (see package xds/server).
+// client certificate elsewhere, on the TLS xDS port (xdstls.go; see
+// package xds/server).
 func wireXDS(_ context.Context, d *Daemon) error {
 	cfg := xdsserver.Config{Registry: d.Registry, Cluster: d.Config.Cluster.Name, Logger: d.Log, Metrics: d.Metrics}
 	d.Config.XDS.Apply(&cfg)
