@@ -19,8 +19,10 @@ import (
 
 // TestMeridiandWithKubernetes runs both discovery sources into one segment:
 // Kubernetes defines the service, a VM registered through meridianctl adds
-// an endpoint to it.
+// an endpoint to it. With trust on, a pod's proxy attests with its
+// service-account token on the TLS xDS port (tokenOverTLS).
 func TestMeridiandWithKubernetes(t *testing.T) {
+	mesh := newTrustMesh(t)
 	api := kubetest.Start(t)
 	ctx := context.Background()
 	kc := api.Clientset()
@@ -37,6 +39,7 @@ func TestMeridiandWithKubernetes(t *testing.T) {
 
 	m := startDaemon(t, t.TempDir(), func(c *daemon.Config) {
 		c.Kube.Enabled, c.Kube.Kubeconfig = true, api.Kubeconfig()
+		c.Trust = daemon.Trust{Enabled: true, TrustDomain: mesh.trustDomain, RootDir: mesh.caDir, CAAddr: "127.0.0.1:0"}
 	})
 	admin := "http://" + m.d.AdminAddr()
 	testutil.Eventually(t, 30*time.Second, func() error {
@@ -65,6 +68,7 @@ func TestMeridiandWithKubernetes(t *testing.T) {
 	if len(d.Services[0].Endpoints) != 1 || d.Services[0].Endpoints[0].ID != strings.TrimSpace(out) || d.Services[0].Ports[0].Port != 80 {
 		t.Fatalf("after registering a VM: %+v", d.Services[0])
 	}
+	tokenOverTLS(t, kc, m.d)
 	if err := m.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

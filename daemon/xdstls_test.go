@@ -23,11 +23,16 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/meridian-mesh/meridian/daemon"
 	"github.com/meridian-mesh/meridian/internal/proxytest"
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/sidecar"
+	"github.com/meridian-mesh/meridian/trust/attest"
 	"github.com/meridian-mesh/meridian/trust/ca"
 	"github.com/meridian-mesh/meridian/trust/member"
 	"github.com/meridian-mesh/meridian/trust/service"
@@ -262,5 +267,44 @@ xds: {outboundTrafficPolicy: REGISTRY_ONLY, tlsAddr: "127.0.0.1:16011"}
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// tokenOverTLS: a pod's meridian-proxy, as injected but pointed at the
+// TLS xDS port — meridiand verified by its member SPIFFE ID against the
+// mesh roots, no client certificate — attests with its projected
+// service-account token and gets its SVID over SDS.
+func tokenOverTLS(t *testing.T, kc kubernetes.Interface, d *daemon.Daemon) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := kc.CoreV1().ServiceAccounts("shop").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "client"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := kc.CoreV1().ServiceAccounts("shop").CreateToken(ctx, "client",
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{attest.DefaultAudience}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte(tr.Status.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pemDir := t.TempDir()
+	if code, out, errOut := ctl("trust", "bundle", "--server", d.GRPCAddr(), "--pem-dir", pemDir); code != 0 {
+		t.Fatalf("trust bundle: %s%s", out, errOut)
+	}
+	before := counter(t, d.Metrics, "meridian_xds_tls_handshakes_total", "result", "ok")
+	p := proxytest.Start(t, slog.New(slog.NewTextHandler(testLog(t), nil)), "--xds-address", d.XDSTLSAddr(),
+		"--xds-ca", filepath.Join(pemDir, d.Trust.MemberID().TrustDomain().Name()+".pem"), "--xds-server-id", d.Trust.MemberID().String(),
+		"--xds-token-file", token, "--id", "client-0.shop", "--cluster", "onprem-dc1", "--namespace", "shop", "--service-account", "client",
+		"--admin-address=", "--metrics-address=", "--health-address=", "--access-log", "off")
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if got := proxytest.SDSIdentity(p); got != "spiffe://mesh.test/ns/shop/sa/client" {
+			return fmt.Errorf("SVID over SDS: %q", got)
+		}
+		return nil
+	})
+	if n := counter(t, d.Metrics, "meridian_xds_tls_handshakes_total", "result", "ok"); n <= before {
+		t.Fatalf("the proxy's xDS did not come through the TLS port: %v ok handshakes, were %v", n, before)
 	}
 }
