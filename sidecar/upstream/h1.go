@@ -32,6 +32,9 @@ type h1Pool struct {
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn // by host address, most recently used last
 	closed bool
+	// reaper closes connections idle beyond idleTimeout, also those to
+	// hosts no longer asked for; armed while any connection is idle.
+	reaper *time.Timer
 }
 
 // maxIdlePerHost bounds the idle connections kept per host, as
@@ -105,7 +108,42 @@ func (p *h1Pool) put(pc *h1Conn) {
 		return
 	}
 	p.idle[pc.addr] = append(p.idle[pc.addr], pc)
+	if p.reaper == nil && p.idleTimeout > 0 {
+		p.reaper = time.AfterFunc(p.idleTimeout, p.reap)
+	}
 	p.mu.Unlock()
+}
+
+// reap closes the connections idle beyond idleTimeout and runs again
+// while any stay idle.
+func (p *h1Pool) reap() {
+	now := time.Now()
+	var expired []*h1Conn
+	p.mu.Lock()
+	p.reaper = nil
+	for addr, list := range p.idle {
+		kept := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleAt) > p.idleTimeout {
+				expired = append(expired, pc)
+			} else {
+				kept = append(kept, pc)
+			}
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(p.idle, addr)
+		} else {
+			p.idle[addr] = kept
+		}
+	}
+	if len(p.idle) > 0 && !p.closed {
+		p.reaper = time.AfterFunc(p.idleTimeout, p.reap)
+	}
+	p.mu.Unlock()
+	for _, pc := range expired {
+		pc.conn.Close()
+	}
 }
 
 // closeIdle closes the idle connections; closing makes it refuse to keep

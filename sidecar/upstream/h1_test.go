@@ -147,3 +147,39 @@ func TestPlainHTTP1(t *testing.T) {
 		t.Fatalf("%d new connections, want 2: a body closed early must not give its connection back", n)
 	}
 }
+
+// TestPlainHTTP1IdleTimeout: a pooled connection idle beyond the cluster's
+// idle timeout is closed, with no further request to notice it.
+func TestPlainHTTP1IdleTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		if _, err := br.ReadByte(); err != nil { // the proxy closing the idle connection
+			close(closed)
+		}
+	}()
+	c := upstream.New(&xdsconfig.Cluster{Name: "c", ConnectTimeout: 5 * time.Second, PanicThreshold: 50, Breakers: xdsconfig.DefaultBreakers,
+		ChoiceCount: 2, IdleTimeout: 50 * time.Millisecond}, upstream.Deps{Resolver: upstream.NewResolver()})
+	if got, err := send(t, c, context.Background(), ln.Addr().String(), "/"); err != nil || got != "200 ok" {
+		t.Fatalf("%q %v", got, err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle connection was not closed after the idle timeout")
+	}
+}
