@@ -50,6 +50,13 @@
 //     panic would send to those endpoints anyway and fail after a connect
 //     timeout; the registry's contract is that unhealthy endpoints get no
 //     traffic. Panic mode is otherwise Envoy's, ejected hosts included.
+//   - A request that fails on a reused upstream connection before any
+//     response (reset, broken pipe, end of stream, an HTTP/2 connection
+//     lost under it) is sent again on a fresh connection whatever its
+//     method and the route's retry policy, when its body is in memory
+//     (up to 64 KiB): after a network cut heals, pooled connections are
+//     dead and the host never saw those requests. Envoy leaves that to
+//     the retry policy.
 //   - STRICT_DNS clusters resolve at connection time like LOGICAL_DNS.
 //   - Authorization arrives as Envoy RBAC filters (trust translates the
 //     policies; there is no side channel for the policy objects), so
