@@ -44,7 +44,9 @@ func wireXDSTLS(_ context.Context, d *Daemon) error {
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("xds.tlsAddr: %w", err)
+		// The default port is fixed: name what to change when two
+		// meridiands on one host both want it.
+		return fmt.Errorf("xds.tlsAddr (--xds-tls-addr; default grpcAddr's host, port %s): %w", DefaultXDSTLSPort, err)
 	}
 	d.xdsTLSLis = lis
 	d.OnClose(func() error {

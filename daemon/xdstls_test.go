@@ -31,6 +31,7 @@ import (
 	"github.com/meridian-mesh/meridian/daemon"
 	"github.com/meridian-mesh/meridian/internal/proxytest"
 	"github.com/meridian-mesh/meridian/internal/testutil"
+	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/trust/attest"
 	"github.com/meridian-mesh/meridian/trust/ca"
@@ -242,6 +243,17 @@ func TestXDSOverTLS(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A second meridiand asking for the same TLS port is told which
+	// setting to change.
+	cfg := daemon.DefaultConfig()
+	cfg.Cluster = registry.Cluster{Name: "c2", Region: "r"}
+	cfg.DataDir, cfg.GRPCAddr, cfg.AdminAddr = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Trust = daemon.Trust{Enabled: true, TrustDomain: m.trustDomain, RootDir: m.caDir, CAAddr: "127.0.0.1:0"}
+	cfg.XDS.TLSAddr = xdsTLS
+	if _, err := daemon.New(context.Background(), cfg, daemon.WithLogger(slog.New(slog.DiscardHandler))); err == nil || !strings.Contains(err.Error(), "xds.tlsAddr (--xds-tls-addr") {
+		t.Fatalf("TLS xDS port in use: %v", err)
+	}
 }
 
 // The xds section takes the xDS server's settings and the TLS port side
