@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bins = dir
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/meridiand", "./cmd/meridian-demo", "./cmd/meridian-proxy")
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/meridiand", "./cmd/meridian-demo", "./cmd/meridian-proxy", "./cmd/meridianctl")
 	cmd.Dir = ".."
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

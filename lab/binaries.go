@@ -14,8 +14,9 @@ import (
 // module is the Go module whose source the lab builds its binaries from.
 const module = "github.com/meridian-mesh/meridian"
 
-// binaries the lab runs.
-var binaries = []string{"meridiand", "meridian-demo", "meridian-proxy"}
+// binaries the lab runs (meridianctl to join its clusters, as a user
+// would).
+var binaries = []string{"meridiand", "meridian-demo", "meridian-proxy", "meridianctl"}
 
 // findBinaries returns the directory holding every binary the lab runs:
 // binDir when given; else the directory of the running executable when

@@ -39,9 +39,10 @@ type keys struct {
 }
 
 // meridiandConfig is cluster i's meridiand configuration: its addresses,
-// its etcd data, gossip with every other cluster through the lab's key,
-// failure detection tuned for clusters on one machine, and its
-// intermediate CA under the lab's one root.
+// its etcd data, failure detection tuned for clusters on one machine, and
+// its intermediate CA under the lab's one root. The first cluster
+// federates under the lab's key; the others get their seeds and keyring
+// from `meridianctl join` (Lab.join), as a user's new cluster would.
 func meridiandConfig(s *State, i int, k keys) daemon.Config {
 	c := s.Clusters[i]
 	cfg := daemon.DefaultConfig()
@@ -52,15 +53,9 @@ func meridiandConfig(s *State, i int, k keys) daemon.Config {
 	cfg.Workload.DefaultTTL = metav1.Duration{Duration: workloadTTL}
 	cfg.Workload.Grace = metav1.Duration{Duration: workloadGrace}
 	cfg.ShutdownTimeout = metav1.Duration{Duration: 2 * time.Second}
-	var seeds []string
-	for j, o := range s.Clusters {
-		if j != i {
-			seeds = append(seeds, o.Gossip)
-		}
-	}
-	cfg.Federation = daemon.Federation{
-		Enabled: true, Replica: "meridiand-0", GossipAddr: c.Gossip, GRPCAddr: c.Federation,
-		Seeds: seeds, KeyFile: k.gossip, Preset: "local",
+	cfg.Federation = daemon.Federation{Replica: "meridiand-0", GossipAddr: c.Gossip, GRPCAddr: c.Federation, Preset: "local"}
+	if i == 0 {
+		cfg.Federation.Enabled, cfg.Federation.KeyFile = true, k.gossip
 	}
 	if k.caDir != "" {
 		cfg.Trust = daemon.Trust{Enabled: true, TrustDomain: TrustDomain, KeyFile: k.seal,

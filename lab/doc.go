@@ -10,8 +10,12 @@
 //	         (and tc netem latency where the kernel has it); or loopback —
 //	         127.77.I.H, one range per cluster
 //	      ─► meridiand per cluster (subprocess, own process group, config
-//	         in STATE/clusters/NAME/meridiand.yaml, embedded etcd there),
-//	         gossiping under one key; wait for /readyz and full membership
+//	         in STATE/clusters/NAME/meridiand.yaml, embedded etcd there):
+//	         the first starts the mesh under the lab's gossip key; every
+//	         other cluster joins it as a user's would, `meridianctl join
+//	         --trust-token=false` merging seeds and keyring into its
+//	         configuration (its intermediate is issued offline); wait for
+//	         /readyz and full membership
 //	      ─► demo instances (cmd/meridian-demo serve): frontend → catalog
 //	         v1/v2 → inventory, customer-records in the EU (and a stray copy
 //	         outside it), registered through the Workload API; each behind

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -302,16 +303,31 @@ func (l *Lab) startControlPlanes(ctx context.Context, say func(string, ...any)) 
 		return err
 	}
 	say("  trust: one root CA (trust domain %s, kept offline in %s), an intermediate per cluster; gossip keyring-gated", TrustDomain, l.keys.caDir)
+	// The first cluster starts the mesh; the others join it.
+	t := time.Now()
+	first := &l.State.Clusters[0]
 	for i := range l.State.Clusters {
 		c := &l.State.Clusters[i]
 		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}
+		if i > 0 {
+			if err := l.join(ctx, c, first); err != nil {
+				return err
+			}
+		}
 		if err := l.startMeridiand(c, i); err != nil {
 			return err
 		}
+		if i == 0 {
+			if err := l.waitMeridiand(ctx, c); err != nil {
+				return err
+			}
+		}
 	}
-	t := time.Now()
+	if n := len(l.State.Clusters); n > 1 {
+		say("  %d clusters joined %s's mesh with meridianctl join (seeds and keyring from %s; intermediates issued offline)", n-1, first.Name, first.Name)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range l.State.Clusters {
 		c := &l.State.Clusters[i]
@@ -351,18 +367,54 @@ func (l *Lab) startControlPlanes(ctx context.Context, say func(string, ...any)) 
 	return nil
 }
 
+// configPath is where a cluster's meridiand configuration lives.
+func configPath(c *ClusterState) string { return filepath.Join(c.DataDir, "meridiand.yaml") }
+
+// startMeridiand starts cluster i's meridiand; a cluster that joined has
+// its configuration written already.
 func (l *Lab) startMeridiand(c *ClusterState, i int) error {
+	if i == 0 {
+		if err := l.writeMeridiandConfig(c, i); err != nil {
+			return err
+		}
+	}
+	return l.spawn(c, "meridiand", "meridiand", "--config", configPath(c))
+}
+
+func (l *Lab) writeMeridiandConfig(c *ClusterState, i int) error {
 	cfg := meridiandConfig(l.State, i, l.keys)
 	if l.opts.Configure != nil {
 		if err := l.opts.Configure(c, &cfg); err != nil {
 			return fmt.Errorf("lab: configuring %s: %w", c.Name, err)
 		}
 	}
-	path := filepath.Join(c.DataDir, "meridiand.yaml")
-	if err := writeConfig(path, cfg); err != nil {
+	return writeConfig(configPath(c), cfg)
+}
+
+// join writes cluster c's configuration, then has `meridianctl join`
+// merge into it what joining first's mesh takes — gossip seeds and the
+// keyring; the intermediate is the lab's, issued offline, so no join
+// token (--trust-token=false) — as a user adding a cluster would.
+func (l *Lab) join(ctx context.Context, c, first *ClusterState) error {
+	i := slices.IndexFunc(l.State.Clusters, func(o ClusterState) bool { return o.Name == c.Name })
+	if err := l.writeMeridiandConfig(c, i); err != nil {
 		return err
 	}
-	return l.spawn(c, "meridiand", "meridiand", "--config", path)
+	args := []string{"join", "--cluster", c.Name, "--mesh", first.GRPC, "--gossip-key-file", l.keys.gossip, "--trust-token=false",
+		"--dir", filepath.Join(c.DataDir, "join"), "--config", configPath(c), "-o", "json"}
+	// Retried while the first meridiand's gossip starts.
+	err := poll(ctx, 30*time.Second, func(ctx context.Context) error {
+		cmd := exec.CommandContext(ctx, l.binary("meridianctl"), args...)
+		cmd.Env = append(os.Environ(), labEnv+"="+l.State.StateDir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: meridianctl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
 }
 
 // waitMeridiand waits for one meridiand's /readyz, failing early when
@@ -813,8 +865,7 @@ func (l *Lab) RestartMeridiand(ctx context.Context, cluster string) error {
 		_ = p.signalGroup(syscall.SIGKILL)
 		<-p.done
 	}
-	path := filepath.Join(c.DataDir, "meridiand.yaml")
-	if err := l.spawn(c, "meridiand", "meridiand", "--config", path); err != nil {
+	if err := l.spawn(c, "meridiand", "meridiand", "--config", configPath(c)); err != nil {
 		return err
 	}
 	return l.waitMeridiand(ctx, c)

@@ -117,7 +117,7 @@ func newLabUpCommand(g *Globals, dir *string) *cobra.Command {
 	f.StringVar(&netns, "netns", "auto", "a network namespace per cluster: auto (when root), true, or false (loopback)")
 	f.Float64Var(&rate, "rate", 20, "calls per second from each cluster's users to each entry service")
 	f.BoolVar(&sidecars, "sidecars", true, "run every demo instance and the users behind a meridian-proxy sidecar; false: proxyless gRPC (xds:///)")
-	f.StringVar(&binDir, "bin-dir", "", "directory of meridiand, meridian-demo and meridian-proxy (default: next to meridianctl, else built from source)")
+	f.StringVar(&binDir, "bin-dir", "", "directory of meridiand, meridian-demo, meridian-proxy and meridianctl (default: next to this meridianctl, else built from source)")
 	f.DurationVar(&interval, "print-every", time.Second, "how often to look at the last 2s of traffic (printed only when it moved, or every 30s)")
 	return cmd
 }
