@@ -54,16 +54,18 @@
 // and the lab says so rather than failing. The sidecars run without
 // traffic capture (explicit ports; the instances of a cluster share its
 // namespace, so capture would catch them all) and without SVIDs, so the
-// lab makes its namespace PERMISSIVE and says so. What STRICT needs: a
-// proxy outside Kubernetes can enroll with a workload join token
-// (meridian-proxy --ca-url --join-token-file --root-cert --xds-tls), but
-// meridiand serves xDS only in plaintext on its gRPC port, where its xDS
-// server cannot attest a proxy by its SVID (it attests by TLS client
-// certificate or a Kubernetes token), so an enrolled proxy would get no
-// secrets; and tokens are minted only for loopback callers, which in netns
-// mode needs meridiand listening on the namespace's loopback too (minting
-// with `ip netns exec`). With a TLS xDS port in meridiand, the lab would
-// mint a token per sidecar and run STRICT. The trust component still
+// lab makes its namespace PERMISSIVE and says so. The pieces for STRICT
+// exist — meridiand serves xDS over TLS (xds.tlsAddr, IP:15011 in the
+// lab) and meridian-proxy enrolls with a workload join token (--ca-url
+// --join-token-file --root-cert --xds-tls) — and what the lab still has
+// to do is: mint a token per sidecar and gateway (tokens are minted only
+// for loopback callers: in netns mode meridiand would have to listen on
+// the namespace's loopback too, and the lab mint with `ip netns exec`);
+// register each demo instance with its service account (meridian-demo
+// registers none, and a client verifies the exact SPIFFE IDs of a
+// service's endpoints); give the ingress gateway an identity; drop
+// PeerAuthentication lab-sidecars-unattested; and give the e2e suite's
+// in-process users' sidecar an identity too. The trust component still
 // runs: one offline root, an intermediate per cluster. The east-west
 // gateways run and are published, but every cluster is on one network
 // ("lab"), so traffic between clusters goes direct: an east-west gateway
