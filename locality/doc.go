@@ -12,7 +12,7 @@
 //	                        ├─► Build(view, clients) → Table ──Update(view, Delta)──► Table
 //	                        ├─► WhatIf(view, target) → DrillReport
 //	                        └─► CheckResidency(view) → findings (rules stranding a service)
-//	PriorityLoad(levels) → Envoy's per-priority load; Assignment.Distribution → per-locality shares
+//	Assignment.PriorityLoad → Envoy's per-priority load (package priority); Assignment.Distribution → per-locality shares
 //
 // Order. Priority 0 is the client's own zone, 1 the rest of its region,
 // then other regions (DESIGN.md). A FailoverPolicy replaces the "other

@@ -249,7 +249,7 @@ func TestHealthMerge(t *testing.T) {
 	}
 	// Envoy's view: P0 (az1) 50% healthy → 70% load; P1 (az2) drained → 0;
 	// P2 (EU dead + on-prem stale) 4 of 8 → 70, which takes the rest: 30%.
-	if got := locality.PriorityLoad(a.Health(), locality.LoadOptions{}).Healthy; !slices.Equal(got, []uint32{70, 0, 30}) {
+	if got := a.PriorityLoad(locality.LoadOptions{}).Healthy; !slices.Equal(got, []uint32{70, 0, 30}) {
 		t.Errorf("priority load %v", got)
 	}
 }

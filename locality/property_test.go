@@ -169,7 +169,7 @@ func TestPropertiesRandomMeshes(t *testing.T) {
 					t.Fatalf("iter %d: %d served + %d blocked != %d endpoints", iter, len(seen), len(a.Blocked), len(all))
 				}
 				if len(a.Levels) > 0 {
-					load := locality.PriorityLoad(a.Health(), locality.LoadOptions{})
+					load := a.PriorityLoad(locality.LoadOptions{})
 					var sum uint32
 					for p := range a.Levels {
 						sum += load.Total(p)

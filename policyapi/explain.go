@@ -16,7 +16,7 @@ type Explanation struct {
 	locality.Assignment
 	// From is the client as asked ("eks-use1", "us-east-1/use1-az1").
 	From string `json:"from"`
-	// Load is the priority load (locality.PriorityLoad) of the levels.
+	// Load is the priority load (Assignment.PriorityLoad) of the levels.
 	Load locality.Load `json:"load"`
 	// Shares is where an Envoy-like proxy sends the client's requests.
 	Shares []locality.Share `json:"shares"`
@@ -41,7 +41,7 @@ func (s *Server) Explain(service, from string) (Explanation, error) {
 	a := e.Assign(v, k, c)
 	return Explanation{
 		Assignment: a, From: from,
-		Load:   locality.PriorityLoad(a.Health(), locality.LoadOptions{}),
+		Load:   a.PriorityLoad(locality.LoadOptions{}),
 		Shares: a.Distribution(locality.LoadOptions{}),
 		Drains: e.Config().Drains,
 	}, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/internal/xdstest"
 	"github.com/meridian-mesh/meridian/locality"
+	"github.com/meridian-mesh/meridian/locality/priority"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
@@ -216,7 +217,7 @@ func TestConformanceWithGRPCGo(t *testing.T) {
 	if g["r2-z1"] > 1 {
 		t.Fatalf("grpc-go spilled to priority 1 (%v): it should stay on a partly healthy level", round(g))
 	}
-	load := locality.PriorityLoad([]locality.LevelHealth{{Healthy: 2, Total: 4}, {Healthy: 2, Total: 2}}, locality.LoadOptions{})
+	load := priority.PriorityLoad([]priority.LevelHealth{{Healthy: 2, Total: 4}, {Healthy: 2, Total: 2}}, priority.LoadOptions{})
 	if math.Abs(m["r2-z1"]-float64(load.Total(1))) > 5 {
 		t.Fatalf("priority 1 got %.1f%%, PriorityLoad says %d%%", m["r2-z1"], load.Total(1))
 	}

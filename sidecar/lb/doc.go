@@ -5,12 +5,13 @@
 //	Endpoints (EDS) ──Balancer.Update──► hosts (kept by address: stats and ejections survive updates)
 //	                                       │ health = EDS health minus outlier ejections
 //	                                       ▼
-//	        priority load (locality.PriorityLoad: overprovisioning 1.4, panic threshold)
+//	        priority load (priority.PriorityLoad: overprovisioning 1.4, panic threshold)
 //	        ─► a priority, by a uniform draw against the load
-//	        ─► a locality, by weight × availability (Envoy's locality-weighted LB)
+//	        ─► a locality, by weight × availability (priority.LocalityWeight, Envoy's locality-weighted LB)
 //	        ─► a host: round robin (weighted), least request (power of N choices), random
 //
-// The priority load is locality's function, not a copy, so drills,
+// The priority load and locality weights are package locality/priority's
+// functions, the ones package locality uses, not copies, so drills,
 // meridianctl explain and the proxy agree on where traffic goes.
 //
 // Picking is lock-free: each health change builds an immutable picker

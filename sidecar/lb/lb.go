@@ -7,8 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meridian-mesh/meridian/locality"
-	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/locality/priority"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 )
 
@@ -21,7 +20,7 @@ type Host struct {
 	// Addr is "ip:port", or "name:port" for endpoints published as DNS
 	// names (resolved when dialed).
 	Addr     string
-	Locality registry.Locality
+	Locality xdsconfig.Locality
 	Priority uint32
 	Weight   uint32
 	// lweight is the weight of the host's locality (0: unset).
@@ -93,7 +92,7 @@ type Balancer struct {
 
 // New returns a balancer without hosts.
 func New(cfg Config) *Balancer {
-	b := &Balancer{overprov: locality.DefaultOverprovisioningFactor}
+	b := &Balancer{overprov: priority.DefaultOverprovisioningFactor}
 	b.SetConfig(cfg)
 	return b
 }
@@ -128,7 +127,7 @@ func (b *Balancer) Update(eps *xdsconfig.Endpoints, addr func(xdsconfig.HostSpec
 		old[h.Addr] = h
 	}
 	b.hosts = b.hosts[:0:0]
-	b.overprov, b.drops = locality.DefaultOverprovisioningFactor, nil
+	b.overprov, b.drops = priority.DefaultOverprovisioningFactor, nil
 	if eps != nil {
 		b.overprov, b.drops = eps.OverprovisioningFactor, eps.Drops
 		for _, l := range eps.Localities {
@@ -180,7 +179,7 @@ func (b *Balancer) Drop() string {
 }
 
 // Load returns the current priority load, for tests and the admin page.
-func (b *Balancer) Load() locality.Load { return b.p.Load().load }
+func (b *Balancer) Load() priority.Load { return b.p.Load().load }
 
 // Pick returns a host, or nil when the cluster has none that EDS calls
 // healthy or degraded. tried lists hosts a retry must avoid where it can.
@@ -226,7 +225,7 @@ func (b *Balancer) Pick(tried []*Host) *Host {
 // pickExcluding is the retry path: tried hosts count as unhealthy for the
 // priority load, and are avoided inside the priority when possible.
 func (b *Balancer) pickExcluding(p *picker, tried []*Host) *Host {
-	levels := make([]locality.LevelHealth, len(p.prios))
+	levels := make([]priority.LevelHealth, len(p.prios))
 	for i := range p.prios {
 		for _, h := range p.prios[i].all.hosts() {
 			levels[i].Total++
@@ -240,7 +239,7 @@ func (b *Balancer) pickExcluding(p *picker, tried []*Host) *Host {
 			}
 		}
 	}
-	load := locality.PriorityLoad(levels, p.opts)
+	load := priority.PriorityLoad(levels, p.opts)
 	r := rand.Uint32N(100)
 	prio, panicMode := 0, false
 	for i := range p.prios {

@@ -7,8 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meridian-mesh/meridian/locality"
-	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/locality/priority"
 	"github.com/meridian-mesh/meridian/sidecar/lb"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 )
@@ -18,7 +17,7 @@ func addr(h xdsconfig.HostSpec) string { return fmt.Sprintf("%s:%d", h.Address, 
 // loc builds one locality at a priority with n hosts, the first unhealthy
 // ones unhealthy.
 func loc(zone string, prio, weight uint32, n, unhealthy int) xdsconfig.LocalityEndpoints {
-	l := xdsconfig.LocalityEndpoints{Locality: registry.Locality{Region: "r", Zone: zone}, Priority: prio, Weight: weight}
+	l := xdsconfig.LocalityEndpoints{Locality: xdsconfig.Locality{Region: "r", Zone: zone}, Priority: prio, Weight: weight}
 	for i := range n {
 		h := xdsconfig.HostSpec{Address: fmt.Sprintf("10.%d.%d.%d", prio, len(zone), i), Port: 80, Weight: 1}
 		if i < unhealthy {
@@ -72,12 +71,12 @@ func TestPriorityLoadFollowsLocality(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := lb.New(lb.Config{LocalityWeighted: true, PanicThreshold: 50})
 			b.Update(eps(loc("z0", 0, 1, tc.p0hosts, tc.p0down), loc("z1", 1, 1, tc.p1hosts, tc.p1down)), addr)
-			want := locality.PriorityLoad([]locality.LevelHealth{
+			want := priority.PriorityLoad([]priority.LevelHealth{
 				{Healthy: tc.p0hosts - tc.p0down, Total: tc.p0hosts},
 				{Healthy: tc.p1hosts - tc.p1down, Total: tc.p1hosts},
-			}, locality.LoadOptions{})
+			}, priority.LoadOptions{})
 			if got := b.Load(); fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Fatalf("load = %v, want locality.PriorityLoad's %v", got, want)
+				t.Fatalf("load = %v, want priority.PriorityLoad's %v", got, want)
 			}
 			s := shares(b, 40000)
 			near(t, "p0", s["z0"], float64(want.Total(0)), 1.5)

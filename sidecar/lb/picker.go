@@ -6,8 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meridian-mesh/meridian/locality"
-	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/locality/priority"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 )
 
@@ -25,8 +24,8 @@ type picker struct {
 	outlier *xdsconfig.Outlier
 	now     func() time.Time
 
-	load locality.Load
-	opts locality.LoadOptions
+	load priority.Load
+	opts priority.LoadOptions
 	// available: some host is HEALTHY or DEGRADED in EDS (ejected or
 	// not). When none is, picks fail (no healthy upstream) instead of
 	// Envoy's total panic.
@@ -122,7 +121,7 @@ func leastOf(hs []*Host, weighted []uint16, choices int) *Host {
 }
 
 func buildPicker(hosts []*Host, cfg Config, overprov uint32, drops []xdsconfig.Drop) *picker {
-	p := &picker{policy: cfg.Policy, choices: cfg.ChoiceCount, outlier: cfg.Outlier, now: cfg.Now, drops: drops, opts: locality.LoadOptions{OverprovisioningFactor: overprov, PanicThreshold: cfg.PanicThreshold, DisablePanic: cfg.PanicThreshold == 0}}
+	p := &picker{policy: cfg.Policy, choices: cfg.ChoiceCount, outlier: cfg.Outlier, now: cfg.Now, drops: drops, opts: priority.LoadOptions{OverprovisioningFactor: overprov, PanicThreshold: cfg.PanicThreshold, DisablePanic: cfg.PanicThreshold == 0}}
 	if len(hosts) == 0 {
 		return p
 	}
@@ -134,7 +133,7 @@ func buildPicker(hosts []*Host, cfg Config, overprov uint32, drops []xdsconfig.D
 	for _, h := range hosts {
 		byPrio[h.Priority] = append(byPrio[h.Priority], h)
 	}
-	levels := make([]locality.LevelHealth, len(byPrio))
+	levels := make([]priority.LevelHealth, len(byPrio))
 	for i, hs := range byPrio {
 		for _, h := range hs {
 			levels[i].Total++
@@ -147,12 +146,11 @@ func buildPicker(hosts []*Host, cfg Config, overprov uint32, drops []xdsconfig.D
 			}
 		}
 	}
-	p.load = locality.PriorityLoad(levels, p.opts)
-	factor := float64(overprov) / 100
+	p.load = priority.PriorityLoad(levels, p.opts)
 	for _, hs := range byPrio {
 		p.prios = append(p.prios, &prioSet{
-			healthy:  newHostSet(hs, (*Host).healthy, cfg.LocalityWeighted, factor),
-			degraded: newHostSet(hs, (*Host).degraded, cfg.LocalityWeighted, factor),
+			healthy:  newHostSet(hs, (*Host).healthy, cfg.LocalityWeighted, overprov),
+			degraded: newHostSet(hs, (*Host).degraded, cfg.LocalityWeighted, overprov),
 			all:      newHostSet(hs, func(*Host) bool { return true }, cfg.LocalityWeighted, 0),
 		})
 	}
@@ -160,9 +158,10 @@ func buildPicker(hosts []*Host, cfg Config, overprov uint32, drops []xdsconfig.D
 }
 
 // newHostSet groups the hosts that pass keep. With locality weighting,
-// each locality's weight is scaled by its availability, min(1, factor ×
-// kept / hosts), as Envoy scales it (factor 0: no scaling, the panic set).
-func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, factor float64) *hostSet {
+// each locality's weight is scaled by its availability, as Envoy scales it
+// (priority.LocalityWeight; factor in percent, 0: no scaling, the panic
+// set).
+func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, factor uint32) *hostSet {
 	s := &hostSet{sched: schedule{ctr: new(atomic.Uint64)}}
 	if !localityWeighted {
 		var hs []*Host
@@ -177,13 +176,13 @@ func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, facto
 		return s
 	}
 	type group struct {
-		loc          registry.Locality
+		loc          xdsconfig.Locality
 		kept, total  int
 		hs           []*Host
 		weight       uint32
 		firstAtIndex int
 	}
-	groups := map[registry.Locality]*group{}
+	groups := map[xdsconfig.Locality]*group{}
 	var order []*group
 	for i, h := range all {
 		g := groups[h.Locality]
@@ -203,10 +202,7 @@ func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, facto
 		if g.kept == 0 {
 			continue
 		}
-		w := float64(localityWeight(g.hs))
-		if factor > 0 {
-			w *= min(1, factor*float64(g.kept)/float64(g.total))
-		}
+		w := priority.LocalityWeight(float64(localityWeight(g.hs)), g.kept, g.total, factor)
 		if w <= 0 {
 			continue
 		}

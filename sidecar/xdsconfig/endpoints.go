@@ -8,10 +8,8 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/meridian-mesh/meridian/locality"
-	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/locality/priority"
 )
 
 // Health is an endpoint's health as EDS reports it.
@@ -40,9 +38,27 @@ type Endpoints struct {
 // References implements xdsclient.Resource.
 func (*Endpoints) References(func(typeURL, name string)) {}
 
+// Locality is an endpoint group's locality as EDS gives it.
+type Locality struct {
+	Region, Zone, Subzone string
+}
+
+// String renders the locality as "region/zone/subzone", dropping empty
+// trailing parts, as the control plane writes localities.
+func (l Locality) String() string {
+	switch {
+	case l.Subzone != "":
+		return l.Region + "/" + l.Zone + "/" + l.Subzone
+	case l.Zone != "":
+		return l.Region + "/" + l.Zone
+	default:
+		return l.Region
+	}
+}
+
 // LocalityEndpoints is one locality at one priority.
 type LocalityEndpoints struct {
-	Locality registry.Locality
+	Locality Locality
 	Priority uint32
 	// Weight is the locality's load-balancing weight; 0 when unset.
 	Weight uint32
@@ -77,7 +93,7 @@ func endpoints(cla *endpoint.ClusterLoadAssignment) (*Endpoints, error) {
 // loadAssignment compiles a ClusterLoadAssignment; ipOnly refuses DNS
 // names (STATIC clusters).
 func loadAssignment(cla *endpoint.ClusterLoadAssignment, ipOnly bool) (*Endpoints, error) {
-	out := &Endpoints{Name: cla.GetClusterName(), OverprovisioningFactor: locality.DefaultOverprovisioningFactor}
+	out := &Endpoints{Name: cla.GetClusterName(), OverprovisioningFactor: priority.DefaultOverprovisioningFactor}
 	if p := cla.GetPolicy(); p != nil {
 		if f := p.GetOverprovisioningFactor(); f != nil {
 			if f.GetValue() == 0 {
@@ -99,7 +115,7 @@ func loadAssignment(cla *endpoint.ClusterLoadAssignment, ipOnly bool) (*Endpoint
 		}
 		l := LocalityEndpoints{Priority: le.GetPriority(), Weight: le.GetLoadBalancingWeight().GetValue()}
 		if loc := le.GetLocality(); loc != nil {
-			l.Locality = registry.Locality{Region: loc.GetRegion(), Zone: loc.GetZone(), Subzone: loc.GetSubZone()}
+			l.Locality = Locality{Region: loc.GetRegion(), Zone: loc.GetZone(), Subzone: loc.GetSubZone()}
 		}
 		total += len(le.GetLbEndpoints())
 		if total > maxEndpoints {
@@ -136,8 +152,8 @@ func hostSpec(lbe *endpoint.LbEndpoint, ipOnly bool) (HostSpec, error) {
 		if ipOnly {
 			return HostSpec{}, fmt.Errorf("address %q is not an IP", addr)
 		}
-		if msgs := k8svalidation.IsDNS1123Subdomain(strings.ToLower(strings.TrimSuffix(addr, "."))); len(msgs) > 0 {
-			return HostSpec{}, fmt.Errorf("address %q is neither an IP nor a DNS name: %s", addr, msgs[0])
+		if err := checkDNSName(strings.ToLower(strings.TrimSuffix(addr, "."))); err != nil {
+			return HostSpec{}, fmt.Errorf("address %q is neither an IP nor a DNS name: %w", addr, err)
 		}
 	}
 	h := HostSpec{Address: addr, Port: sa.GetPortValue(), Weight: max(1, lbe.GetLoadBalancingWeight().GetValue())}
@@ -152,4 +168,21 @@ func hostSpec(lbe *endpoint.LbEndpoint, ipOnly bool) (HostSpec, error) {
 		h.Health = Unhealthy
 	}
 	return h, nil
+}
+
+// checkDNSName checks an RFC 1123 subdomain, as Kubernetes does for
+// names: at most 253 characters, dot-separated labels of lower-case
+// letters, digits and '-', each starting and ending with a letter or
+// digit.
+func checkDNSName(name string) error {
+	if len(name) > 253 {
+		return fmt.Errorf("must be no more than 253 characters")
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' ||
+			strings.ContainsFunc(label, func(r rune) bool { return (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' }) {
+			return fmt.Errorf("label %q: want lower-case letters, digits and '-', starting and ending with a letter or digit", label)
+		}
+	}
+	return nil
 }

@@ -1,19 +1,19 @@
-package locality_test
+package priority_test
 
 import (
 	"math/rand/v2"
 	"slices"
 	"testing"
 
-	"github.com/meridian-mesh/meridian/locality"
+	"github.com/meridian-mesh/meridian/locality/priority"
 )
 
 // pct builds a level of 100 hosts with the given percentage healthy, as
 // Envoy's documentation states its examples.
-func pct(healthy ...int) []locality.LevelHealth {
-	out := make([]locality.LevelHealth, len(healthy))
+func pct(healthy ...int) []priority.LevelHealth {
+	out := make([]priority.LevelHealth, len(healthy))
 	for i, h := range healthy {
-		out[i] = locality.LevelHealth{Healthy: h, Total: 100}
+		out[i] = priority.LevelHealth{Healthy: h, Total: 100}
 	}
 	return out
 }
@@ -52,14 +52,14 @@ func TestPriorityLoadEnvoyDocExamples(t *testing.T) {
 		{[]int{25, 25, 20}, []uint32{37, 35, 28}},
 	}
 	for _, c := range cases {
-		got := locality.PriorityLoad(pct(c.healthy...), locality.LoadOptions{DisablePanic: true})
+		got := priority.PriorityLoad(pct(c.healthy...), priority.LoadOptions{DisablePanic: true})
 		if !slices.Equal(got.Healthy, c.want) {
 			t.Errorf("health %v: load %v, want %v", c.healthy, got.Healthy, c.want)
 		}
 	}
 	// The normalization example in prose: health scores {20, 30} (hosts
 	// 1/7 and 3/14 healthy with factor 1.4 → 20 and 30) give {40, 60}.
-	got := locality.PriorityLoad([]locality.LevelHealth{{Healthy: 1, Total: 7}, {Healthy: 3, Total: 14}}, locality.LoadOptions{DisablePanic: true})
+	got := priority.PriorityLoad([]priority.LevelHealth{{Healthy: 1, Total: 7}, {Healthy: 3, Total: 14}}, priority.LoadOptions{DisablePanic: true})
 	if !slices.Equal(got.Healthy, []uint32{40, 60}) {
 		t.Errorf("health {20,30}: load %v, want [40 60]", got.Healthy)
 	}
@@ -86,18 +86,18 @@ func TestPriorityLoadPanic(t *testing.T) {
 		{[]int{0, 0}, []uint32{50, 50}, []bool{true, true}}, // nothing healthy: by host count
 	}
 	for _, c := range cases {
-		got := locality.PriorityLoad(pct(c.healthy...), locality.LoadOptions{})
+		got := priority.PriorityLoad(pct(c.healthy...), priority.LoadOptions{})
 		if !slices.Equal(got.Healthy, c.wantLoad) || !slices.Equal(got.Panic, c.wantPanic) {
 			t.Errorf("health %v: load %v panic %v, want %v %v", c.healthy, got.Healthy, got.Panic, c.wantLoad, c.wantPanic)
 		}
 	}
 	// Panic disabled and nothing healthy: P0 nominally takes everything.
-	got := locality.PriorityLoad(pct(0, 0), locality.LoadOptions{DisablePanic: true})
+	got := priority.PriorityLoad(pct(0, 0), priority.LoadOptions{DisablePanic: true})
 	if !slices.Equal(got.Healthy, []uint32{100, 0}) || slices.Contains(got.Panic, true) {
 		t.Errorf("no panic, nothing healthy: %+v", got)
 	}
 	// Total panic with uneven host counts: 1 of 3 and 2 of 6 → by hosts 33/67 (+1 rest to P0).
-	got = locality.PriorityLoad([]locality.LevelHealth{{Healthy: 1, Total: 3}, {Healthy: 2, Total: 6}}, locality.LoadOptions{})
+	got = priority.PriorityLoad([]priority.LevelHealth{{Healthy: 1, Total: 3}, {Healthy: 2, Total: 6}}, priority.LoadOptions{})
 	if !slices.Equal(got.Healthy, []uint32{34, 66}) {
 		t.Errorf("total panic by hosts: %v, want [34 66]", got.Healthy)
 	}
@@ -107,12 +107,12 @@ func TestPriorityLoadPanic(t *testing.T) {
 // 16/28/14 healthy (the first healthy priority takes a rounding rest of 2)
 // and 28/14/0 degraded.
 func TestPriorityLoadDegraded(t *testing.T) {
-	levels := []locality.LevelHealth{
+	levels := []priority.LevelHealth{
 		{Healthy: 10, Degraded: 20, Total: 140},
 		{Healthy: 20, Degraded: 10, Total: 140},
 		{Healthy: 10, Degraded: 0, Total: 140},
 	}
-	got := locality.PriorityLoad(levels, locality.LoadOptions{DisablePanic: true})
+	got := priority.PriorityLoad(levels, priority.LoadOptions{DisablePanic: true})
 	if !slices.Equal(got.Healthy, []uint32{16, 28, 14}) || !slices.Equal(got.Degraded, []uint32{28, 14, 0}) {
 		t.Errorf("degraded: healthy %v degraded %v, want [16 28 14] [28 14 0]", got.Healthy, got.Degraded)
 	}
@@ -123,7 +123,7 @@ func TestPriorityLoadSumsTo100(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 20000 {
 		n := 1 + rng.IntN(6)
-		levels := make([]locality.LevelHealth, n)
+		levels := make([]priority.LevelHealth, n)
 		for i := range levels {
 			total := rng.IntN(12)
 			h := 0
@@ -134,16 +134,42 @@ func TestPriorityLoadSumsTo100(t *testing.T) {
 			if total-h > 0 {
 				d = rng.IntN(total - h + 1)
 			}
-			levels[i] = locality.LevelHealth{Healthy: h, Degraded: d, Total: total}
+			levels[i] = priority.LevelHealth{Healthy: h, Degraded: d, Total: total}
 		}
-		opts := locality.LoadOptions{DisablePanic: rng.IntN(2) == 0, OverprovisioningFactor: uint32(100 + rng.IntN(100))}
-		l := locality.PriorityLoad(levels, opts)
+		opts := priority.LoadOptions{DisablePanic: rng.IntN(2) == 0, OverprovisioningFactor: uint32(100 + rng.IntN(100))}
+		l := priority.PriorityLoad(levels, opts)
 		var sum uint32
 		for p := range levels {
 			sum += l.Total(p)
 		}
 		if sum != 100 {
 			t.Fatalf("levels %+v opts %+v: load %+v sums to %d", levels, opts, l, sum)
+		}
+	}
+}
+
+// A locality's weight scales with its availability under the
+// overprovisioning factor, capped at its full weight; factor 0 (a level in
+// panic) does not scale.
+func TestLocalityWeight(t *testing.T) {
+	cases := []struct {
+		weight           float64
+		available, hosts int
+		factor           uint32
+		want             float64
+	}{
+		{10, 10, 10, 140, 10},
+		{10, 8, 10, 140, 10}, // 1.4 × 0.8 ≥ 1: full weight
+		{10, 5, 10, 140, 7},  // 1.4 × 0.5
+		{10, 0, 10, 140, 0},  // nothing available
+		{10, 5, 10, 100, 5},  // no overprovisioning
+		{10, 0, 10, 0, 10},   // panic: all hosts
+		{10, 0, 0, 140, 10},  // no hosts: weight as given
+		{3, 1, 4, 200, 1.5},  // 2 × 1/4
+	}
+	for _, c := range cases {
+		if got := priority.LocalityWeight(c.weight, c.available, c.hosts, c.factor); got != c.want {
+			t.Errorf("LocalityWeight(%v, %d, %d, %d) = %v, want %v", c.weight, c.available, c.hosts, c.factor, got, c.want)
 		}
 	}
 }
