@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	jwtauthn "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
@@ -19,6 +20,7 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/sidecar/authz"
@@ -115,7 +117,7 @@ func TestSameAsTrustEvaluator(t *testing.T) {
 		t.Fatal(err)
 	}
 	ras := trustauthz.SelectRequestAuthentications(objs, w)
-	filters, err := trustauthz.RBAC(ps, jwt.Issuers(ras))
+	filters, err := trustauthz.RBAC(ps, jwt.Issuers(trustauthz.JWTRules(ras)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +223,7 @@ func TestJWTFromTrustsFilter(t *testing.T) {
 	}
 	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
 	ra.Spec.JWTRules = []v1alpha1.JWTRule{{Issuer: "https://id.example", JWKS: string(jwks)}}
-	f, _, err := jwt.EnvoyFilter([]*v1alpha1.RequestAuthentication{ra})
+	f, _, err := jwt.EnvoyFilter(trustauthz.JWTRules([]*v1alpha1.RequestAuthentication{ra}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +263,38 @@ func TestJWTFromTrustsFilter(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("refusal not counted")
+	}
+}
+
+// TestJWTRefusesWhatItCannotEnforce: a jwt_authn configuration the
+// Authenticator cannot apply as Envoy would is refused (a NACK), naming
+// the provider where there is one.
+func TestJWTRefusesWhatItCannotEnforce(t *testing.T) {
+	inline := &jwtauthn.JwtProvider_LocalJwks{LocalJwks: &core.DataSource{Specifier: &core.DataSource_InlineString{
+		InlineString: `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`}}}
+	remote := func(d *durationpb.Duration) *jwtauthn.JwtProvider_RemoteJwks {
+		return &jwtauthn.JwtProvider_RemoteJwks{RemoteJwks: &jwtauthn.RemoteJwks{
+			HttpUri: &core.HttpUri{Uri: "https://id.example/jwks"}, CacheDuration: d}}
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  *jwtauthn.JwtAuthentication
+		want string
+	}{
+		{"no providers", &jwtauthn.JwtAuthentication{}, "no providers"},
+		{"no issuer", &jwtauthn.JwtAuthentication{Providers: map[string]*jwtauthn.JwtProvider{
+			"p": {JwksSourceSpecifier: inline}}}, "rule p: issuer"},
+		{"zero cache duration", &jwtauthn.JwtAuthentication{Providers: map[string]*jwtauthn.JwtProvider{
+			"p": {Issuer: "i", JwksSourceSpecifier: remote(durationpb.New(0))}}}, "provider p: cache_duration"},
+		{"bad header", &jwtauthn.JwtAuthentication{Providers: map[string]*jwtauthn.JwtProvider{
+			"p": {Issuer: "i", JwksSourceSpecifier: inline, FromHeaders: []*jwtauthn.JwtHeader{{Name: "a b"}}}}}, "rule p: fromHeaders"},
+	} {
+		if _, err := authz.JWT(prometheus.NewRegistry())(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error about %q", tc.name, err, tc.want)
+		}
+	}
+	cfg := &jwtauthn.JwtAuthentication{Providers: map[string]*jwtauthn.JwtProvider{"p": {Issuer: "i", JwksSourceSpecifier: remote(durationpb.New(time.Minute))}}}
+	if _, err := authz.JWT(prometheus.NewRegistry())(cfg); err != nil {
+		t.Fatalf("a remote key set with a cache duration: %v", err)
 	}
 }

@@ -8,9 +8,7 @@ import (
 
 	jwtauthn "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 	"github.com/meridian-mesh/meridian/trust/jwt"
 )
@@ -48,15 +46,18 @@ func (a *authenticator) Authenticate(r *http.Request) (string, map[string]any, e
 // allow_missing, applying to every path) are accepted; per-route rules and
 // other requirement trees are refused, not approximated.
 func compileJWT(cfg *jwtauthn.JwtAuthentication, reg prometheus.Registerer) (*authenticator, error) {
-	ra := &v1alpha1.RequestAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "xds", Namespace: "meridian-proxy"}}
 	names := make([]string, 0, len(cfg.GetProviders()))
 	for n := range cfg.GetProviders() {
 		names = append(names, n)
 	}
+	if len(names) == 0 {
+		return nil, errors.New("jwt: no providers")
+	}
 	slices.Sort(names)
+	rules := make([]jwt.Rule, 0, len(names))
 	for _, n := range names {
 		p := cfg.GetProviders()[n]
-		jr := v1alpha1.JWTRule{Issuer: p.GetIssuer(), Audiences: p.GetAudiences()}
+		jr := jwt.Rule{Name: n, Issuer: p.GetIssuer(), Audiences: p.GetAudiences()}
 		switch src := p.GetJwksSourceSpecifier().(type) {
 		case *jwtauthn.JwtProvider_LocalJwks:
 			b, err := inlineData(src.LocalJwks.GetInlineString(), src.LocalJwks.GetInlineBytes())
@@ -67,24 +68,26 @@ func compileJWT(cfg *jwtauthn.JwtAuthentication, reg prometheus.Registerer) (*au
 		case *jwtauthn.JwtProvider_RemoteJwks:
 			jr.JWKSURI = src.RemoteJwks.GetHttpUri().GetUri()
 			if d := src.RemoteJwks.GetCacheDuration(); d != nil {
-				jr.JWKSCacheDuration = &metav1.Duration{Duration: d.AsDuration()}
+				if jr.CacheDuration = d.AsDuration(); jr.CacheDuration <= 0 {
+					return nil, fmt.Errorf("jwt: provider %s: cache_duration %s: must be positive", n, jr.CacheDuration)
+				}
 			}
 		default:
 			return nil, fmt.Errorf("jwt: provider %s: no key set", n)
 		}
 		for _, h := range p.GetFromHeaders() {
-			jr.FromHeaders = append(jr.FromHeaders, v1alpha1.JWTHeader{Name: h.GetName(), Prefix: h.GetValuePrefix()})
+			jr.FromHeaders = append(jr.FromHeaders, jwt.Header{Name: h.GetName(), Prefix: h.GetValuePrefix()})
 		}
 		if len(p.GetFromParams()) > 0 || len(p.GetFromCookies()) > 0 {
 			return nil, fmt.Errorf("jwt: provider %s: tokens in query parameters or cookies are not supported", n)
 		}
-		ra.Spec.JWTRules = append(ra.Spec.JWTRules, jr)
+		rules = append(rules, jr)
 	}
 	allowMissing, err := requirement(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a, err := jwt.New(jwt.Config{RequestAuthentications: []*v1alpha1.RequestAuthentication{ra}, Registerer: reg})
+	a, err := jwt.New(jwt.Config{Rules: rules, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

@@ -30,18 +30,43 @@ const RBACFilterName = "envoy.filters.http.rbac"
 // (SelectRequestAuthentications, Compile).
 func HTTPFilters(ps *Policies, ras []*v1alpha1.RequestAuthentication) ([]*hcm.HttpFilter, []jwt.JWKSCluster, error) {
 	var out []*hcm.HttpFilter
-	jf, clusters, err := jwt.EnvoyFilter(ras)
+	rules := JWTRules(ras)
+	jf, clusters, err := jwt.EnvoyFilter(rules)
 	if err != nil {
 		return nil, nil, err
 	}
 	if jf != nil {
 		out = append(out, jf)
 	}
-	rbac, err := RBAC(ps, jwt.Issuers(ras))
+	rbac, err := RBAC(ps, jwt.Issuers(rules))
 	if err != nil {
 		return nil, nil, err
 	}
 	return append(out, rbac...), clusters, nil
+}
+
+// JWTRules converts RequestAuthentications (validated: see
+// RequestAuthentication.Validate) to package jwt's rules, each named
+// NAMESPACE/NAME[INDEX] after its object and place.
+func JWTRules(ras []*v1alpha1.RequestAuthentication) []jwt.Rule {
+	var out []jwt.Rule
+	for _, ra := range ras {
+		for i, jr := range ra.Spec.JWTRules {
+			r := jwt.Rule{
+				Name:   fmt.Sprintf("%s/%s[%d]", ra.Namespace, ra.Name, i),
+				Issuer: jr.Issuer, Audiences: jr.Audiences, JWKS: jr.JWKS, JWKSURI: jr.JWKSURI,
+				PrincipalClaim: jr.PrincipalClaim,
+			}
+			if jr.JWKSCacheDuration != nil {
+				r.CacheDuration = jr.JWKSCacheDuration.Duration
+			}
+			for _, h := range jr.FromHeaders {
+				r.FromHeaders = append(r.FromHeaders, jwt.Header{Name: h.Name, Prefix: h.Prefix})
+			}
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // SelectRequestAuthentications returns the RequestAuthentications among
@@ -59,7 +84,8 @@ func SelectRequestAuthentications(objs []v1alpha1.Object, w Workload) []*v1alpha
 // RBAC translates compiled policies to Envoy RBAC filters with the meaning
 // of Authorize: a DENY filter, then an ALLOW filter (empty, hence denying
 // everything, when ALLOW policies exist but none has a rule). issuers maps
-// each accepted JWT issuer to its principal claim (jwt.Issuers), for
+// each accepted JWT issuer to its principal claim (jwt.Issuers of
+// JWTRules), for
 // requestPrincipals.
 //
 // What Envoy sees differs in two places, both documented in the package:

@@ -3,9 +3,11 @@ package authz_test
 import (
 	"fmt"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
@@ -13,6 +15,7 @@ import (
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	expr "google.golang.org/genproto/googleapis/api/expr/v1alpha1"
 
+	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/trust/authz"
 	"github.com/meridian-mesh/meridian/trust/jwt"
 )
@@ -246,5 +249,40 @@ func TestEnvoyRBACMeansTheSame(t *testing.T) {
 			t.Fatalf("web: %d of %d allowed: the comparison says nothing", allows, n)
 		}
 		t.Logf("workload %s %v: %d requests (%d allowed), Envoy and Go agree", w.Namespace, w.Labels, n, allows)
+	}
+}
+
+// JWTRules carries every field of a jwtRule to package jwt's rule, named
+// after its object and place (the Envoy provider names).
+func TestJWTRules(t *testing.T) {
+	objs, err := v1alpha1.Load([]byte(`
+apiVersion: meridian.io/v1alpha1
+kind: RequestAuthentication
+metadata: {name: users, namespace: shop}
+spec:
+  jwtRules:
+  - issuer: https://id.example
+    audiences: [shop]
+    jwksUri: https://id.example/jwks
+    jwksCacheDuration: 90s
+    fromHeaders: [{name: X-Token, prefix: "T "}]
+    principalClaim: email
+  - issuer: local
+    jwks: '{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}'
+`), v1alpha1.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := authz.JWTRules(authz.SelectRequestAuthentications(objs, webWorkload))
+	want := []jwt.Rule{
+		{Name: "shop/users[0]", Issuer: "https://id.example", Audiences: []string{"shop"}, JWKSURI: "https://id.example/jwks",
+			CacheDuration: 90 * time.Second, FromHeaders: []jwt.Header{{Name: "X-Token", Prefix: "T "}}, PrincipalClaim: "email"},
+		{Name: "shop/users[1]", Issuer: "local", JWKS: `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("JWTRules =\n%+v\nwant\n%+v", got, want)
+	}
+	if _, err := jwt.New(jwt.Config{Rules: got}); err != nil {
+		t.Fatalf("the converted rules of a valid object: %v", err)
 	}
 }

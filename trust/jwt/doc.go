@@ -1,7 +1,12 @@
-// Package jwt authenticates end users by JWT, per the RequestAuthentication
-// objects (api/v1alpha1) that apply to a workload, and translates the same
-// objects to Envoy's JWT authentication filter, so that meridian-proxy and
-// Envoy accept and refuse the same tokens.
+// Package jwt authenticates end users by JWT, per the rules of the
+// RequestAuthentication objects that apply to a workload, and translates
+// the same rules to Envoy's JWT authentication filter, so that
+// meridian-proxy and Envoy accept and refuse the same tokens.
+//
+// It takes plain Rules, not the API objects: trust/authz.JWTRules converts
+// RequestAuthentications on the control plane's side, sidecar/authz maps
+// the jwt_authn providers the proxy gets over xDS. It must not import
+// api/v1alpha1 or Kubernetes, so that meridian-proxy links it without them.
 //
 // Authenticator (go-jose v4) finds a token where a rule says (default
 // "Authorization: Bearer"), picks the rule of its issuer and checks, in
@@ -21,8 +26,9 @@
 // make the proxy hammer the issuer; a set that fails to refresh keeps
 // being used.
 //
-// EnvoyFilter gives envoy.filters.http.jwt_authn with one provider per rule
-// (payload in metadata under PayloadKey, which the RBAC translation of
-// package authz reads), requires_any of the providers or allow_missing, and
-// the clusters the xDS server must add for remote key sets.
+// EnvoyFilter gives envoy.filters.http.jwt_authn with one provider per
+// rule, named by Rule.Name (payload in metadata under PayloadKey, which
+// the RBAC translation of package authz reads), requires_any of the
+// providers or allow_missing, and the clusters the xDS server must add for
+// remote key sets.
 package jwt

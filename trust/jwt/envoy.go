@@ -13,8 +13,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
-
-	"github.com/meridian-mesh/meridian/api/v1alpha1"
 )
 
 // Names shared with the RBAC translation: the JWT filter writes a validated
@@ -37,61 +35,54 @@ type JWKSCluster struct {
 
 // Issuers maps every accepted issuer to its principal claim, for the RBAC
 // translation of requestPrincipals.
-func Issuers(ras []*v1alpha1.RequestAuthentication) map[string]string {
+func Issuers(rules []Rule) map[string]string {
 	out := map[string]string{}
-	for _, ra := range ras {
-		for _, jr := range ra.Spec.JWTRules {
-			out[jr.Issuer] = PrincipalClaimOf(jr)
-		}
+	for _, jr := range rules {
+		out[jr.Issuer] = jr.principalClaim()
 	}
 	return out
 }
 
-// EnvoyFilter translates the RequestAuthentications of a workload to
-// Envoy's JWT authentication filter with the same meaning as Authenticator:
-// a token, when present, must validate against one of the providers (else
-// 401); a request without one passes (allow_missing). It returns nil when
-// there is nothing to enforce, and the clusters remote key sets need.
-func EnvoyFilter(ras []*v1alpha1.RequestAuthentication) (*hcm.HttpFilter, []JWKSCluster, error) {
+// EnvoyFilter translates the rules of a workload's RequestAuthentications
+// to Envoy's JWT authentication filter with the same meaning as
+// Authenticator: a token, when present, must validate against one of the
+// providers (one per rule, named by Rule.Name) else 401; a request without
+// one passes (allow_missing). It returns nil when there is nothing to
+// enforce, and the clusters remote key sets need.
+func EnvoyFilter(rules []Rule) (*hcm.HttpFilter, []JWKSCluster, error) {
 	cfg := &jwtauthn.JwtAuthentication{Providers: map[string]*jwtauthn.JwtProvider{}}
 	var reqs []*jwtauthn.JwtRequirement
 	var clusters []JWKSCluster
 	seen := map[string]bool{}
-	for _, ra := range ras {
-		for i, jr := range ra.Spec.JWTRules {
-			name := fmt.Sprintf("%s/%s[%d]", ra.Namespace, ra.Name, i)
-			p := &jwtauthn.JwtProvider{Issuer: jr.Issuer, Audiences: jr.Audiences, PayloadInMetadata: PayloadKey, Forward: true}
-			for _, h := range HeadersOf(jr) {
-				p.FromHeaders = append(p.FromHeaders, &jwtauthn.JwtHeader{Name: h.Name, ValuePrefix: h.Prefix})
-			}
-			if jr.JWKS != "" {
-				p.JwksSourceSpecifier = &jwtauthn.JwtProvider_LocalJwks{LocalJwks: &core.DataSource{Specifier: &core.DataSource_InlineString{InlineString: jr.JWKS}}}
-			} else {
-				c, err := jwksCluster(jr.JWKSURI)
-				if err != nil {
-					return nil, nil, fmt.Errorf("jwt: %s: %w", name, err)
-				}
-				if !seen[c.Name] {
-					clusters = append(clusters, c)
-					seen[c.Name] = true
-				}
-				ttl := DefaultCacheDuration
-				if jr.JWKSCacheDuration != nil {
-					ttl = jr.JWKSCacheDuration.Duration
-				}
-				p.JwksSourceSpecifier = &jwtauthn.JwtProvider_RemoteJwks{RemoteJwks: &jwtauthn.RemoteJwks{
-					HttpUri: &core.HttpUri{
-						Uri:              jr.JWKSURI,
-						HttpUpstreamType: &core.HttpUri_Cluster{Cluster: c.Name},
-						Timeout:          durationpb.New(5e9),
-					},
-					CacheDuration: durationpb.New(ttl),
-					AsyncFetch:    &jwtauthn.JwksAsyncFetch{},
-				}}
-			}
-			cfg.Providers[name] = p
-			reqs = append(reqs, &jwtauthn.JwtRequirement{RequiresType: &jwtauthn.JwtRequirement_ProviderName{ProviderName: name}})
+	for _, jr := range rules {
+		name := jr.Name
+		p := &jwtauthn.JwtProvider{Issuer: jr.Issuer, Audiences: jr.Audiences, PayloadInMetadata: PayloadKey, Forward: true}
+		for _, h := range jr.headers() {
+			p.FromHeaders = append(p.FromHeaders, &jwtauthn.JwtHeader{Name: h.Name, ValuePrefix: h.Prefix})
 		}
+		if jr.JWKS != "" {
+			p.JwksSourceSpecifier = &jwtauthn.JwtProvider_LocalJwks{LocalJwks: &core.DataSource{Specifier: &core.DataSource_InlineString{InlineString: jr.JWKS}}}
+		} else {
+			c, err := jwksCluster(jr.JWKSURI)
+			if err != nil {
+				return nil, nil, fmt.Errorf("jwt: %s: %w", name, err)
+			}
+			if !seen[c.Name] {
+				clusters = append(clusters, c)
+				seen[c.Name] = true
+			}
+			p.JwksSourceSpecifier = &jwtauthn.JwtProvider_RemoteJwks{RemoteJwks: &jwtauthn.RemoteJwks{
+				HttpUri: &core.HttpUri{
+					Uri:              jr.JWKSURI,
+					HttpUpstreamType: &core.HttpUri_Cluster{Cluster: c.Name},
+					Timeout:          durationpb.New(5e9),
+				},
+				CacheDuration: durationpb.New(jr.cacheDuration()),
+				AsyncFetch:    &jwtauthn.JwksAsyncFetch{},
+			}}
+		}
+		cfg.Providers[name] = p
+		reqs = append(reqs, &jwtauthn.JwtRequirement{RequiresType: &jwtauthn.JwtRequirement_ProviderName{ProviderName: name}})
 	}
 	if len(reqs) == 0 {
 		return nil, nil, nil

@@ -3,6 +3,7 @@ package jwt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/trust"
 )
 
@@ -43,17 +43,25 @@ type keySet struct {
 	triedAt   time.Time
 }
 
-func newKeySet(jr v1alpha1.JWTRule, hc *http.Client, now func() time.Time) (*keySet, error) {
-	ks := &keySet{url: jr.JWKSURI, ttl: DefaultCacheDuration, http: hc, now: now}
-	if jr.JWKSCacheDuration != nil {
-		ks.ttl = jr.JWKSCacheDuration.Duration
-	}
+func newKeySet(jr Rule, hc *http.Client, now func() time.Time) (*keySet, error) {
+	ks := &keySet{url: jr.JWKSURI, ttl: jr.cacheDuration(), http: hc, now: now}
 	if jr.JWKS != "" {
 		if err := json.Unmarshal([]byte(jr.JWKS), &ks.keys); err != nil {
 			return nil, fmt.Errorf("inline JWKS: %w", err)
 		}
+		if len(ks.keys.Keys) == 0 {
+			return nil, errors.New("inline JWKS has no keys")
+		}
 	}
 	return ks, nil
+}
+
+// cacheDuration is how long a fetched key set is used.
+func (jr Rule) cacheDuration() time.Duration {
+	if jr.CacheDuration > 0 {
+		return jr.CacheDuration
+	}
+	return DefaultCacheDuration
 }
 
 // find returns the key a token names, fetching (or refreshing) a remote set

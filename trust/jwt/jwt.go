@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -14,8 +15,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http/httpguts"
 
-	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/trust"
 	"github.com/meridian-mesh/meridian/trust/internal/metrics"
 )
@@ -58,16 +59,49 @@ type Authenticator struct {
 type rule struct {
 	issuer    string
 	audiences []string
-	headers   []v1alpha1.JWTHeader
+	headers   []Header
 	claim     string
 	keys      *keySet
 }
 
+// Rule is one accepted issuer: a jwtRule of a RequestAuthentication
+// (trust/authz.JWTRules converts them) or a provider of Envoy's jwt_authn
+// filter (as meridian-proxy gets it over xDS). The package takes these
+// plain values rather than the API objects so that the proxy links it
+// without the control plane's API.
+type Rule struct {
+	// Name says where the rule comes from ("NAMESPACE/NAME[INDEX]"); it
+	// names the rule in errors and its provider in Envoy's filter.
+	Name string
+	// Issuer must equal the token's iss claim.
+	Issuer string
+	// Audiences: the token's aud must contain one of them; empty accepts
+	// any audience.
+	Audiences []string
+	// JWKS is the issuer's key set inline (JSON); exactly one of JWKS and
+	// JWKSURI.
+	JWKS    string
+	JWKSURI string
+	// CacheDuration is how long a fetched key set is used; 0 means
+	// DefaultCacheDuration.
+	CacheDuration time.Duration
+	// FromHeaders say where the token is; empty means "Authorization"
+	// with prefix "Bearer ".
+	FromHeaders []Header
+	// PrincipalClaim makes the request principal ISSUER/VALUE; "" means
+	// "sub".
+	PrincipalClaim string
+}
+
+// Header is a header carrying a token, after an optional prefix.
+type Header struct {
+	Name, Prefix string
+}
+
 // Config configures New.
 type Config struct {
-	// RequestAuthentications that apply to the workload (see
-	// authz.SelectRequestAuthentications).
-	RequestAuthentications []*v1alpha1.RequestAuthentication
+	// Rules of the RequestAuthentications that apply to the workload.
+	Rules []Rule
 	// HTTPClient fetches remote key sets; default a client with a 10s
 	// timeout.
 	HTTPClient *http.Client
@@ -91,35 +125,60 @@ func New(cfg Config) (*Authenticator, error) {
 	a := &Authenticator{now: now, refused: metrics.CounterVec(cfg.Registerer, prometheus.CounterOpts{
 		Name: "meridian_trust_jwt_refused_total", Help: "End-user JWTs refused, by reason.",
 	}, "reason")}
-	for _, ra := range cfg.RequestAuthentications {
-		if errs := ra.Validate(); len(errs) > 0 {
-			return nil, fmt.Errorf("jwt: %s: %w", v1alpha1.Describe(ra), errs.ToAggregate())
+	issuers := map[string]bool{}
+	for _, jr := range cfg.Rules {
+		if err := jr.check(issuers); err != nil {
+			return nil, fmt.Errorf("jwt: rule %s: %w", jr.Name, err)
 		}
-		for _, jr := range ra.Spec.JWTRules {
-			r := &rule{issuer: jr.Issuer, audiences: jr.Audiences, headers: HeadersOf(jr), claim: PrincipalClaimOf(jr)}
-			ks, err := newKeySet(jr, hc, now)
-			if err != nil {
-				return nil, fmt.Errorf("jwt: %s: issuer %s: %w", v1alpha1.Describe(ra), jr.Issuer, err)
-			}
-			r.keys = ks
-			a.rules = append(a.rules, r)
+		ks, err := newKeySet(jr, hc, now)
+		if err != nil {
+			return nil, fmt.Errorf("jwt: rule %s: issuer %s: %w", jr.Name, jr.Issuer, err)
 		}
+		a.rules = append(a.rules, &rule{issuer: jr.Issuer, audiences: jr.Audiences, headers: jr.headers(), claim: jr.principalClaim(), keys: ks})
 	}
 	return a, nil
 }
 
-// HeadersOf is where a rule looks for tokens: its fromHeaders, or
+// check refuses a rule the Authenticator cannot apply as Envoy would. The
+// API checks RequestAuthentications on admission; this guards what
+// arrives over xDS.
+func (jr Rule) check(issuers map[string]bool) error {
+	switch {
+	case jr.Issuer == "":
+		return errors.New("issuer is required")
+	case issuers[jr.Issuer]:
+		return fmt.Errorf("issuer %s: listed twice", jr.Issuer)
+	case (jr.JWKS == "") == (jr.JWKSURI == ""):
+		return errors.New("exactly one of jwks and jwksUri")
+	case jr.CacheDuration < 0:
+		return fmt.Errorf("cache duration %s: must not be negative", jr.CacheDuration)
+	}
+	issuers[jr.Issuer] = true
+	if jr.JWKSURI != "" {
+		if u, err := url.Parse(jr.JWKSURI); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return fmt.Errorf("jwksUri %q: want an http(s) URL", jr.JWKSURI)
+		}
+	}
+	for _, h := range jr.FromHeaders {
+		if !httpguts.ValidHeaderFieldName(h.Name) {
+			return fmt.Errorf("fromHeaders: %q is not an HTTP header name", h.Name)
+		}
+	}
+	return nil
+}
+
+// headers is where the rule looks for tokens: its FromHeaders, or
 // "Authorization: Bearer ".
-func HeadersOf(jr v1alpha1.JWTRule) []v1alpha1.JWTHeader {
+func (jr Rule) headers() []Header {
 	if len(jr.FromHeaders) > 0 {
 		return jr.FromHeaders
 	}
-	return []v1alpha1.JWTHeader{{Name: "Authorization", Prefix: "Bearer "}}
+	return []Header{{Name: "Authorization", Prefix: "Bearer "}}
 }
 
-// PrincipalClaimOf is the claim that makes the request principal; default
+// principalClaim is the claim that makes the request principal; default
 // "sub".
-func PrincipalClaimOf(jr v1alpha1.JWTRule) string {
+func (jr Rule) principalClaim() string {
 	if jr.PrincipalClaim != "" {
 		return jr.PrincipalClaim
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,9 +23,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/trust"
 	"github.com/meridian-mesh/meridian/trust/internal/trusttest"
 	"github.com/meridian-mesh/meridian/trust/jwt"
@@ -91,11 +90,13 @@ func good(now time.Time) claims {
 		Expiry: josejwt.NewNumericDate(now.Add(time.Hour)), NotBefore: josejwt.NewNumericDate(now.Add(-time.Minute))}, Email: "alice@example.com"}
 }
 
-func reqAuth(rules ...v1alpha1.JWTRule) *v1alpha1.RequestAuthentication {
-	return &v1alpha1.RequestAuthentication{
-		ObjectMeta: metav1.ObjectMeta{Name: "users", Namespace: "shop"},
-		Spec:       v1alpha1.RequestAuthenticationSpec{JWTRules: rules},
+// rules names rules as trust/authz.JWTRules names those of a
+// RequestAuthentication shop/users.
+func rules(rs ...jwt.Rule) []jwt.Rule {
+	for i := range rs {
+		rs[i].Name = fmt.Sprintf("shop/users[%d]", i)
 	}
+	return rs
 }
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
@@ -109,10 +110,10 @@ func TestAuthenticateInlineJWKS(t *testing.T) {
 	now := time.Now()
 	es, rs, other := newSigner(t, "k1", false), newSigner(t, "r1", true), newSigner(t, "k1", false)
 	reg := prometheus.NewRegistry()
-	a, err := jwt.New(jwt.Config{RequestAuthentications: []*v1alpha1.RequestAuthentication{reqAuth(
-		v1alpha1.JWTRule{Issuer: issuer, Audiences: []string{"shop"}, JWKS: jwks(t, es, rs)},
-		v1alpha1.JWTRule{Issuer: "mail", JWKS: jwks(t, es), PrincipalClaim: "email", FromHeaders: []v1alpha1.JWTHeader{{Name: "X-Token"}}},
-	)}, Registerer: reg, Now: func() time.Time { return now }})
+	a, err := jwt.New(jwt.Config{Rules: rules(
+		jwt.Rule{Issuer: issuer, Audiences: []string{"shop"}, JWKS: jwks(t, es, rs)},
+		jwt.Rule{Issuer: "mail", JWKS: jwks(t, es), PrincipalClaim: "email", FromHeaders: []jwt.Header{{Name: "X-Token"}}},
+	), Registerer: reg, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +203,9 @@ func TestRemoteJWKS(t *testing.T) {
 	var clock atomic.Int64
 	start := time.Now()
 	now := func() time.Time { return start.Add(time.Duration(clock.Load())) }
-	a, err := jwt.New(jwt.Config{RequestAuthentications: []*v1alpha1.RequestAuthentication{reqAuth(
-		v1alpha1.JWTRule{Issuer: issuer, JWKSURI: srv.URL + "/jwks"},
-	)}, HTTPClient: srv.Client(), Now: now})
+	a, err := jwt.New(jwt.Config{Rules: rules(
+		jwt.Rule{Issuer: issuer, JWKSURI: srv.URL + "/jwks"},
+	), HTTPClient: srv.Client(), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,23 +256,35 @@ func TestRemoteJWKS(t *testing.T) {
 	check(k2.token(t, good(now())), "")
 }
 
-func TestNewRefusesBadObjects(t *testing.T) {
-	for name, ra := range map[string]*v1alpha1.RequestAuthentication{
-		"invalid":     reqAuth(v1alpha1.JWTRule{Issuer: issuer}),
-		"inline JWKS": reqAuth(v1alpha1.JWTRule{Issuer: issuer, JWKS: `{"keys":[{"kty":"nope"}]}`}),
+func TestNewRefusesBadRules(t *testing.T) {
+	es := newSigner(t, "k1", false)
+	for name, rs := range map[string][]jwt.Rule{
+		"no key set":        rules(jwt.Rule{Issuer: issuer}),
+		"two key sets":      rules(jwt.Rule{Issuer: issuer, JWKS: jwks(t, es), JWKSURI: "https://id.example/jwks"}),
+		"no issuer":         rules(jwt.Rule{JWKS: jwks(t, es)}),
+		"issuer twice":      rules(jwt.Rule{Issuer: issuer, JWKS: jwks(t, es)}, jwt.Rule{Issuer: issuer, JWKSURI: "https://id.example/jwks"}),
+		"inline JWKS":       rules(jwt.Rule{Issuer: issuer, JWKS: `{"keys":[{"kty":"nope"}]}`}),
+		"empty JWKS":        rules(jwt.Rule{Issuer: issuer, JWKS: `{"keys":[]}`}),
+		"JWKS URI":          rules(jwt.Rule{Issuer: issuer, JWKSURI: "ftp://id.example/jwks"}),
+		"negative cache":    rules(jwt.Rule{Issuer: issuer, JWKSURI: "https://id.example/jwks", CacheDuration: -time.Second}),
+		"bad header name":   rules(jwt.Rule{Issuer: issuer, JWKS: jwks(t, es), FromHeaders: []jwt.Header{{Name: "x token"}}}),
+		"empty header name": rules(jwt.Rule{Issuer: issuer, JWKS: jwks(t, es), FromHeaders: []jwt.Header{{}}}),
 	} {
-		if _, err := jwt.New(jwt.Config{RequestAuthentications: []*v1alpha1.RequestAuthentication{ra}}); err == nil {
+		_, err := jwt.New(jwt.Config{Rules: rs})
+		if err == nil {
 			t.Errorf("%s: accepted", name)
+		} else if !strings.Contains(err.Error(), "shop/users[") {
+			t.Errorf("%s: error %q does not name the rule", name, err)
 		}
 	}
 }
 
 func TestEnvoyFilter(t *testing.T) {
 	es := newSigner(t, "k1", false)
-	f, clusters, err := jwt.EnvoyFilter([]*v1alpha1.RequestAuthentication{reqAuth(
-		v1alpha1.JWTRule{Issuer: issuer, Audiences: []string{"shop"}, JWKSURI: "https://id.example/.well-known/jwks.json", JWKSCacheDuration: &metav1.Duration{Duration: time.Minute}},
-		v1alpha1.JWTRule{Issuer: "local", JWKS: jwks(t, es), FromHeaders: []v1alpha1.JWTHeader{{Name: "x-token"}}},
-	)})
+	f, clusters, err := jwt.EnvoyFilter(rules(
+		jwt.Rule{Issuer: issuer, Audiences: []string{"shop"}, JWKSURI: "https://id.example/.well-known/jwks.json", CacheDuration: time.Minute},
+		jwt.Rule{Issuer: "local", JWKS: jwks(t, es), FromHeaders: []jwt.Header{{Name: "x-token"}}},
+	))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +306,7 @@ func TestEnvoyFilter(t *testing.T) {
 	if f, _, err := jwt.EnvoyFilter(nil); f != nil || err != nil {
 		t.Fatal("a filter for nothing")
 	}
-	if got := jwt.Issuers([]*v1alpha1.RequestAuthentication{reqAuth(v1alpha1.JWTRule{Issuer: "a", PrincipalClaim: "email"}, v1alpha1.JWTRule{Issuer: "b"})}); got["a"] != "email" || got["b"] != "sub" {
+	if got := jwt.Issuers(rules(jwt.Rule{Issuer: "a", PrincipalClaim: "email"}, jwt.Rule{Issuer: "b"})); got["a"] != "email" || got["b"] != "sub" {
 		t.Fatalf("issuers %v", got)
 	}
 }
@@ -307,9 +320,9 @@ func FuzzAuthenticate(f *testing.F) {
 	f.Add(unsigned(f, `{"alg":"none"}`, good(now)))
 	f.Add("eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.e30.AAAA")
 	f.Add("..")
-	a, err := jwt.New(jwt.Config{RequestAuthentications: []*v1alpha1.RequestAuthentication{reqAuth(
-		v1alpha1.JWTRule{Issuer: issuer, Audiences: []string{"shop"}, JWKS: jwks(f, es)},
-	)}, Now: func() time.Time { return now }})
+	a, err := jwt.New(jwt.Config{Rules: rules(
+		jwt.Rule{Issuer: issuer, Audiences: []string{"shop"}, JWKS: jwks(f, es)},
+	), Now: func() time.Time { return now }})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/locality"
 	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/trust/authz"
 	"github.com/meridian-mesh/meridian/trust/jwt"
 )
 
@@ -185,7 +186,7 @@ func CompilePolicies(objs []v1alpha1.Object) (*Policies, error) {
 	for _, ra := range ras {
 		// Checked here, so that a bad JWKS URI refuses the set rather than
 		// failing a build.
-		_, clusters, err := jwt.EnvoyFilter([]*v1alpha1.RequestAuthentication{ra})
+		_, clusters, err := jwt.EnvoyFilter(authz.JWTRules([]*v1alpha1.RequestAuthentication{ra}))
 		if err != nil {
 			return nil, fmt.Errorf("translate: %s: %w", v1alpha1.Describe(ra), err)
 		}

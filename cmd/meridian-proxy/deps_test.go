@@ -1,0 +1,119 @@
+package main
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/meridian-mesh/meridian/"
+
+// forbidden reports why the proxy must not link a package, or "". The
+// proxy's resident memory follows its binary's size (its code pages are
+// file-backed and touched), so the control plane — its API types, registry,
+// locality engine, stores and Kubernetes machinery — stays out of it: the
+// proxy gets everything it needs as decoded xDS (issue 7).
+func forbidden(pkg string) string {
+	for _, p := range []string{"k8s.io/", "sigs.k8s.io/", "go.etcd.io/", "github.com/hashicorp/memberlist"} {
+		if strings.HasPrefix(pkg, p) {
+			return "Kubernetes, etcd and gossip libraries belong to the control plane"
+		}
+	}
+	rel, ok := strings.CutPrefix(pkg, module)
+	if !ok {
+		return ""
+	}
+	if rel == "locality/priority" {
+		return "" // the priority-load arithmetic, stdlib only, shared on purpose
+	}
+	for _, p := range []string{
+		"api", "registry", "locality", "daemon", "discovery", "federation", "store", "xds",
+		"policyapi", "ui", "inject", "deploy", "lab", "meridianctl", "cmd/meridianctl", "cmd/meridiand",
+		"trust/ca", "trust/authz", "trust/service",
+	} {
+		if rel == p || strings.HasPrefix(rel, p+"/") {
+			return "a control-plane package"
+		}
+	}
+	return ""
+}
+
+// TestNoControlPlaneDependencies fails when meridian-proxy links a
+// control-plane package, and shows the import chain that brought it in.
+func TestNoControlPlaneDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, ".").Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	imports := map[string][]string{}
+	var pkgs []string
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		pkgs = append(pkgs, f[0])
+		imports[f[0]] = f[1:]
+	}
+	main := module + "cmd/meridian-proxy"
+	if !slices.Contains(pkgs, main) || !slices.Contains(pkgs, module+"sidecar") {
+		t.Fatalf("go list -deps did not list the proxy and package sidecar: %d packages", len(pkgs))
+	}
+	for _, p := range pkgs {
+		if why := forbidden(p); why != "" {
+			t.Errorf("meridian-proxy links %s (%s): %s", p, why, strings.Join(chain(imports, main, p), " → "))
+		}
+	}
+}
+
+// chain is a shortest import path from one package to another.
+func chain(imports map[string][]string, from, to string) []string {
+	prev := map[string]string{from: ""}
+	queue := []string{from}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if p == to {
+			var path []string
+			for ; p != ""; p = prev[p] {
+				path = append(path, p)
+			}
+			slices.Reverse(path)
+			return path
+		}
+		for _, q := range imports[p] {
+			if _, seen := prev[q]; !seen {
+				prev[q] = p
+				queue = append(queue, q)
+			}
+		}
+	}
+	return []string{to}
+}
+
+// The check itself must catch what it is for.
+func TestForbidden(t *testing.T) {
+	for pkg, bad := range map[string]bool{
+		"k8s.io/apimachinery/pkg/apis/meta/v1": true,
+		"sigs.k8s.io/yaml":                     true,
+		module + "registry":                    true,
+		module + "locality":                    true,
+		module + "locality/priority":           false,
+		module + "api/v1alpha1":                true,
+		module + "daemon":                      true,
+		module + "xds/translate":               true,
+		module + "trust/authz":                 true,
+		module + "trust/jwt":                   false,
+		module + "sidecar/lb":                  false,
+		module + "registryx":                   false,
+		"github.com/envoyproxy/go-control-plane/envoy/config/core/v3": false,
+	} {
+		if got := forbidden(pkg) != ""; got != bad {
+			t.Errorf("forbidden(%s) = %v, want %v", pkg, got, bad)
+		}
+	}
+}
