@@ -240,6 +240,7 @@ func TestChartConfigAcceptedByMeridiand(t *testing.T) {
 	cases["external etcd, labels"] = []string{"--set", "etcd.external.endpoints={https://etcd-0.etcd:2379},etcd.external.tlsSecret=etcd-client,meridiand.replicas=3",
 		"--set", "cluster.name=eks-euw1,cluster.region=eu-west-1,cluster.labels.jurisdiction=eu,cluster.network=vpc-1",
 		"--set", "dashboard.prometheusURL=http://prometheus.monitoring:9090"}
+	cases["federation"] = []string{"--set", "federation.enabled=true,federation.advertiseAddress=203.0.113.7,federation.seeds={198.51.100.4:7946,gossip.example:7946}"}
 	for name, extra := range cases {
 		t.Run(name, func(t *testing.T) {
 			profile := name
@@ -250,17 +251,31 @@ func TestChartConfigAcceptedByMeridiand(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cm := find(objects(t, b), "ConfigMap", "meridiand")
-			text, _, _ := unstructured.NestedString(cm.Object, "data", "config.yaml")
-			path := filepath.Join(t.TempDir(), "config.yaml")
-			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-				t.Fatal(err)
+			objs := objects(t, b)
+			cfg := chartConfig(t, objs)
+			text, _, _ := unstructured.NestedString(find(objs, "ConfigMap", "meridiand").Object, "data", "config.yaml")
+			if cfg.Federation.Enabled != (name == "federation") {
+				t.Errorf("federation = %+v; want it on only when asked", cfg.Federation)
 			}
-			cfg, err := daemon.LoadConfigFile(path)
-			if err != nil {
-				t.Fatalf("%v\n%s", err, text)
+			if name == "federation" {
+				f := cfg.Federation
+				if f.KeyFile != "/etc/meridian/gossip/keys" || f.AdvertiseAddr != "203.0.113.7" || f.AdvertiseGRPCAddr != "203.0.113.7:7947" ||
+					!slices.Equal(f.Seeds, []string{"198.51.100.4:7946", "gossip.example:7946"}) || f.Preset != "wan" {
+					t.Errorf("federation = %+v; want the values' seeds, advertise address and keyring", f)
+				}
+				if !mountsSecret(t, find(objs, "StatefulSet", "meridiand"), "meridian-gossip", "/etc/meridian/gossip") {
+					t.Error("meridiand does not mount the keyring Secret meridian-gossip at /etc/meridian/gossip")
+				}
+				if svc := find(objs, "Service", "meridian-gossip"); svc == nil {
+					t.Error("no meridian-gossip Service")
+				} else if typ, _, _ := unstructured.NestedString(svc.Object, "spec", "type"); typ != "LoadBalancer" {
+					t.Errorf("meridian-gossip Service type %q; want LoadBalancer", typ)
+				}
+				// The Secret's mount, not a file here.
+				cfg.Federation.KeyFile = ""
+				cfg.Federation.Insecure = true
 			}
-			if extra != nil {
+			if extra != nil && name != "federation" {
 				if cfg.Etcd.CAFile != "/etc/meridian/etcd/ca.crt" {
 					t.Errorf("etcd TLS files = %+v; want the tlsSecret's mount", cfg.Etcd)
 				}
@@ -278,11 +293,56 @@ func TestChartConfigAcceptedByMeridiand(t *testing.T) {
 			if !cfg.Trust.Enabled || cfg.Trust.KeyFile == "" || cfg.Trust.RootDir != "/etc/meridian/trust-root" {
 				t.Errorf("trust = %+v; want it on, with the key and the root mounted", cfg.Trust)
 			}
-			if extra != nil && (len(cfg.Etcd.Endpoints) != 1 || cfg.Cluster.Labels["jurisdiction"] != "eu" || cfg.UI.PrometheusURL == "") {
+			if extra != nil && name != "federation" && (len(cfg.Etcd.Endpoints) != 1 || cfg.Cluster.Labels["jurisdiction"] != "eu" || cfg.UI.PrometheusURL == "") {
 				t.Errorf("config = %+v; want the external etcd with TLS and the labels", cfg)
 			}
 		})
 	}
+}
+
+// chartConfig loads the configuration file of the meridiand ConfigMap
+// among objs as meridiand does (unknown fields refused).
+func chartConfig(t *testing.T, objs []*unstructured.Unstructured) daemon.Config {
+	t.Helper()
+	cm := find(objs, "ConfigMap", "meridiand")
+	if cm == nil {
+		t.Fatal("no meridiand ConfigMap")
+	}
+	text, _, _ := unstructured.NestedString(cm.Object, "data", "config.yaml")
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := daemon.LoadConfigFile(path)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	return cfg
+}
+
+// mountsSecret reports whether a workload's first container mounts the
+// Secret named secret at path.
+func mountsSecret(t *testing.T, o *unstructured.Unstructured, secret, path string) bool {
+	t.Helper()
+	vols, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "volumes")
+	containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+	if len(containers) == 0 {
+		return false
+	}
+	mounts, _, _ := unstructured.NestedSlice(containers[0].(map[string]any), "volumeMounts")
+	for _, v := range vols {
+		v := v.(map[string]any)
+		if name, _, _ := unstructured.NestedString(v, "secret", "secretName"); name != secret {
+			continue
+		}
+		for _, m := range mounts {
+			m := m.(map[string]any)
+			if m["name"] == v["name"] && m["mountPath"] == path {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // TestChartProxyArgsAcceptedByMeridianProxy: every meridian-proxy
@@ -384,6 +444,14 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"cluster.nmae=x", "at '/cluster': additional properties 'nmae' not allowed"},
 		{"meridiand.replicas=2", "meridiand.replicas > 1 needs an external etcd"},
 		{"dashboard.prometheusURL=prometheus:9090", "at '/dashboard/prometheusURL'"},
+		{"federation.enabled=on", "at '/federation/enabled': got string, want boolean"},
+		{"federation.gossipPort=gossip", "at '/federation/gossipPort': got string, want integer"},
+		{"federation.seeds={10.0.0.1}", "at '/federation/seeds/0'"},
+		{"federation.service.type=ClusterIP", "at '/federation/service/type'"},
+		{"federation.advertiseAddress=lb.example", "at '/federation/advertiseAddress'"},
+		{"federation.enabled=true,federation.service.type=NodePort", "federation.gossipPort 7946: with federation.service.type NodePort it is the nodePort too"},
+		{"federation.enabled=true,federation.grpcPort=7946", "federation.grpcPort: the same port as federation.gossipPort"},
+		{"federation.enabled=true,federation.advertiseAddress=203.0.113.7,meridiand.replicas=2,etcd.external.endpoints={http://etcd:2379}", "federation.advertiseAddress names one address"},
 	} {
 		_, err := render(t, "default", "--set", tc.set)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

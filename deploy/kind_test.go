@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/yaml"
 
@@ -83,6 +85,68 @@ func TestKindScript(t *testing.T) {
 	out, err := exec.Command("bash", "kind/lab.sh").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || string(out) == "" {
 		t.Fatalf("lab.sh without a command: %v %q; want usage and exit 2", err, out)
+	}
+}
+
+// TestKindValues: the values lab.sh installs each cluster with render,
+// on top of the demo profile, a configuration meridiand loads — the first
+// cluster federating with no seed (it starts the mesh), a joining one with
+// the first's NodePort as seed, one not joined yet without federation —
+// and the gossip Service on the NodePorts the members advertise.
+func TestKindValues(t *testing.T) {
+	for _, tc := range []struct {
+		cluster, ip, seed string
+		federate          bool
+	}{
+		{"onprem-dc1", "172.18.0.2", "", true},
+		{"eks-euw1", "172.18.0.4", "172.18.0.2:30946", true},
+		{"eks-use1", "172.18.0.3", "", false},
+	} {
+		t.Run(tc.cluster, func(t *testing.T) {
+			out, err := exec.Command("bash", "kind/lab.sh", "values", tc.cluster, tc.ip, tc.seed).Output()
+			if err != nil {
+				t.Fatalf("lab.sh values: %v", err)
+			}
+			vals := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(vals, out, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b, err := render(t, "demo", "-f", vals)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			objs := objects(t, b)
+			cfg := chartConfig(t, objs)
+			if cfg.Cluster.Name != tc.cluster || len(cfg.Cluster.Gateways) != 1 || cfg.Cluster.Gateways[0] != tc.ip+":31443" {
+				t.Errorf("cluster = %+v; want %s with its east-west NodePort", cfg.Cluster, tc.cluster)
+			}
+			f := cfg.Federation
+			gossip := find(objs, "Service", "meridian-gossip")
+			if !tc.federate {
+				if f.Enabled || gossip != nil {
+					t.Errorf("federation = %+v, gossip Service %v; want none before the join", f, gossip != nil)
+				}
+				return
+			}
+			if !f.Enabled || f.AdvertiseAddr != tc.ip || f.GossipAddr != ":30946" || f.AdvertiseGRPCAddr != tc.ip+":30947" || f.KeyFile != "/etc/meridian/gossip/keys" {
+				t.Errorf("federation = %+v; want gossip advertised on %s:30946, replication on :30947, the keyring mounted", f, tc.ip)
+			}
+			if want := []string{tc.seed}; tc.seed == "" && len(f.Seeds) != 0 || tc.seed != "" && !slices.Equal(f.Seeds, want) {
+				t.Errorf("seeds = %v; want %q", f.Seeds, tc.seed)
+			}
+			if gossip == nil {
+				t.Fatal("no meridian-gossip Service")
+			}
+			ports, _, _ := unstructured.NestedSlice(gossip.Object, "spec", "ports")
+			var got []string
+			for _, p := range ports {
+				p := p.(map[string]any)
+				got = append(got, fmt.Sprintf("%v/%v", p["protocol"], p["nodePort"]))
+			}
+			if want := []string{"TCP/30946", "UDP/30946", "TCP/30947"}; !slices.Equal(got, want) {
+				t.Errorf("gossip Service ports %v; want %v", got, want)
+			}
+		})
 	}
 }
 

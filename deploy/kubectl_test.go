@@ -53,11 +53,14 @@ func TestManifestsDryRunServer(t *testing.T) {
 	}
 	files = append(files, more...)
 	// Branches no profile takes: external etcd with TLS, no persistence,
-	// egress alone, injection off, a CA Secret instead of a root.
+	// egress alone, injection off, a CA Secret instead of a root,
+	// federation behind a load balancer or on NodePorts.
 	for name, set := range map[string]string{
-		"external-etcd": "etcd.external.endpoints={https://etcd-0.etcd:2379},etcd.external.tlsSecret=etcd-client,meridiand.replicas=3",
-		"ephemeral":     "etcd.persistence.enabled=false,gateways.ingress.enabled=false,gateways.egress.enabled=true,injection.enabled=false,trust.caSecret=meridian-trust-ca",
-		"storage-class": "etcd.persistence.storageClass=fast,injection.failurePolicy=Ignore,cluster.gateways={gw.example:15443},cluster.labels.jurisdiction=eu",
+		"external-etcd":       "etcd.external.endpoints={https://etcd-0.etcd:2379},etcd.external.tlsSecret=etcd-client,meridiand.replicas=3",
+		"ephemeral":           "etcd.persistence.enabled=false,gateways.ingress.enabled=false,gateways.egress.enabled=true,injection.enabled=false,trust.caSecret=meridian-trust-ca",
+		"storage-class":       "etcd.persistence.storageClass=fast,injection.failurePolicy=Ignore,cluster.gateways={gw.example:15443},cluster.labels.jurisdiction=eu",
+		"federation-lb":       "federation.enabled=true,federation.advertiseAddress=203.0.113.7,federation.seeds={198.51.100.4:7946},federation.service.annotations.lb=internal",
+		"federation-nodeport": "federation.enabled=true,federation.insecure=true,federation.service.type=NodePort,federation.gossipPort=30946,federation.grpcPort=30947",
 	} {
 		b, err := render(t, "default", "--set", set)
 		if err != nil {

@@ -131,7 +131,7 @@ func TestDashboardQueriesUseRealMetrics(t *testing.T) {
 		"residency blocks": "meridian_residency_blocked_endpoints", "requests held by residency": "meridian_residency_serving_endpoints",
 		"push latency": "meridian_xds_push_ack_seconds", "replication lag": "meridian_federation_replication_lag_seconds",
 		"webhook certificate expiry": "meridian_inject_certificate_expiry_timestamp_seconds",
-		"intermediate CA expiry": "meridian_trust_intermediate_expiry_timestamp_seconds",
+		"intermediate CA expiry":     "meridian_trust_intermediate_expiry_timestamp_seconds",
 	} {
 		if !used[name] {
 			t.Errorf("the dashboard does not show %s (%s)", what, name)

@@ -5,6 +5,8 @@
 #                               install Meridian (demo profile) in each, join them
 #   deploy/kind/lab.sh status   the clusters, their nodes' localities and meridiand
 #   deploy/kind/lab.sh down     delete the clusters
+#   deploy/kind/lab.sh values CLUSTER NODE-IP [SEED]
+#                               the chart values a cluster gets (no Docker needed)
 #
 # The clusters are those of the lab (DESIGN.md): onprem-dc1 in onprem-east,
 # eks-use1 in us-east-1, eks-euw1 in eu-west-1 (jurisdiction=eu), each on its
@@ -13,8 +15,10 @@
 #
 # One root of trust for the whole lab: `meridianctl trust init` once into
 # $LAB_STATE/ca, and one intermediate per cluster signed by it, handed to
-# each meridiand as the Secret meridian-trust-ca. Keep $LAB_STATE to
-# recreate a cluster into the same mesh.
+# each meridiand as the Secret meridian-trust-ca. One gossip keyring,
+# $LAB_STATE/gossip.keys: the first cluster starts the mesh with it, the
+# others join through `meridianctl join`. Keep $LAB_STATE to recreate a
+# cluster into the same mesh.
 #
 # Environment: MERIDIAN_TAG (image tag, default dev), KIND, KUBECTL, DOCKER
 # (commands, default from $PATH), LAB_CLUSTERS (a subset, space-separated),
@@ -31,7 +35,8 @@ docker=${DOCKER:-docker}
 ns=meridian-system
 ctl="$top/bin/meridianctl"
 ew_nodeport=31443
-gossip_nodeport=30946   # each meridiand's gossip, as other kind clusters reach it
+gossip_nodeport=30946   # each meridiand's gossip (TCP and UDP), as other kind clusters reach it
+federation_nodeport=30947   # and its replication service
 state=${LAB_STATE:-$top/.lab/kind}   # the mesh root and each cluster's intermediate
 trust_domain=lab.meridian
 read -r -a clusters <<<"${LAB_CLUSTERS:-onprem-dc1 eks-use1 eks-euw1}"
@@ -69,11 +74,67 @@ images() {
   "$docker" build -f "$top/deploy/Dockerfile" --target init -t "meridian-mesh/meridian-init:$tag" "$top"
 }
 
+# values prints the chart values of one cluster of the lab, on top of the
+# demo profile: its locality, the lab's trust domain and its intermediate's
+# Secret, local images, NodePort gateways with the east-west address other
+# clusters use, and federation: gossip and replication on NodePorts of the
+# node at $2, the keyring from the Secret meridian-gossip. The first cluster
+# federates from the start (it starts the mesh); the others once they have a
+# seed ($3: joined with meridianctl join), so that they never gossip alone.
+values() {
+  local c=$1 ip=$2 seed=${3:-} kv l
+  [ -n "${region[$c]:-}" ] || die "unknown cluster $c (want onprem-dc1, eks-use1, eks-euw1)"
+  [ -n "$ip" ] || die "values: give the node IP of $c"
+  cat <<VALUES
+cluster:
+  name: $c
+  region: ${region[$c]}
+  network: ${network[$c]}
+  gateways: ["$ip:$ew_nodeport"]
+  labels:
+VALUES
+  IFS=, read -r -a kv <<<"${labels[$c]}"
+  for l in "${kv[@]}"; do printf '    %s: "%s"\n' "${l%%=*}" "${l#*=}"; done
+  cat <<VALUES
+trust:
+  trustDomain: $trust_domain
+  caSecret: meridian-trust-ca
+image: {tag: "$tag", pullPolicy: Never}
+initImage: {tag: "$tag", pullPolicy: Never}
+gateways:
+  ingress:
+    service: {type: NodePort}
+  eastwest:
+    service:
+      type: NodePort
+      ports: [{name: tls, port: 15443, targetPort: 15443, nodePort: $ew_nodeport}]
+VALUES
+  if [ "$c" = "${clusters[0]}" ] || [ -n "$seed" ]; then
+    cat <<VALUES
+federation:
+  enabled: true
+  keySecret: meridian-gossip
+  gossipPort: $gossip_nodeport
+  grpcPort: $federation_nodeport
+  advertiseAddress: "$ip"
+  service: {type: NodePort}
+  seeds: [${seed:+"$seed"}]
+VALUES
+  fi
+}
+
+# gossip_secret creates or replaces a cluster's meridian-gossip Secret from a
+# keyring file (key "keys", as the chart's federation.keySecret wants it).
+gossip_secret() {
+  "$kubectl" --context "kind-$1" -n "$ns" create secret generic meridian-gossip --from-file=keys="$2" \
+    --dry-run=client -o yaml | "$kubectl" --context "kind-$1" -n "$ns" apply -f - >/dev/null
+}
+
 # install installs or upgrades Meridian in one cluster with the chart, as
-# meridianctl install would, plus what only a kind lab needs: local images,
-# NodePort gateways, and the gateway address other clusters use.
+# meridianctl install would, with the lab's values (above); $2 is the seed
+# of a cluster that joins.
 install() {
-  local c=$1 ctx="kind-$1" ip sets
+  local c=$1 seed=${2:-} ctx="kind-$1" ip
   ip=$(node_ip "$c")
   [ -n "$ip" ] || die "no address for $c-control-plane: is the cluster up?"
   # The CA's Secrets are created once; replacing them would lose the CA.
@@ -86,19 +147,12 @@ install() {
   if ! "$kubectl" --context "$ctx" -n "$ns" get secret meridian-trust-ca >/dev/null 2>&1; then
     "$kubectl" --context "$ctx" -n "$ns" create secret generic meridian-trust-ca --from-file="$state/ca/$c" >/dev/null
   fi
-  sets="cluster.name=$c,cluster.region=${region[$c]},cluster.network=${network[$c]}"
-  sets+=",trust.trustDomain=$trust_domain,trust.caSecret=meridian-trust-ca"
-  sets+=",cluster.gateways={$ip:$ew_nodeport}"
-  sets+=",image.tag=$tag,image.pullPolicy=Never,initImage.tag=$tag,initImage.pullPolicy=Never"
-  sets+=",gateways.ingress.service.type=NodePort,gateways.eastwest.service.type=NodePort"
-  sets+=",gateways.eastwest.service.ports[0].name=tls,gateways.eastwest.service.ports[0].port=15443"
-  sets+=",gateways.eastwest.service.ports[0].targetPort=15443,gateways.eastwest.service.ports[0].nodePort=$ew_nodeport"
-  local kv label_sets=()
-  IFS=, read -r -a kv <<<"${labels[$c]}"
-  for l in "${kv[@]}"; do label_sets+=(--set-string "cluster.labels.${l%%=*}=${l#*=}"); done
-  say "installing Meridian in $c (${region[$c]}, ${labels[$c]}), east-west gateway $ip:$ew_nodeport"
+  [ "$c" != "${clusters[0]}" ] || gossip_secret "$c" "$state/gossip.keys"
+  mkdir -p "$state/values"
+  values "$c" "$ip" "$seed" >"$state/values/$c.yaml"
+  say "installing Meridian in $c (${region[$c]}, ${labels[$c]}), east-west gateway $ip:$ew_nodeport, gossip $ip:$gossip_nodeport"
   "$helm" upgrade --install meridian "$chart" --kube-context "$ctx" --namespace "$ns" --create-namespace \
-    -f "$chart/profiles/demo.yaml" --set "$sets" "${label_sets[@]}" --wait --timeout 5m
+    -f "$chart/profiles/demo.yaml" -f "$state/values/$c.yaml" --wait --timeout 5m
 }
 
 up() {
@@ -115,6 +169,7 @@ up() {
     mkdir -p "$state"
     "$ctl" trust init --trust-domain "$trust_domain" --dir "$state/ca" >/dev/null
   fi
+  [ -f "$state/gossip.keys" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$state/gossip.keys")
   images
   local c
   for c in "${clusters[@]}"; do
@@ -126,7 +181,14 @@ up() {
     fi
     "$kind" load docker-image --name "$c" "meridian-mesh/meridian:$tag" "meridian-mesh/meridian-init:$tag"
   done
-  for c in "${clusters[@]}"; do install "$c"; done
+  # A cluster that joined before keeps its seed (join prepares it once).
+  for c in "${clusters[@]}"; do
+    if [ "$c" != "${clusters[0]}" ] && [ -f "$state/join/$c/gossip.keys" ]; then
+      install "$c" "$(first_seed)"
+    else
+      install "$c"
+    fi
+  done
   join
   status
   cat >&2 <<MSG
@@ -138,38 +200,37 @@ The lab is up. Next:
 MSG
 }
 
-# join connects every cluster's control plane to the first one's with
-# `meridianctl join`: gossip seeds and keyring (the trust side is done, each
-# cluster's intermediate comes from the lab's root, so --trust-token=false).
-# The first cluster's meridiand is reached through a port-forward: its calls
-# arrive on the pod's loopback, where meridiand answers members' questions.
-# Its members advertise pod addresses, which other kind clusters cannot
-# reach, so the seeds are its node's gossip NodePort instead. Then join
-# checks each cluster from both sides. This needs from the chart what it
-# does not have yet: federation values (enabled, keySecret naming a Secret
-# with the keyring under "keys", seeds) and gossip exposed on the NodePort
-# $gossip_nodeport; until then the step says so and leaves the clusters
-# unjoined.
+# first_seed is the first cluster's gossip as the other kind clusters reach
+# it: its node's NodePort. Its members advertise that address too
+# (federation.advertiseAddress), since pod addresses do not cross clusters.
+first_seed() { printf '%s:%s' "$(node_ip "${clusters[0]}")" "$gossip_nodeport"; }
+
+# join connects every other cluster's control plane to the first one's, as
+# a user's new cluster would: `meridianctl join` against the first
+# meridiand (through a port-forward) collects the seeds — given here, the
+# NodePort — and the keyring into $LAB_STATE/join/CLUSTER (the trust side
+# is done: each intermediate comes from the lab's root, so
+# --trust-token=false); the keyring becomes the cluster's meridian-gossip
+# Secret, the chart is upgraded with federation on and the seed, and join
+# checks the cluster from both sides. A cluster prepared before is only
+# checked: join refuses a cluster already in the mesh.
 join() {
-  local first=${clusters[0]} c port=15110 seed
-  if ! grep -q '^federation:' "$chart/values.yaml"; then
-    say "not joining the clusters: this chart has no federation settings yet (each cluster runs alone);"
-    say "by hand, once it has: $ctl join --cluster CLUSTER --mesh FIRST-MERIDIAND --gossip-key-file $state/gossip.keys --trust-token=false"
-    return 0
-  fi
-  [ -f "$state/gossip.keys" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$state/gossip.keys")
-  seed="$(node_ip "$first"):$gossip_nodeport"
+  local first=${clusters[0]} c seed port=15110 next
+  [ ${#clusters[@]} -gt 1 ] || return 0
+  seed=$(first_seed)
   forward "$first" "$port"
+  next=$port
   for c in "${clusters[@]:1}"; do
-    say "joining $c to $first"
-    "$ctl" join --cluster "$c" --mesh "127.0.0.1:$port" --gossip-key-file "$state/gossip.keys" \
-      --trust-token=false --seeds "$seed" --dir "$state/join/$c" -o json >/dev/null
-    "$kubectl" --context "kind-$c" -n "$ns" create secret generic meridian-gossip \
-      --from-file=keys="$state/join/$c/gossip.keys" --dry-run=client -o yaml | "$kubectl" --context "kind-$c" -n "$ns" apply -f - >/dev/null
-    "$helm" upgrade meridian "$chart" --kube-context "kind-$c" --namespace "$ns" --reuse-values \
-      --set "federation.enabled=true,federation.keySecret=meridian-gossip,federation.seeds={$seed}" --wait --timeout 5m
-    forward "$c" $((port + 1))
-    "$ctl" join --server "127.0.0.1:$((port + 1))" --mesh "127.0.0.1:$port" --wait 2m || die "$c did not join $first"
+    next=$((next + 1))
+    if [ ! -f "$state/join/$c/gossip.keys" ]; then
+      say "joining $c to $first through $seed"
+      "$ctl" join --cluster "$c" --mesh "127.0.0.1:$port" --gossip-key-file "$state/gossip.keys" \
+        --trust-token=false --seeds "$seed" --dir "$state/join/$c" >/dev/null
+      gossip_secret "$c" "$state/join/$c/gossip.keys"
+      install "$c" "$seed"
+    fi
+    forward "$c" "$next"
+    "$ctl" join --server "127.0.0.1:$next" --mesh "127.0.0.1:$port" --wait 2m || die "$c did not join $first"
   done
 }
 
@@ -177,7 +238,7 @@ join() {
 # script ends, and waits until it answers.
 forward() {
   local tries=50
-  "$kubectl" --context "kind-$1" -n "$ns" port-forward deploy/meridiand "$2:15010" >/dev/null &
+  "$kubectl" --context "kind-$1" -n "$ns" port-forward svc/meridiand "$2:15010" >/dev/null &
   forwards+=("$!")
   while [ $tries -gt 0 ]; do
     (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
@@ -220,5 +281,6 @@ case "${1:-}" in
   up) up ;;
   status) status ;;
   down) down ;;
-  *) echo "usage: $0 up|status|down" >&2; exit 2 ;;
+  values) [ $# -ge 3 ] || { echo "usage: $0 values CLUSTER NODE-IP [SEED]" >&2; exit 2; }; values "$2" "$3" "${4:-}" ;;
+  *) echo "usage: $0 up|status|down|values CLUSTER NODE-IP [SEED]" >&2; exit 2 ;;
 esac

@@ -25,6 +25,16 @@ meridian.io/profile: {{ .Values.profile }}
 {{- printf "meridiand.%s.svc:%d" .Release.Namespace (int .Values.meridiand.grpcPort) -}}
 {{- end -}}
 
+{{/* host:port from (list HOST PORT), an IPv6 host in brackets. */}}
+{{- define "meridian.hostPort" -}}
+{{- $h := index . 0 -}}
+{{- if contains ":" $h -}}
+{{- printf "[%s]:%d" $h (int (index . 1)) -}}
+{{- else -}}
+{{- printf "%s:%d" $h (int (index . 1)) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The injection webhook's configuration name; meridiand keeps its caBundle current. */}}
 {{- define "meridian.webhookName" -}}
 {{- printf "meridian-sidecar-injector-%s" .Release.Namespace -}}
