@@ -19,5 +19,10 @@
 //
 // JWT: the jwt_authn providers are handed to trust/jwt's Authenticator
 // (go-jose validation, JWKS caching, refusal reasons counted); this
-// package only maps Envoy's provider fields back to trust's rules.
+// package only maps Envoy's provider fields to trust/jwt's Rules.
+//
+// It must not import the policy API (api/v1alpha1), trust/authz or
+// Kubernetes: it works from the Envoy messages alone, so that the proxy
+// links none of them (the test compares against trust/authz from a test
+// file, which the binary does not link).
 package authz

@@ -54,8 +54,9 @@ func near(t *testing.T, what string, got, want, tol float64) {
 }
 
 // TestPriorityLoadFollowsLocality: the share of each priority is the
-// locality package's PriorityLoad of the hosts' health, including Envoy's
-// overprovisioning spill when a level is only partly healthy.
+// priority.PriorityLoad of the hosts' health (the function package
+// locality uses), including Envoy's overprovisioning spill when a level is
+// only partly healthy.
 func TestPriorityLoadFollowsLocality(t *testing.T) {
 	for _, tc := range []struct {
 		name            string

@@ -10,7 +10,10 @@
 //
 // It is pure: no sockets, no files, no clock, no goroutines; regular
 // expressions are compiled here once so a bad one is a NACK, not a failure
-// at request time.
+// at request time. It must not import the control plane (registry,
+// locality, api/v1alpha1) or Kubernetes: the proxy's memory follows its
+// binary's size, and everything it needs is in the Envoy messages
+// (cmd/meridian-proxy's TestNoControlPlaneDependencies checks).
 //
 // What is honoured, and what is refused rather than ignored:
 //   - Listeners: socket address, bind_to_port, use_original_dst, the
