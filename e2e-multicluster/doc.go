@@ -10,7 +10,12 @@
 // EndpointSlices, Pods and Nodes (for locality) in their cluster's API
 // server. Traffic comes from in-process generators (lab/traffic), one per
 // "users in cluster X", through grpc-go's own xDS client bootstrapped
-// against that cluster's meridiand.
+// against that cluster's meridiand, or through a meridian-proxy of their
+// own. Every proxy (the instances' sidecars, the gateways, the users'
+// meridian-proxy) enrolls with a join token for an SVID of its service
+// account, gets xDS over TLS and talks mTLS; the Pods run as those service
+// accounts. The proxyless users have no SVID, so the suite runs the lab
+// PERMISSIVE (lab.Options.Permissive); the lab's own test checks STRICT.
 //
 //	kube-apiserver ──informers──► meridiand ◄──gossip──► meridiand ◄──► meridiand
 //	  (per cluster)                  │ xDS (ADS)
@@ -29,9 +34,8 @@
 // test. The others (zone failover, partition and heal, crash and restart,
 // canary) skip under -short, saying so.
 //
-// Not covered yet: root rotation under traffic needs meridian-proxy
-// sidecars with mTLS in front of the demo instances (cmd/meridian-proxy)
-// and a rotation command; see the lab's package doc.
+// Not covered yet: root rotation under traffic (the sidecars have SVIDs
+// now; a scenario rotating the lab's offline root is still to write).
 //
 // The suite needs root and `ip netns` (a missing privilege is the one
 // reason it skips) and the kube-apiserver binary (MERIDIAN_SKIP_KUBE=1

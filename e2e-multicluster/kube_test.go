@@ -25,7 +25,8 @@ func podName(i int, in lab.Instance) string { return fmt.Sprintf("%s-%d", in.Ser
 // publish writes a cluster's instances to its API server as a cluster's
 // controllers would have: a Node per zone (with the topology labels), the
 // namespace, a Service per demo service (gRPC port 9090), a Pod per
-// instance (labels app and version, on its zone's Node) and an
+// instance (labels app and version, on its zone's Node, running as the
+// service account its sidecar has the SVID of) and an
 // EndpointSlice per service listing the instances, ready.
 func publish(ctx context.Context, kc kubernetes.Interface, c *lab.ClusterState) error {
 	for _, z := range c.Zones {
@@ -51,7 +52,7 @@ func publish(ctx context.Context, kc kubernetes.Interface, c *lab.ClusterState) 
 		}
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: podName(i, in), Namespace: lab.Namespace, Labels: labels},
-			Spec: corev1.PodSpec{NodeName: nodeName(in.Zone), Containers: []corev1.Container{{
+			Spec: corev1.PodSpec{NodeName: nodeName(in.Zone), ServiceAccountName: in.ServiceAccount(), Containers: []corev1.Container{{
 				Name: "app", Image: "meridian-demo", Ports: []corev1.ContainerPort{{Name: "grpc", ContainerPort: lab.DemoPort}}}}},
 		}
 		if _, err := kc.CoreV1().Pods(lab.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {

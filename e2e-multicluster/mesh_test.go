@@ -195,8 +195,11 @@ func startMesh(t *testing.T) (_ *mesh, err error) {
 		}
 	}
 	t.Logf("3 kube-apiservers ready (%v)", time.Since(began).Round(100*time.Millisecond))
+	// Permissive: the sidecars take mTLS from proxies with SVIDs (the
+	// gateways, proxiedUsers' meridian-proxy) and plaintext from the
+	// suite's proxyless gRPC users, which have none.
 	m.lab, err = lab.Start(context.Background(), lab.Options{
-		StateDir: filepath.Join(root, "lab"), Netns: "true", Prefix: prefix, Subnet: subnet, BinDir: bins, Rate: -1, Sidecars: true,
+		StateDir: filepath.Join(root, "lab"), Netns: "true", Prefix: prefix, Subnet: subnet, BinDir: bins, Rate: -1, Sidecars: true, Permissive: true,
 		Instances: topology, Configure: m.configure, Publish: m.publish, Progress: tlog{t},
 	})
 	if err != nil {

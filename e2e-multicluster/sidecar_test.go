@@ -1,30 +1,28 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
-	"sync"
+	"strconv"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/meridian-mesh/meridian/internal/proxytest"
 	"github.com/meridian-mesh/meridian/lab"
 	"github.com/meridian-mesh/meridian/lab/demopb"
 	"github.com/meridian-mesh/meridian/lab/traffic"
-	"github.com/meridian-mesh/meridian/sidecar"
-	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 )
 
-// proxiedUsers starts a meridian-proxy in sidecar mode for users in a
-// zone of a cluster — its xDS from that cluster's meridiand, an explicit
-// upstream port for the service — and a generator calling through it; both
-// stop when the test ends.
+// proxiedUsers starts a meridian-proxy in sidecar mode, from its flags,
+// for users in a zone of a cluster — enrolled with a join token as the
+// lab's proxies are (service account users), its xDS over TLS from that
+// cluster's meridiand, an explicit upstream port for the service — and a
+// generator calling through it; both stop when the test ends. Its calls
+// to the instances' sidecars are mTLS.
 func (m *mesh) proxiedUsers(t *testing.T, cluster, zone string, rate float64, service string) *traffic.Generator {
 	t.Helper()
 	c := m.cluster(t, cluster)
@@ -32,36 +30,26 @@ func (m *mesh) proxiedUsers(t *testing.T, cluster, zone string, rate float64, se
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := netip.MustParseAddrPort(lis.Addr().String())
+	up := lis.Addr().String()
 	lis.Close()
 	userSeq.Lock()
 	userSeq.n++
 	id := fmt.Sprintf("e2e-proxy-%s-%d", cluster, userSeq.n)
 	userSeq.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := sidecar.New(ctx, sidecar.Config{
-		Server:    c.GRPC,
-		Node:      xdsclient.NodeConfig{ID: id, Cluster: c.Name, Namespace: lab.Namespace, Locality: c.Region + "/" + zone},
-		Upstreams: []sidecar.Upstream{{Listen: up, Host: service + "." + lab.Namespace + ".svc.cluster.local", Port: lab.DemoPort}},
-		Logger:    slog.New(slog.DiscardHandler), Metrics: prometheus.NewRegistry(),
-	})
+	token, err := m.lab.JoinToken(t.Context(), c.Name, id, lab.Namespace, "users")
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := p.Run(ctx); err != nil {
-			t.Errorf("meridian-proxy: %v", err)
-		}
-	})
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	select {
-	case <-p.Ready(): // the first complete configuration applied, not only received
-	case <-time.After(30 * time.Second):
-		t.Fatalf("meridian-proxy never applied a complete configuration: %+v", p.Client().Status())
+	p := proxytest.Start(t, slog.New(slog.DiscardHandler), "--xds-address", c.XDS, "--xds-tls", "--ca-url", c.CA,
+		"--root-cert", m.lab.RootCert(), "--join-token-file", token,
+		"--mode", "sidecar", "--capture", "false", "--id", id, "--cluster", c.Name, "--namespace", lab.Namespace,
+		"--service-account", "users", "--locality", c.Region+"/"+zone,
+		"--upstream", up+"="+service+"."+lab.Namespace+".svc.cluster.local:"+strconv.Itoa(lab.DemoPort),
+		"--admin-address", "", "--metrics-address", "", "--health-address", "", "--access-log", "off")
+	if got, want := proxytest.SDSIdentity(p), "spiffe://"+lab.TrustDomain+"/ns/"+lab.Namespace+"/sa/users"; got != want {
+		t.Fatalf("the users' meridian-proxy has SVID %q, want %q", got, want)
 	}
-	conn, err := grpc.NewClient("passthrough:///"+up.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///"+up, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,12 +54,20 @@ func meridiandConfig(s *State, i int, k keys) daemon.Config {
 	cfg.Workload.Grace = metav1.Duration{Duration: workloadGrace}
 	cfg.ShutdownTimeout = metav1.Duration{Duration: 2 * time.Second}
 	cfg.Federation = daemon.Federation{Replica: "meridiand-0", GossipAddr: c.Gossip, GRPCAddr: c.Federation, Preset: "local"}
+	if c.Netns != "" {
+		// Also on the namespace's loopback: join tokens are minted for
+		// loopback callers only, and the lab mints them from inside the
+		// namespace (Lab.JoinToken). The cluster's address is advertised.
+		cfg.GRPCAddr = fmt.Sprintf(":%d", GRPCPort)
+		cfg.Federation.AdvertiseAPIAddr = c.GRPC
+	}
 	if i == 0 {
 		cfg.Federation.Enabled, cfg.Federation.KeyFile = true, k.gossip
 	}
 	if k.caDir != "" {
 		cfg.Trust = daemon.Trust{Enabled: true, TrustDomain: TrustDomain, KeyFile: k.seal,
 			CADir: filepath.Join(k.caDir, c.Name), CAAddr: fmt.Sprintf("%s:%d", c.IP, TrustPort)}
+		cfg.XDS.TLSAddr = c.XDS
 	}
 	return cfg
 }

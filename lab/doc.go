@@ -18,10 +18,17 @@
 //	         /readyz and full membership
 //	      ─► demo instances (cmd/meridian-demo serve): frontend → catalog
 //	         v1/v2 → inventory, customer-records in the EU (and a stray copy
-//	         outside it), registered through the Workload API; each behind
-//	         a meridian-proxy sidecar (explicit ports: inbound INSTANCE:9090
+//	         outside it), registered through the Workload API with their
+//	         service account (the service's name); each behind a
+//	         meridian-proxy sidecar (explicit ports: inbound INSTANCE:9090
 //	         → 127.0.0.1:APP, one upstream port per upstream service), or,
-//	         with Sidecars off, proxyless gRPC over xds:///
+//	         with Sidecars off, proxyless gRPC over xds:///. Every proxy of
+//	         the lab, sidecar or gateway, enrolls for an SVID: a join token
+//	         for its service account (`meridianctl trust join-token`, which
+//	         meridiand answers on its loopback only — in netns mode run
+//	         inside the namespace, meridiand listening there on every
+//	         address) spent at the CA service (IP:15012), then xDS over TLS
+//	         (IP:15011) with that SVID, attested by it, secrets over SDS
 //	      ─► gateways per cluster (meridian-proxy): an ingress gateway
 //	         (SUBNET.I.3:8080, gRPC and HTTP routed by authority: `lab
 //	         call`) and an east-west gateway (SUBNET.I.4:15443, published
@@ -53,23 +60,19 @@
 // regions; kernels without sch_netem (this project's CI machines) get none,
 // and the lab says so rather than failing. The sidecars run without
 // traffic capture (explicit ports; the instances of a cluster share its
-// namespace, so capture would catch them all) and without SVIDs, so the
-// lab makes its namespace PERMISSIVE and says so. The pieces for STRICT
-// exist — meridiand serves xDS over TLS (xds.tlsAddr, IP:15011 in the
-// lab) and meridian-proxy enrolls with a workload join token (--ca-url
-// --join-token-file --root-cert --xds-tls) — and what the lab still has
-// to do is: mint a token per sidecar and gateway (tokens are minted only
-// for loopback callers: in netns mode meridiand would have to listen on
-// the namespace's loopback too, and the lab mint with `ip netns exec`);
-// register each demo instance with its service account (meridian-demo
-// registers none, and a client verifies the exact SPIFFE IDs of a
-// service's endpoints); give the ingress gateway an identity; drop
-// PeerAuthentication lab-sidecars-unattested; and give the e2e suite's
-// in-process users' sidecar an identity too. The trust component still
-// runs: one offline root, an intermediate per cluster. The east-west
-// gateways run and are published, but every cluster is on one network
-// ("lab"), so traffic between clusters goes direct: an east-west gateway
-// routes mTLS by SNI, and sidecars without SVIDs have no mTLS to carry.
-// With STRICT, giving each cluster its own network sends cross-cluster
-// traffic through them.
+// namespace, so capture would catch them all). Mesh traffic is mTLS under
+// the mesh's default, STRICT: the sidecars take nothing else, and a client
+// verifies the SVIDs of the service accounts a service's endpoints
+// registered with (spiffe://lab.meridian/ns/shop/sa/SERVICE; the users
+// run as shop/users, the gateways as meridian-system/ingress-gateway and
+// east-west-gateway), so AuthorizationPolicies can name them. Calls from
+// outside the mesh enter through the ingress gateways (`lab call`).
+// Options.Permissive — for the e2e suite, whose proxyless gRPC users have
+// no SVIDs — applies PeerAuthentication shop/lab-plaintext-clients
+// (PERMISSIVE), and the lab says so. The trust component runs with one
+// offline root and an intermediate per cluster. The east-west gateways
+// run and are published, but every cluster is on one network ("lab"), so
+// traffic between clusters goes direct, mTLS from sidecar to sidecar;
+// giving each cluster its own network would send it through them (they
+// route mTLS by SNI) — not done yet.
 package lab

@@ -31,7 +31,7 @@ func TestParseClusters(t *testing.T) {
 // unique, in the cluster's /24, customer-records in the EU with one stray
 // copy outside it.
 func TestPlan(t *testing.T) {
-	s := plan("/state", Known, Network{Mode: modeNetns, Prefix: "mlab", Subnet: "10.250"}, nil, false)
+	s := plan("/state", Known, Network{Mode: modeNetns, Prefix: "mlab", Subnet: "10.250"}, nil, true, false)
 	seen := map[string]bool{}
 	eu, stray := 0, 0
 	for i, c := range s.Clusters {
@@ -58,7 +58,7 @@ func TestPlan(t *testing.T) {
 	if eu != 2 || stray != 1 {
 		t.Errorf("customer-records: %d in the EU, %d stray; want 2 and 1", eu, stray)
 	}
-	if got := plan("/s", Known[:2], Network{Subnet: "127.77"}, nil, false); strings.Contains(got.Policies, "ResidencyRule") {
+	if got := plan("/s", Known[:2], Network{Subnet: "127.77"}, nil, true, false); strings.Contains(got.Policies, "ResidencyRule") {
 		t.Error("a lab without an EU cluster got a residency rule")
 	}
 }
@@ -66,10 +66,10 @@ func TestPlan(t *testing.T) {
 // TestPolicies loads the demo's policies as the policy API would.
 func TestPolicies(t *testing.T) {
 	for _, cs := range [][]Cluster{Known, Known[:1], Known[1:]} {
-		for _, sidecars := range []bool{false, true} {
-			objs, err := v1alpha1.Load([]byte(policies(cs, sidecars)), v1alpha1.LoadOptions{})
+		for _, permissive := range []bool{false, true} {
+			objs, err := v1alpha1.Load([]byte(policies(cs, permissive)), v1alpha1.LoadOptions{})
 			if err != nil {
-				t.Fatalf("%d clusters: %v\n%s", len(cs), err, policies(cs, sidecars))
+				t.Fatalf("%d clusters: %v\n%s", len(cs), err, policies(cs, permissive))
 			}
 			if len(objs) == 0 {
 				t.Errorf("%d clusters: no policies", len(cs))
@@ -82,7 +82,7 @@ func TestPolicies(t *testing.T) {
 // back as meridiand does.
 func TestMeridiandConfig(t *testing.T) {
 	dir := t.TempDir()
-	s := plan(dir, Known, Network{Mode: modeLoopback, Prefix: "mlab", Subnet: "127.77"}, nil, false)
+	s := plan(dir, Known, Network{Mode: modeLoopback, Prefix: "mlab", Subnet: "127.77"}, nil, true, false)
 	k, err := makeKeys(dir, s.Clusters)
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,10 @@ import (
 // Ports every cluster's meridiand and traffic generator use, each on the
 // cluster's own IP.
 const (
-	GRPCPort       = 15010
+	GRPCPort = 15010
+	// XDSTLSPort is meridiand's TLS xDS port (xds.tlsAddr), where the
+	// lab's proxies connect with their SVIDs.
+	XDSTLSPort     = 15011
 	AdminPort      = 15014
 	GossipPort     = 7946
 	FederationPort = 7947
@@ -51,6 +54,8 @@ type State struct {
 	Policies string `json:"policies"`
 	// Sidecars says the demo instances and users run behind meridian-proxy.
 	Sidecars bool `json:"sidecars,omitempty"`
+	// Permissive says the sidecars also take plaintext (Options.Permissive).
+	Permissive bool `json:"permissive,omitempty"`
 	// Notes are what the lab could not do on this machine, and why.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -79,6 +84,11 @@ type ClusterState struct {
 	// GRPC is meridiand's gRPC address: Workload API, xDS, policy API
 	// (meridianctl --server).
 	GRPC string `json:"grpc"`
+	// XDS is meridiand's TLS xDS address, and CA its CA service's URL:
+	// where the lab's proxies enroll with a join token and get their
+	// configuration as workloads with SVIDs.
+	XDS string `json:"xds"`
+	CA  string `json:"ca"`
 	// Admin is meridiand's admin URL (/readyz, /metrics, /debug/...).
 	Admin string `json:"admin"`
 	// Dashboard is meridiand's dashboard URL, when it serves one.
@@ -103,8 +113,9 @@ type ClusterState struct {
 // instance. Cluster i (from 1) owns SUBNET.i.0/24: .1 meridiand, .2 the
 // traffic generator, .3 the ingress gateway, .4 the east-west gateway, .10
 // and up the demo instances.
-func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance, sidecars bool) *State {
-	s := &State{StateDir: dir, Network: net, Policies: policies(cs, sidecars), Sidecars: sidecars}
+func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance, sidecars, permissive bool) *State {
+	permissive = permissive && sidecars
+	s := &State{StateDir: dir, Network: net, Policies: policies(cs, permissive), Sidecars: sidecars, Permissive: permissive}
 	eu := false
 	for _, c := range cs {
 		eu = eu || isEU(c)
@@ -112,14 +123,13 @@ func plan(dir string, cs []Cluster, net Network, custom func(Cluster) []Instance
 	for i, c := range cs {
 		ip := func(host int) string { return fmt.Sprintf("%s.%d.%d", net.Subnet, i+1, host) }
 		hp := func(host, port int) string { return ip(host) + ":" + strconv.Itoa(port) }
-		// One network: the lab routes every address to every cluster, and
-		// the sidecars have no SVIDs to carry the mTLS that east-west
-		// gateways route by, so the gateways are published but traffic
-		// between clusters goes direct.
+		// One network: the lab routes every address to every cluster, so
+		// the east-west gateways are published but traffic between
+		// clusters goes direct (see the package doc).
 		c.Network = "lab"
 		c.Gateways = []string{hp(4, EastWestPort)}
 		cl := ClusterState{
-			Cluster: c, IP: ip(1), GRPC: hp(1, GRPCPort), Admin: "http://" + hp(1, AdminPort),
+			Cluster: c, IP: ip(1), GRPC: hp(1, GRPCPort), XDS: hp(1, XDSTLSPort), CA: "https://" + hp(1, TrustPort), Admin: "http://" + hp(1, AdminPort),
 			Gossip: hp(1, GossipPort), Federation: hp(1, FederationPort),
 			DataDir: filepath.Join(dir, "clusters", c.Name), Users: hp(2, UsersPort),
 			Ingress: hp(3, IngressPort), EastWest: hp(4, EastWestPort),

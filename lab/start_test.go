@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/meridian-mesh/meridian/internal/testutil"
+	"github.com/meridian-mesh/meridian/lab/demopb"
 )
 
 // progress collects a lab's progress lines.
@@ -33,13 +37,15 @@ func (p *progress) String() string {
 }
 
 // TestStartLoopback runs a two-cluster lab on loopback, the mode of
-// machines without network namespaces: traffic flows and stays local, an
+// machines without network namespaces, with sidecars as `lab up` runs
+// them: traffic flows and stays local, the sidecars take only mTLS from
+// proxies with SVIDs (a plaintext call straight to one is refused), an
 // outage (stopped processes) fails the EU-only service without it leaving
 // the EU, and a lab whose supervisor died is cleaned up by the next Start.
 // The netns mode is exercised by the e2e-multicluster suite.
 func TestStartLoopback(t *testing.T) {
 	dir := t.TempDir()
-	opts := Options{StateDir: dir, Clusters: Known[1:], Netns: "false", Prefix: "mltest", Subnet: "127.78", Rate: 20}
+	opts := Options{StateDir: dir, Clusters: Known[1:], Netns: "false", Prefix: "mltest", Subnet: "127.78", Rate: 20, Sidecars: true}
 	var p progress
 	opts.Progress = &p
 	l, err := Start(t.Context(), opts)
@@ -86,6 +92,32 @@ func TestStartLoopback(t *testing.T) {
 		}
 		if h := reply.GetHops(); len(h) == 0 || h[0].GetService() != want[1] || h[0].GetCluster() != want[2] {
 			t.Errorf("%s through the ingress gateway of %s: path %v, want it served in %s", want[1], c.Name, h, want[2])
+		}
+	}
+
+	// STRICT: the sidecars took the calls above over mTLS, with SVIDs of
+	// the services' accounts; plaintext straight to a sidecar's inbound
+	// port is refused.
+	for _, c := range l.State.Clusters {
+		in := c.Instances[0]
+		ip, _, _ := net.SplitHostPort(in.Address)
+		dump, err := get(t.Context(), "http://"+net.JoinHostPort(ip, strconv.Itoa(proxyAdminPort))+"/config_dump")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := "spiffe://" + TrustDomain + "/ns/" + Namespace + "/sa/" + in.Service; !strings.Contains(string(dump), id) {
+			t.Errorf("sidecar of %s/%s: config_dump lacks its SVID %s", c.Name, in.Service, id)
+		}
+		conn, err := grpc.NewClient("passthrough:///"+in.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		reply, err := demopb.NewDemoClient(conn).Call(ctx, &demopb.CallRequest{Caller: "plaintext"})
+		cancel()
+		conn.Close()
+		if err == nil {
+			t.Errorf("a plaintext call to the sidecar of %s/%s at %s was served: %v", c.Name, in.Service, in.Address, reply.GetHops())
 		}
 	}
 

@@ -98,6 +98,12 @@ type Instance struct {
 	Stray bool `json:"stray,omitempty"`
 }
 
+// ServiceAccount is the service account an instance runs as (its
+// sidecar's SVID) and is registered or published with: its service's
+// name, so that a client verifies the SVIDs of exactly the service it
+// called, and AuthorizationPolicies can name it.
+func (in Instance) ServiceAccount() string { return in.Service }
+
 // The demo services.
 const (
 	Frontend        = "frontend"
@@ -145,9 +151,10 @@ func isEU(c Cluster) bool { return c.Labels["jurisdiction"] == "eu" }
 // policies returns the demo's policies for the lab's clusters, as YAML: a
 // FailoverPolicy for the shop's services (each region fails over to the
 // others, nearest first by the lab's order), when an EU cluster is in the
-// lab a ResidencyRule keeping customer-records in it, and with sidecars a
-// PeerAuthentication letting plaintext in (see the package doc).
-func policies(cs []Cluster, sidecars bool) string {
+// lab a ResidencyRule keeping customer-records in it, and when permissive
+// a PeerAuthentication letting plaintext into the sidecars
+// (Options.Permissive); without, the mesh's default, STRICT, holds.
+func policies(cs []Cluster, permissive bool) string {
 	var b strings.Builder
 	b.WriteString(`apiVersion: meridian.io/v1alpha1
 kind: FailoverPolicy
@@ -205,12 +212,12 @@ spec:
   mode: enforce
 `, strings.Join(eu, ", "))
 	}
-	if sidecars {
+	if permissive {
 		b.WriteString(`---
 apiVersion: meridian.io/v1alpha1
 kind: PeerAuthentication
 metadata:
-  name: lab-sidecars-unattested
+  name: lab-plaintext-clients
   namespace: shop
 spec:
   mode: PERMISSIVE

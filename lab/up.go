@@ -26,6 +26,7 @@ import (
 	"github.com/meridian-mesh/meridian/lab/demopb"
 	"github.com/meridian-mesh/meridian/policyapi/policyapipb"
 	"github.com/meridian-mesh/meridian/registry"
+	"github.com/meridian-mesh/meridian/trust/service"
 	"github.com/meridian-mesh/meridian/xds/translate"
 )
 
@@ -63,8 +64,14 @@ type Options struct {
 	Configure func(c *ClusterState, cfg *daemon.Config) error
 	// Sidecars puts a meridian-proxy in front of every demo instance and
 	// the users (explicit ports, no capture); without, they are proxyless
-	// gRPC clients of their cluster's meridiand.
+	// gRPC clients of their cluster's meridiand. Every proxy of the lab,
+	// sidecar or gateway, enrolls with a join token for an SVID and talks
+	// mTLS: the sidecars take nothing else (STRICT, the mesh's default).
 	Sidecars bool
+	// Permissive lets plaintext into the sidecars too (PeerAuthentication
+	// PERMISSIVE in the demo's namespace): for clients without SVIDs, as
+	// the e2e suite's proxyless gRPC users.
+	Permissive bool
 	// Progress receives a line per step; nil discards them.
 	Progress io.Writer
 }
@@ -143,14 +150,17 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l.State = plan(dir, opts.Clusters, netw, opts.Instances, opts.Sidecars)
+	l.State = plan(dir, opts.Clusters, netw, opts.Instances, opts.Sidecars, opts.Permissive)
 	l.State.Supervisor = os.Getpid()
 	l.State.Started = began
 	if note != "" {
 		l.State.Notes = append(l.State.Notes, note)
 	}
 	if opts.Sidecars {
-		l.State.Notes = append(l.State.Notes, "sidecars talk plaintext: the lab does not enroll them for SVIDs yet (see lab/doc.go), so PeerAuthentication shop/lab-sidecars-unattested makes the namespace PERMISSIVE; cross-cluster traffic goes direct, not through the east-west gateways")
+		l.State.Notes = append(l.State.Notes, "every cluster is on one network: cross-cluster mTLS goes direct, not through the east-west gateways")
+	}
+	if l.State.Permissive {
+		l.State.Notes = append(l.State.Notes, "PeerAuthentication shop/lab-plaintext-clients makes the namespace PERMISSIVE: sidecars also take plaintext, from clients without SVIDs")
 	}
 	if err := l.State.save(); err != nil {
 		return nil, err
@@ -459,7 +469,7 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 		c := &l.State.Clusters[i]
 		for j, in := range c.Instances {
 			role := fmt.Sprintf("%s-%d", in.Service, j)
-			if err := l.startInstance(c, role, in); err != nil {
+			if err := l.startInstance(ctx, c, role, in); err != nil {
 				return err
 			}
 			total++
@@ -501,7 +511,10 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 	}
 	how := "proxyless gRPC (xds:///)"
 	if l.State.Sidecars {
-		how = "each behind a meridian-proxy sidecar"
+		how = "each behind a meridian-proxy sidecar with an SVID of its service account, mTLS only (STRICT)"
+		if l.State.Permissive {
+			how = "each behind a meridian-proxy sidecar with an SVID of its service account, mTLS or plaintext (PERMISSIVE)"
+		}
 	}
 	say("  demo app: %d instances, %s; every cluster sees them all (%s)", total, how, since(t))
 	return nil
@@ -510,14 +523,14 @@ func (l *Lab) startDemo(ctx context.Context, say func(string, ...any)) error {
 // startInstance starts one demo instance: proxyless, calling its
 // upstreams over xds:///; or behind a meridian-proxy sidecar, which serves
 // its inbound port and one upstream port per upstream service.
-func (l *Lab) startInstance(c *ClusterState, role string, in Instance) error {
+func (l *Lab) startInstance(ctx context.Context, c *ClusterState, role string, in Instance) error {
 	args := []string{"serve", "--service", in.Service, "--cluster", c.Name, "--namespace", Namespace,
 		"--locality", c.Region + "/" + in.Zone}
 	if in.Version != "" {
 		args = append(args, "--version", in.Version)
 	}
 	if l.opts.Publish == nil {
-		args = append(args, "--register", c.GRPC, "--ttl", workloadTTL.String())
+		args = append(args, "--register", c.GRPC, "--ttl", workloadTTL.String(), "--service-account", in.ServiceAccount())
 	}
 	if !l.State.Sidecars {
 		env, err := xdsEnv(c, c.Name+"/"+role, in.Zone)
@@ -532,7 +545,10 @@ func (l *Lab) startInstance(c *ClusterState, role string, in Instance) error {
 	}
 	ip, _, _ := net.SplitHostPort(in.Address)
 	_, appPort, _ := net.SplitHostPort(in.App)
-	proxy := l.sidecarArgs(c, role, ip, in.Zone)
+	proxy, err := l.sidecarArgs(ctx, c, role, in.ServiceAccount(), ip, in.Zone)
+	if err != nil {
+		return err
+	}
 	proxy = append(proxy, "--inbound", in.Address+"="+appPort, "--inbound-ports", appPort)
 	args = append(args, "--listen", in.App, "--advertise", in.Address)
 	for k, u := range in.Upstreams {
@@ -547,19 +563,79 @@ func (l *Lab) startInstance(c *ClusterState, role string, in Instance) error {
 }
 
 // sidecarArgs are the flags of a meridian-proxy sidecar without capture
-// whose ports live on ip.
-func (l *Lab) sidecarArgs(c *ClusterState, role, ip, zone string) []string {
-	return append(l.proxyArgs(c, role, ip, zone), "--mode", "sidecar", "--namespace", Namespace, "--capture", "false")
+// whose ports live on ip, running as service account sa of the demo's
+// namespace.
+func (l *Lab) sidecarArgs(ctx context.Context, c *ClusterState, role, sa, ip, zone string) ([]string, error) {
+	args, err := l.proxyArgs(ctx, c, role, Namespace, sa, ip, zone)
+	return append(args, "--mode", "sidecar", "--capture", "false"), err
 }
 
 // proxyArgs are the flags every meridian-proxy of the lab shares, sidecar
-// or gateway: its meridiand, its node, its own ports on ip.
-func (l *Lab) proxyArgs(c *ClusterState, role, ip, zone string) []string {
+// or gateway: its node, its own ports on ip, and its identity — a join
+// token for service account sa of namespace ns, spent at the CA service on
+// the proxy's first SVID, with which it connects to meridiand's TLS xDS
+// port, is attested, and gets its secrets over SDS.
+func (l *Lab) proxyArgs(ctx context.Context, c *ClusterState, role, ns, sa, ip, zone string) ([]string, error) {
+	token, err := l.JoinToken(ctx, c.Name, role, ns, sa)
+	if err != nil {
+		return nil, err
+	}
 	at := func(port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
-	return []string{"--xds-address", c.GRPC, "--cluster", c.Name,
+	return []string{"--xds-address", c.XDS, "--xds-tls", "--ca-url", c.CA, "--root-cert", l.RootCert(), "--join-token-file", token,
+		"--cluster", c.Name, "--namespace", ns, "--service-account", sa,
 		"--id", c.Name + "/" + role, "--locality", c.Region + "/" + zone,
 		"--admin-address", at(proxyAdminPort), "--metrics-address", at(proxyMetricsPort), "--health-address", at(proxyHealthPort),
-		"--access-log", "off", "--log-format", "text"}
+		"--access-log", "off", "--log-format", "text"}, nil
+}
+
+// RootCert is the file holding the lab's root certificate (PEM): what a
+// proxy verifies the CA service and meridiand by (meridian-proxy
+// --root-cert).
+func (l *Lab) RootCert() string { return filepath.Join(l.keys.caDir, service.RootCertFile) }
+
+// JoinToken mints a workload join token for service account sa of
+// namespace ns from a cluster's meridiand with `meridianctl trust
+// join-token`, and writes it to a file for a proxy's --join-token-file
+// (named after role, in the cluster's directory). meridiand mints only for
+// callers on its loopback: in netns mode meridianctl runs inside the
+// cluster's namespace and asks its loopback address.
+func (l *Lab) JoinToken(ctx context.Context, cluster, role, ns, sa string) (string, error) {
+	c, err := l.State.Cluster(cluster)
+	if err != nil {
+		return "", err
+	}
+	server := c.GRPC
+	path, args := l.binary("meridianctl"), []string{}
+	if c.Netns != "" {
+		server = net.JoinHostPort("127.0.0.1", strconv.Itoa(GRPCPort))
+		path, args = "ip", []string{"netns", "exec", c.Netns, path}
+	}
+	args = append(args, "trust", "join-token", "--namespace", ns, "--service-account", sa, "--ttl", "10m", "--server", server, "-o", "json")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(os.Environ(), labEnv+"="+l.State.StateDir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("lab: a join token for %s/%s from %s: %s %s: %w: %s", ns, sa, c.Name, path, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(out, &tok); err != nil || tok.Token == "" {
+		return "", fmt.Errorf("lab: no token in meridianctl's answer for %s/%s from %s (%v): %s", ns, sa, c.Name, err, out)
+	}
+	dir := filepath.Join(c.DataDir, "tokens")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	file := filepath.Join(dir, role+".token")
+	if err := os.WriteFile(file, []byte(tok.Token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	return file, nil
 }
 
 // startGateways starts every cluster's ingress and east-west gateways
@@ -577,11 +653,15 @@ func (l *Lab) startGateways(ctx context.Context, say func(string, ...any)) error
 			port       uint32
 		}{{string(translate.ModeIngress), c.Ingress, IngressPort}, {string(translate.ModeEastWest), c.EastWest, EastWestPort}} {
 			ip, _, _ := net.SplitHostPort(gw.addr)
-			args := l.proxyArgs(c, gw.mode+"-gateway", ip, c.Zones[0])
-			args = append(args, "--mode", gw.mode, "--namespace", GatewayNamespace,
+			role := gw.mode + "-gateway"
+			args, err := l.proxyArgs(ctx, c, role, GatewayNamespace, role, ip, c.Zones[0])
+			if err != nil {
+				return err
+			}
+			args = append(args, "--mode", gw.mode,
 				"--listener-port", strconv.Itoa(int(gw.port)),
 				"--bind", translate.GatewayName(translate.Mode(gw.mode), gw.port)+"="+gw.addr)
-			if err := l.spawn(c, gw.mode+"-gateway", "meridian-proxy", args...); err != nil {
+			if err := l.spawn(c, role, "meridian-proxy", args...); err != nil {
 				return err
 			}
 		}
@@ -804,7 +884,10 @@ func (l *Lab) startTraffic(ctx context.Context, say func(string, ...any)) error 
 		var env []string
 		if l.State.Sidecars {
 			ip, _, _ := net.SplitHostPort(c.Users)
-			proxy := l.sidecarArgs(c, "users", ip, c.Zones[0])
+			proxy, err := l.sidecarArgs(ctx, c, "users", "users", ip, c.Zones[0])
+			if err != nil {
+				return err
+			}
 			for k, e := range entries {
 				up := net.JoinHostPort(ip, strconv.Itoa(upstreamPortBase+k))
 				proxy = append(proxy, "--upstream", up+"="+demoHost(e))

@@ -4,7 +4,7 @@
 //	meridian-demo serve --service catalog --version v2 --cluster eks-use1 \
 //	    --locality us-east-1/use1-az2 --listen 10.250.2.11:9090 \
 //	    --upstream inventory=xds:///inventory.shop.svcluster.local:9090 \
-//	    --register 10.250.2.1:15010
+//	    --register 10.250.2.1:15010 --service-account catalog
 //
 //	meridian-demo load --caller users@eks-use1 \
 //	    --target frontend=xds:///frontend.shop.svcluster.local:9090 \
@@ -88,7 +88,7 @@ func dial(pairs []string) (names []string, conns []*grpc.ClientConn, err error) 
 }
 
 func serve(ctx context.Context, args []string, log *slog.Logger) error {
-	var cluster, locality, namespace, service, version, listen, advertise, register string
+	var cluster, locality, namespace, service, version, listen, advertise, register, serviceAccount string
 	var upstreams []string
 	labels := map[string]string{}
 	var ttl time.Duration
@@ -101,6 +101,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.StringVar(&listen, "listen", "127.0.0.1:9090", "IP:port to serve gRPC on")
 	fs.StringArrayVar(&upstreams, "upstream", nil, "NAME=TARGET of a service to call on every request (repeat)")
 	fs.StringVar(&register, "register", "", "meridiand's gRPC address: register this instance with its Workload API")
+	fs.StringVar(&serviceAccount, "service-account", "", "service account to register this instance with: its sidecar's SVID is this account's, and clients verify it")
 	fs.StringVar(&advertise, "advertise", "", "IP:port to register and report (a sidecar's inbound port); default --listen")
 	fs.StringToStringVar(&labels, "label", labels, "extra workload labels KEY=VALUE")
 	fs.DurationVar(&ttl, "ttl", 3*time.Second, "workload TTL when registering")
@@ -146,7 +147,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 		labels["app"] = service
 		req := &workloadpb.RegisterRequest{Service: service, Namespace: namespace, Address: advertise,
-			PortName: "grpc", Protocol: "grpc", Locality: loc.String(), Labels: labels, Ttl: durationpb.New(ttl)}
+			PortName: "grpc", Protocol: "grpc", Locality: loc.String(), Labels: labels, Ttl: durationpb.New(ttl), ServiceAccount: serviceAccount}
 		g.Go(func() error { return demo.Keepalive(gctx, workloadpb.NewWorkloadServiceClient(wl), req, log) })
 	}
 	log.Info("serving", "upstreams", upstreams)
