@@ -33,6 +33,16 @@
 // current, as istiod does, so that installing the chart needs no
 // certificate step.
 //
+// The sidecar's own trust: it is pointed at meridiand's TLS xDS port
+// (Settings.XDSAddress, 15011) and verifies meridiand there by its member
+// SPIFFE ID (--xds-server-id, Config.ServerID) against the mesh's roots
+// (--xds-ca). Those roots travel on the pod itself — the annotation
+// meridian.io/xds-roots, projected by the downward API into the
+// meridian-xds volume beside a service-account token for the audience
+// "meridian", with which the sidecar attests itself (--xds-token-file) —
+// so that injection needs no ConfigMap in each namespace (Istio's
+// istio-ca-root-cert) nor a controller and permission to write one.
+//
 // What it must not do: decide anything about traffic. The sidecar learns its
 // configuration from meridiand over xDS; the webhook only puts it in the pod.
 package inject

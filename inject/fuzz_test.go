@@ -20,7 +20,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add(`[]`)
 	s := testSettings()
 	s.Addr = "127.0.0.1:0"
-	srv, err := inject.New(context.Background(), inject.Config{Settings: s, Cluster: "c1", CA: staticCA(f)})
+	srv, err := inject.New(context.Background(), inject.Config{Settings: s, Cluster: "c1", ServerID: testMesh(f).ServerID, CA: staticCA(f)})
 	if err != nil {
 		f.Fatal(err)
 	}

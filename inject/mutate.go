@@ -9,6 +9,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meridian-mesh/meridian/trust/attest"
 )
 
 // Names the webhook reads and writes on namespaces and pods.
@@ -21,6 +25,18 @@ const (
 	InjectAnnotation = "meridian.io/inject"
 	// StatusAnnotation is set to "injected" on pods that got the sidecar.
 	StatusAnnotation = "meridian.io/status"
+	// RootsAnnotation carries the mesh's roots (PEM) on injected pods; the
+	// downward API projects it into the sidecar's XDSVolume as roots.pem.
+	RootsAnnotation = "meridian.io/xds-roots"
+	// XDSVolume is the injected projected volume, mounted read-only in the
+	// sidecar at XDSDir: the mesh roots meridiand is verified against
+	// (roots.pem) and a service-account token for Meridian's audience that
+	// attests the pod to meridiand (token, rotated by the kubelet).
+	XDSVolume = "meridian-xds"
+	XDSDir    = "/var/run/secrets/meridian/xds"
+	// XDSTokenSeconds is the token's lifetime; the kubelet renews it at 80%,
+	// and meridian-proxy reads the file for every xDS stream.
+	XDSTokenSeconds = 3600
 	// ProxyContainer and InitContainer are the injected containers' names.
 	ProxyContainer = "meridian-proxy"
 	InitContainer  = "meridian-init"
@@ -50,14 +66,30 @@ type patchOp struct {
 	Value any    `json:"value,omitempty"`
 }
 
+// Mesh is what every sidecar is told about the control plane it is
+// injected for.
+type Mesh struct {
+	// Cluster is this control plane's cluster.
+	Cluster string
+	// ServerID is meridiand's SPIFFE ID (its member SVID's,
+	// spiffe://TD/meridian/cluster/NAME): the sidecar verifies meridiand's
+	// certificate on the TLS xDS port by it (--xds-server-id).
+	ServerID spiffeid.ID
+	// Roots is the mesh's trust bundle, PEM, that certificate is verified
+	// against (--xds-ca).
+	Roots []byte
+}
+
 // Mutate decides whether pod gets the sidecar and returns the patch that
-// adds it: the meridian-proxy container, the init container that redirects
-// the pod's TCP traffic to it (appended last, so that earlier init
-// containers still reach the network directly), and the status annotation.
-// It is pure. An error names the field that makes the pod impossible to
-// inject (the webhook denies such a pod with it); a pod that opted out,
-// uses the host's network or already has the sidecar is skipped.
-func Mutate(pod *corev1.Pod, s *Settings, cluster string) (Decision, error) {
+// adds it: the meridian-proxy container, pointed at meridiand's TLS xDS
+// port and verifying it as mesh.ServerID against mesh.Roots; the init
+// container that redirects the pod's TCP traffic to it (appended last, so
+// that earlier init containers still reach the network directly); the
+// XDSVolume with the roots and the pod's token; the status and roots
+// annotations. It is pure. An error names the field that makes the pod
+// impossible to inject (the webhook denies such a pod with it); a pod that
+// opted out, uses the host's network or already has the sidecar is skipped.
+func Mutate(pod *corev1.Pod, s *Settings, mesh Mesh) (Decision, error) {
 	if v, ok := pod.Annotations[InjectAnnotation]; ok {
 		want, err := strconv.ParseBool(v)
 		if err != nil {
@@ -86,6 +118,11 @@ func Mutate(pod *corev1.Pod, s *Settings, cluster string) (Decision, error) {
 			return Decision{}, field.Duplicate(field.NewPath("spec", "initContainers").Index(i).Child("name"), c.Name)
 		}
 	}
+	for i, v := range pod.Spec.Volumes {
+		if v.Name == XDSVolume {
+			return Decision{}, field.Duplicate(field.NewPath("spec", "volumes").Index(i).Child("name"), v.Name)
+		}
+	}
 
 	var ops []patchOp
 	if len(pod.Spec.InitContainers) == 0 {
@@ -93,11 +130,22 @@ func Mutate(pod *corev1.Pod, s *Settings, cluster string) (Decision, error) {
 	} else {
 		ops = append(ops, patchOp{"add", "/spec/initContainers/-", initContainer(s)})
 	}
-	ops = append(ops, patchOp{"add", "/spec/containers/-", proxyContainer(s, cluster)})
-	if pod.Annotations == nil {
-		ops = append(ops, patchOp{"add", "/metadata/annotations", map[string]string{StatusAnnotation: "injected"}})
+	ops = append(ops, patchOp{"add", "/spec/containers/-", proxyContainer(s, mesh)})
+	if pod.Spec.ServiceAccountName == "" {
+		// The token projection needs it; the API server's ServiceAccount
+		// admission sets the same default before webhooks run, where it is on.
+		ops = append(ops, patchOp{"add", "/spec/serviceAccountName", "default"})
+	}
+	if len(pod.Spec.Volumes) == 0 {
+		ops = append(ops, patchOp{"add", "/spec/volumes", []corev1.Volume{xdsVolume()}})
 	} else {
-		ops = append(ops, patchOp{"add", "/metadata/annotations/" + escape(StatusAnnotation), "injected"})
+		ops = append(ops, patchOp{"add", "/spec/volumes/-", xdsVolume()})
+	}
+	if pod.Annotations == nil {
+		ops = append(ops, patchOp{"add", "/metadata/annotations", map[string]string{StatusAnnotation: "injected", RootsAnnotation: string(mesh.Roots)}})
+	} else {
+		ops = append(ops, patchOp{"add", "/metadata/annotations/" + escape(StatusAnnotation), "injected"},
+			patchOp{"add", "/metadata/annotations/" + escape(RootsAnnotation), string(mesh.Roots)})
 	}
 	patch, err := json.Marshal(ops)
 	if err != nil {
@@ -115,13 +163,35 @@ func fieldEnv(name, path string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 }
 
-func proxyContainer(s *Settings, cluster string) corev1.Container {
+// xdsVolume projects the pod's roots annotation and a token for
+// Meridian's audience (trust/attest refuses the API server's own) into one
+// directory. The roots come from the annotation rather than from a
+// ConfigMap per namespace, as Istio's istio-ca-root-cert does: the pod is
+// then complete as admitted — no controller writing into every injected
+// namespace, no cluster-wide ConfigMap write permission, no pod waiting
+// for a ConfigMap in a namespace labelled a moment ago. The price: a pod
+// keeps the roots it was admitted with, as meridian-proxy keeps what it
+// read from --xds-ca at start.
+func xdsVolume() corev1.Volume {
+	return corev1.Volume{Name: XDSVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: attest.DefaultAudience, ExpirationSeconds: ptr.To[int64](XDSTokenSeconds), Path: "token"}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{
+				Path: "roots.pem", FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.annotations['" + RootsAnnotation + "']"}}}}},
+		},
+	}}}
+}
+
+func proxyContainer(s *Settings, mesh Mesh) corev1.Container {
 	return corev1.Container{
 		Name:            ProxyContainer,
 		Image:           s.ProxyImage,
 		ImagePullPolicy: s.ImagePullPolicy,
 		Command:         []string{"/usr/local/bin/meridian-proxy"},
-		Args:            []string{"--mode=sidecar", "--xds-address=" + s.XDSAddress, "--cluster=" + cluster},
+		Args: []string{"--mode=sidecar", "--xds-address=" + s.XDSAddress, "--cluster=" + mesh.Cluster,
+			"--xds-ca=" + XDSDir + "/roots.pem", "--xds-server-id=" + mesh.ServerID.String(), "--xds-token-file=" + XDSDir + "/token"},
+		VolumeMounts: []corev1.VolumeMount{{Name: XDSVolume, MountPath: XDSDir, ReadOnly: true}},
 		Env: []corev1.EnvVar{
 			fieldEnv("POD_NAME", "metadata.name"),
 			fieldEnv("POD_NAMESPACE", "metadata.namespace"),

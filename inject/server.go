@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,6 +45,9 @@ type Config struct {
 	Settings Settings
 	// Cluster is this control plane's cluster, passed to every sidecar.
 	Cluster string
+	// ServerID is meridiand's member SPIFFE ID, which every sidecar
+	// verifies on the TLS xDS port. Required.
+	ServerID spiffeid.ID
 	// CA signs the serving certificate. Required.
 	CA CASource
 	// Kube, when set with Settings.WebhookName, is used to keep that
@@ -90,6 +94,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.CA == nil {
 		return nil, errors.New("inject: Config.CA is required")
+	}
+	if cfg.ServerID.IsZero() {
+		return nil, errors.New("inject: Config.ServerID is required: sidecars verify meridiand's certificate by it")
 	}
 	if cfg.CertTTL <= 0 {
 		cfg.CertTTL = DefaultCertTTL
@@ -340,7 +347,9 @@ func (s *Server) admit(req *admissionv1.AdmissionRequest) *admissionv1.Admission
 		if name == "" {
 			name = pod.GenerateName + "*"
 		}
-		dec, err = Mutate(&pod, &s.cfg.Settings, s.cfg.Cluster)
+		// The roots are the caBundle's: the mesh bundle as of the last
+		// renewal of the serving certificate.
+		dec, err = Mutate(&pod, &s.cfg.Settings, Mesh{Cluster: s.cfg.Cluster, ServerID: s.cfg.ServerID, Roots: s.CABundle()})
 	} else {
 		err = fmt.Errorf("request.object: not a Pod: %w", err)
 	}

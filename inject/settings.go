@@ -33,8 +33,10 @@ type Settings struct {
 	InitImage  string `json:"initImage,omitempty"`
 	// ImagePullPolicy of both; default IfNotPresent.
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
-	// XDSAddress is meridiand's gRPC address as pods reach it
-	// (meridiand.meridian-system.svc:15010). Required.
+	// XDSAddress is meridiand's TLS xDS address as pods reach it
+	// (meridiand.meridian-system.svc:15011, xds.tlsAddr): sidecars verify
+	// meridiand there and attest with their service-account token, so
+	// their SVIDs never cross the network in clear. Required.
 	XDSAddress string `json:"xdsAddress,omitempty"`
 	// ProxyResources of every sidecar.
 	ProxyResources corev1.ResourceRequirements `json:"proxyResources,omitzero"`
@@ -89,7 +91,7 @@ func (s *Settings) Validate(path *field.Path) field.ErrorList {
 		errs = append(errs, field.NotSupported(path.Child("imagePullPolicy"), s.ImagePullPolicy, []corev1.PullPolicy{corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever}))
 	}
 	if host, port, err := net.SplitHostPort(s.XDSAddress); err != nil || host == "" || port == "" {
-		errs = append(errs, field.Invalid(path.Child("xdsAddress"), s.XDSAddress, "want meridiand's gRPC address as pods reach it, host:port"))
+		errs = append(errs, field.Invalid(path.Child("xdsAddress"), s.XDSAddress, "want meridiand's TLS xDS address as pods reach it, host:port"))
 	}
 	for i, p := range s.ExcludeInboundPorts {
 		if p < 1 || p > 65535 {

@@ -136,7 +136,7 @@ func TestWebhookWithAPIServer(t *testing.T) {
 	s.WebhookName = webhookName
 	reg := prometheus.NewRegistry()
 	srv, err := inject.New(ctx, inject.Config{
-		Settings: s, Cluster: "kind-1", CA: meshCA(t, api), Kube: rbacClient(t, api, webhookName), Logger: testLogger(t), Metrics: reg,
+		Settings: s, Cluster: "kind-1", ServerID: testMesh(t).ServerID, CA: meshCA(t, api), Kube: rbacClient(t, api, webhookName), Logger: testLogger(t), Metrics: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -192,6 +192,7 @@ func TestWebhookWithAPIServer(t *testing.T) {
 			p.Annotations[inject.StatusAnnotation] == "injected"
 	}
 
+	var podN *corev1.Pod
 	t.Run("labelled namespace gets the sidecar", func(t *testing.T) {
 		// The first calls may race the API server's view of the new
 		// configuration; the webhook is then simply not called yet.
@@ -205,8 +206,12 @@ func TestWebhookWithAPIServer(t *testing.T) {
 			if !injected(p) {
 				return fmt.Errorf("pod %s came back without the sidecar: %v / %v", p.Name, names(p.Spec.InitContainers), names(p.Spec.Containers))
 			}
+			podN = p
 			return nil
 		})
+		// The API server validated and stored the projected volume and the
+		// roots annotation; the roots are those of the caBundle.
+		checkXDSTrust(t, podN, inject.Mesh{Cluster: "kind-1", ServerID: testMesh(t).ServerID, Roots: srv.CABundle()})
 	})
 	t.Run("opted-out pod is untouched", func(t *testing.T) {
 		p, err := create("meshed", "batch", map[string]string{inject.InjectAnnotation: "false"})

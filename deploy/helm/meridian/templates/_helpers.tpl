@@ -25,6 +25,11 @@ meridian.io/profile: {{ .Values.profile }}
 {{- printf "meridiand.%s.svc:%d" .Release.Namespace (int .Values.meridiand.grpcPort) -}}
 {{- end -}}
 
+{{/* meridiand's TLS xDS address as injected sidecars reach it. */}}
+{{- define "meridian.xdsTLSAddress" -}}
+{{- printf "meridiand.%s.svc:%d" .Release.Namespace (int .Values.meridiand.xdsTLSPort) -}}
+{{- end -}}
+
 {{/* host:port from (list HOST PORT), an IPv6 host in brackets. */}}
 {{- define "meridian.hostPort" -}}
 {{- $h := index . 0 -}}
