@@ -147,7 +147,13 @@ install() {
   if ! "$kubectl" --context "$ctx" -n "$ns" get secret meridian-trust-ca >/dev/null 2>&1; then
     "$kubectl" --context "$ctx" -n "$ns" create secret generic meridian-trust-ca --from-file="$state/ca/$c" >/dev/null
   fi
-  [ "$c" != "${clusters[0]}" ] || gossip_secret "$c" "$state/gossip.keys"
+  # The keyring: the lab's for the first cluster, the join directory's for
+  # one that joined (also when the cluster was created again since).
+  if [ "$c" = "${clusters[0]}" ]; then
+    gossip_secret "$c" "$state/gossip.keys"
+  elif [ -f "$state/join/$c/gossip.keys" ]; then
+    gossip_secret "$c" "$state/join/$c/gossip.keys"
+  fi
   mkdir -p "$state/values"
   values "$c" "$ip" "$seed" >"$state/values/$c.yaml"
   say "installing Meridian in $c (${region[$c]}, ${labels[$c]}), east-west gateway $ip:$ew_nodeport, gossip $ip:$gossip_nodeport"
@@ -210,10 +216,10 @@ first_seed() { printf '%s:%s' "$(node_ip "${clusters[0]}")" "$gossip_nodeport"; 
 # meridiand (through a port-forward) collects the seeds — given here, the
 # NodePort — and the keyring into $LAB_STATE/join/CLUSTER (the trust side
 # is done: each intermediate comes from the lab's root, so
-# --trust-token=false); the keyring becomes the cluster's meridian-gossip
-# Secret, the chart is upgraded with federation on and the seed, and join
-# checks the cluster from both sides. A cluster prepared before is only
-# checked: join refuses a cluster already in the mesh.
+# --trust-token=false); install makes the keyring the cluster's
+# meridian-gossip Secret and upgrades the chart with federation on and the
+# seed, and join checks the cluster from both sides. A cluster prepared
+# before is only checked: join refuses a cluster already in the mesh.
 join() {
   local first=${clusters[0]} c seed port=15110 next
   [ ${#clusters[@]} -gt 1 ] || return 0
@@ -226,7 +232,6 @@ join() {
       say "joining $c to $first through $seed"
       "$ctl" join --cluster "$c" --mesh "127.0.0.1:$port" --gossip-key-file "$state/gossip.keys" \
         --trust-token=false --seeds "$seed" --dir "$state/join/$c" >/dev/null
-      gossip_secret "$c" "$state/join/$c/gossip.keys"
       install "$c" "$seed"
     fi
     forward "$c" "$next"
