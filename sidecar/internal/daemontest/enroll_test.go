@@ -15,47 +15,15 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/meridian-mesh/meridian/daemon"
+	"github.com/meridian-mesh/meridian/internal/proxytest"
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/enroll"
-	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
-	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
+	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
 	"github.com/meridian-mesh/meridian/trust/ca"
-	"github.com/meridian-mesh/meridian/trust/casvc"
 )
-
-// joinToken mints a workload join token with meridianctl and writes it to
-// a file.
-func joinToken(t *testing.T, server, namespace, sa string) string {
-	out := ctl(t, "trust", "join-token", "--namespace", namespace, "--service-account", sa, "--ttl", "10m", "--server", server)
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "token" {
-			file := filepath.Join(t.TempDir(), sa+".token")
-			if err := os.WriteFile(file, []byte(f[1]+"\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return file
-		}
-	}
-	t.Fatalf("no token in meridianctl's answer:\n%s", out)
-	return ""
-}
-
-// meshSVID is the SVID the proxy was sent over SDS.
-func meshSVID(p *sidecar.Proxy) string {
-	var id string
-	p.Client().State().Each(xdsclient.SecretType, func(_ string, r xdsclient.Resource) {
-		if s := r.(*xdsconfig.Secret); s.SVID != nil {
-			id = s.SVID.ID.String()
-		}
-	})
-	return id
-}
 
 // TestEnrollWithJoinToken: outside Kubernetes, two meridian-proxies
 // started from their flags each spend a join token minted with meridianctl
@@ -64,10 +32,7 @@ func meshSVID(p *sidecar.Proxy) string {
 // the bundle over SDS — so that a request from one to the other crosses
 // STRICT mTLS — and renew their SVIDs at half life. A spent token is
 // refused.
-//
-// meridiand serves xDS in plaintext on its gRPC port; its xDS server (the
-// same object, with its SDS provider and SVID attestor) is served here
-// over TLS with meridiand's member SVID, as a TLS xDS port would.
+// They use meridiand's TLS xDS port (daemon/xdstls.go).
 func TestEnrollWithJoinToken(t *testing.T) {
 	t.Setenv(ca.EnvKey, base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))))
 	caDir := filepath.Join(t.TempDir(), "ca")
@@ -80,25 +45,17 @@ func TestEnrollWithJoinToken(t *testing.T) {
 	ctl(t, "trust", "bundle", "--server", srv, "--pem-dir", pemDir)
 	roots := filepath.Join(pemDir, "mesh.test.pem")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(casvc.ServerTLS(d.Trust.SVIDs.Source(d.Trust.MemberID())))))
-	d.XDS.Register(g)
-	go g.Serve(ln)
-	t.Cleanup(g.Stop)
-	xdsTLS := ln.Addr().String()
+	xdsTLS := d.XDSTLSAddr()
 	caURL := "https://" + d.Trust.CAAddr()
 
-	appAddr := app(t, "v1")
+	appAddr := proxytest.App(t, "v1")
 	_, appPort, _ := net.SplitHostPort(appAddr)
 	inbound := freeAddr(t)
 	ctl(t, "workload", "register", "--server", srv, "--service", "web", "--namespace", "shop", "--service-account", "web",
 		"--address", inbound, "--locality", "onprem-east/rack1", "--protocol", "http", "--ttl", "1h")
 	proxy := func(sa string, args ...string) *sidecar.Proxy {
-		return runProxy(t, append([]string{"--xds-address", xdsTLS, "--xds-tls", "--ca-url", caURL, "--root-cert", roots,
-			"--join-token-file", joinToken(t, srv, "shop", sa), "--id", sa + ".shop", "--cluster", "onprem-dc1", "--namespace", "shop",
+		return proxytest.Start(t, cptest.Logger(t), append([]string{"--xds-address", xdsTLS, "--xds-tls", "--ca-url", caURL, "--root-cert", roots,
+			"--join-token-file", proxytest.JoinToken(t, srv, "shop", sa), "--id", sa + ".shop", "--cluster", "onprem-dc1", "--namespace", "shop",
 			"--service-account", sa, "--locality", "onprem-east/rack1",
 			"--admin-address=", "--metrics-address=", "--health-address=", "--access-log", "off"}, args...)...)
 	}
@@ -112,7 +69,7 @@ func TestEnrollWithJoinToken(t *testing.T) {
 			t.Fatalf("enrolled SVID %v (%v), want %s", s, err, want)
 		}
 		testutil.Eventually(t, 20*time.Second, func() error {
-			if got := meshSVID(p); got != want {
+			if got := proxytest.SDSIdentity(p); got != want {
 				return fmt.Errorf("SVID over SDS: %q, want %s", got, want)
 			}
 			return nil
@@ -161,7 +118,7 @@ func TestEnrollWithJoinToken(t *testing.T) {
 	}
 
 	// A spent token is refused, at once.
-	tok := joinToken(t, srv, "shop", "again")
+	tok := proxytest.JoinToken(t, srv, "shop", "again")
 	rootPEM, _ := os.ReadFile(roots)
 	rs, err := enroll.ParseRoots(rootPEM)
 	if err != nil {

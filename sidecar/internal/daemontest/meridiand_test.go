@@ -11,18 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/pflag"
-
 	"github.com/meridian-mesh/meridian/cmd/meridianctl/cli"
 	"github.com/meridian-mesh/meridian/daemon"
+	"github.com/meridian-mesh/meridian/internal/proxytest"
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
-	"github.com/meridian-mesh/meridian/sidecar"
 	"github.com/meridian-mesh/meridian/sidecar/internal/cptest"
 )
 
@@ -77,61 +73,6 @@ func startMeridiand(t *testing.T, opts ...func(*daemon.Config)) *daemon.Daemon {
 	return d
 }
 
-// app answers with its version in X-Backend, and with 421 to requests
-// that did not come through a route of the proxy (those carry the request
-// id it adds): a connection passed through to its original destination
-// would reach an app directly.
-func app(t *testing.T, version string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Backend", version)
-		if r.Header.Get("X-Request-Id") == "" {
-			w.WriteHeader(http.StatusMisdirectedRequest)
-		}
-		fmt.Fprintf(w, "%s %s", version, r.URL.Path)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
-
-// runProxy starts meridian-proxy in-process from its command line.
-func runProxy(t *testing.T, args ...string) *sidecar.Proxy {
-	var o sidecar.Options
-	fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
-	o.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
-	cfg, closer, err := o.Config(io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Logger, cfg.Metrics = cptest.Logger(t), prometheus.NewRegistry()
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := sidecar.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := p.Run(ctx); err != nil {
-			t.Errorf("meridian-proxy: %v", err)
-		}
-	})
-	t.Cleanup(func() { cancel(); wg.Wait(); closer.Close() })
-	select {
-	case <-p.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatalf("meridian-proxy never got its configuration: %+v", p.Client().Status())
-	}
-	return p
-}
-
 const canary = `
 apiVersion: meridian.io/v1alpha1
 kind: DestinationPolicy
@@ -168,7 +109,7 @@ func TestThroughMeridiand(t *testing.T) {
 	srv := d.GRPCAddr()
 	for _, v := range []string{"v1", "v2"} {
 		ctl(t, "workload", "register", "--server", srv, "--service", "web", "--namespace", "shop",
-			"--address", app(t, v), "--locality", "onprem-east/rack1", "--protocol", "http", "--label", "version="+v, "--ttl", "1h")
+			"--address", proxytest.App(t, v), "--locality", "onprem-east/rack1", "--protocol", "http", "--label", "version="+v, "--ttl", "1h")
 	}
 	policies := filepath.Join(t.TempDir(), "canary.yaml")
 	if err := os.WriteFile(policies, []byte(canary), 0o600); err != nil {
@@ -180,7 +121,7 @@ func TestThroughMeridiand(t *testing.T) {
 	// the host only and finds the port from the registry's answer.
 	port := registeredPort(t, d)
 	up := freeAddr(t)
-	runProxy(t, "--xds-address", srv, "--id", "client-1.shop", "--cluster", "onprem-dc1", "--namespace", "shop",
+	proxytest.Start(t, cptest.Logger(t), "--xds-address", srv, "--id", "client-1.shop", "--cluster", "onprem-dc1", "--namespace", "shop",
 		"--service-account", "client", "--locality", "onprem-east/rack1",
 		"--upstream", fmt.Sprintf("%s=web.shop.svc.cluster.local:%d", up, port),
 		"--admin-address=", "--metrics-address=", "--health-address=", "--access-log", "off")
