@@ -80,7 +80,7 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.XDSCert, "xds-cert", env("MERIDIAN_XDS_CERT"), "PEM client certificate for meridiand")
 	fs.StringVar(&o.XDSKey, "xds-key", env("MERIDIAN_XDS_KEY"), "PEM key of --xds-cert")
 	fs.StringVar(&o.XDSTokenFile, "xds-token-file", envOr(defaultTokenFile(), "MERIDIAN_XDS_TOKEN_FILE"), "service-account token sent to meridiand to attest this proxy (Kubernetes); empty for none")
-	fs.BoolVar(&o.XDSTLS, "xds-tls", env("MERIDIAN_XDS_TLS") == "true", "xDS over TLS with the SVID from --ca-url as client certificate (meridiand attests the proxy by it and sends its secrets over SDS); meridiand verified against --root-cert as a control plane of the mesh, or as --xds-server-id ($MERIDIAN_XDS_TLS)")
+	fs.BoolVar(&o.XDSTLS, "xds-tls", env("MERIDIAN_XDS_TLS") == "true", "xDS over TLS (meridiand's TLS xDS port, 15011 by default) with the SVID from --ca-url as client certificate (meridiand attests the proxy by it and sends its secrets over SDS); meridiand verified against --root-cert as a control plane of the mesh, or as --xds-server-id ($MERIDIAN_XDS_TLS)")
 	fs.StringVar(&o.CAURL, "ca-url", env("MERIDIAN_CA_URL"), "outside Kubernetes: meridiand's CA service, https://HOST:15012, to get this proxy's SVID with --join-token-file ($MERIDIAN_CA_URL)")
 	fs.StringVar(&o.JoinTokenFile, "join-token-file", env("MERIDIAN_JOIN_TOKEN_FILE"), "file holding a one-time join token (meridianctl trust join-token --namespace NS --service-account SA), spent on the first SVID ($MERIDIAN_JOIN_TOKEN_FILE)")
 	fs.StringVar(&o.RootCert, "root-cert", env("MERIDIAN_ROOT_CERT"), "PEM root certificates of the mesh (meridianctl trust bundle --pem-dir): verify the CA service and meridiand ($MERIDIAN_ROOT_CERT)")

@@ -47,7 +47,7 @@ or between networks (east-west).`,
   # On a VM, with its own SVID from meridiand's CA service (a join token from
   # meridianctl trust join-token --namespace shop --service-account web, the
   # roots from meridianctl trust bundle --pem-dir), xDS over TLS with it:
-  meridian-proxy --xds-address=meridiand:15010 --xds-tls --ca-url=https://meridiand:15012 \
+  meridian-proxy --xds-address=meridiand:15011 --xds-tls --ca-url=https://meridiand:15012 \
     --join-token-file=web.token --root-cert=cluster.local.pem --cluster=onprem-dc1 \
     --namespace=shop --service-account=web --inbound=0.0.0.0:15006=8080
 
