@@ -47,7 +47,7 @@ func wireInject(ctx context.Context, d *Daemon) error {
 		}
 	}
 	srv, err := inject.New(ctx, inject.Config{
-		Settings: s, Cluster: d.Config.Cluster.Name, ServerID: d.Trust.MemberID(), Kube: client, Logger: d.Log, Metrics: d.Metrics,
+		Settings: s, Cluster: d.Config.Cluster.Name, ServerID: d.Trust.MemberID(), Roots: roots, Kube: client, Logger: d.Log, Metrics: d.Metrics,
 		CA: inject.StoreCA(ca.NewStore(d.Store.Client, d.Store.Key("trust"), sealer), roots),
 	})
 	if err != nil {

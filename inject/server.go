@@ -50,6 +50,12 @@ type Config struct {
 	ServerID spiffeid.ID
 	// CA signs the serving certificate. Required.
 	CA CASource
+	// Roots returns the mesh's current roots, put on every injected pod
+	// for its sidecar to verify meridiand with; the trust component's
+	// bundle, so that a pod admitted during a root rotation gets the new
+	// root at once. Nil: the caBundle's roots, as of the serving
+	// certificate's last renewal.
+	Roots func() []*x509.Certificate
 	// Kube, when set with Settings.WebhookName, is used to keep that
 	// MutatingWebhookConfiguration's caBundle current.
 	Kube kubernetes.Interface
@@ -271,6 +277,17 @@ func (s *Server) patchBundle(ctx context.Context) error {
 	return nil
 }
 
+// roots is the PEM of the mesh roots for a pod: Config.Roots when it has
+// any, else the caBundle's.
+func (s *Server) roots() []byte {
+	if s.cfg.Roots != nil {
+		if r := s.cfg.Roots(); len(r) > 0 {
+			return ca.EncodeCertificates(r...)
+		}
+	}
+	return s.CABundle()
+}
+
 // Handler serves POST /inject. It is exported for tests of malformed
 // input; Run serves it over TLS.
 func (s *Server) Handler() http.Handler {
@@ -347,9 +364,7 @@ func (s *Server) admit(req *admissionv1.AdmissionRequest) *admissionv1.Admission
 		if name == "" {
 			name = pod.GenerateName + "*"
 		}
-		// The roots are the caBundle's: the mesh bundle as of the last
-		// renewal of the serving certificate.
-		dec, err = Mutate(&pod, &s.cfg.Settings, Mesh{Cluster: s.cfg.Cluster, ServerID: s.cfg.ServerID, Roots: s.CABundle()})
+		dec, err = Mutate(&pod, &s.cfg.Settings, Mesh{Cluster: s.cfg.Cluster, ServerID: s.cfg.ServerID, Roots: s.roots()})
 	} else {
 		err = fmt.Errorf("request.object: not a Pod: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -350,4 +351,47 @@ func reviewCount(t *testing.T, reg prometheus.Gatherer, result string) float64 {
 	}
 	t.Fatalf("no meridian_inject_reviews_total{result=%q}", result)
 	return 0
+}
+
+// TestHandlerPodRoots: an injected pod carries the roots Config.Roots
+// returns at admission (a root added by a rotation reaches the next pod,
+// not the next certificate renewal), and the caBundle's when it has none.
+func TestHandlerPodRoots(t *testing.T) {
+	_, rotated, _, _ := newIntermediate(t)
+	var live []*x509.Certificate
+	s := testSettings()
+	s.Addr = "127.0.0.1:0"
+	srv, err := inject.New(t.Context(), inject.Config{Settings: s, Cluster: "kind-1", ServerID: testMesh(t).ServerID, CA: staticCA(t),
+		Roots: func() []*x509.Certificate { return live }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	admitted := func() string {
+		t.Helper()
+		p := pod(nil)
+		raw, _ := json.Marshal(p)
+		review := admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+			Request: &admissionv1.AdmissionRequest{UID: "u1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+				Operation: admissionv1.Create, Namespace: "shop", Object: runtime.RawExtension{Raw: raw}},
+		}
+		body, _ := json.Marshal(review)
+		req := httptest.NewRequest(http.MethodPost, "/inject", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		var out admissionv1.AdmissionReview
+		if err := json.NewDecoder(rec.Body).Decode(&out); err != nil || out.Response == nil || out.Response.Patch == nil {
+			t.Fatalf("review answered %d %v: %+v", rec.Code, err, out.Response)
+		}
+		return applyPatch(t, p, out.Response.Patch).Annotations[inject.RootsAnnotation]
+	}
+	if got := admitted(); got != string(srv.CABundle()) {
+		t.Errorf("without live roots: pod roots %q; want the caBundle's", got)
+	}
+	live = []*x509.Certificate{rotated.Certificate()}
+	if got, want := admitted(), string(ca.EncodeCertificates(rotated.Certificate())); got != want {
+		t.Errorf("pod roots %q; want the live roots %q", got, want)
+	}
 }
