@@ -121,6 +121,13 @@ func TestKindValues(t *testing.T) {
 				t.Errorf("cluster = %+v; want %s with its east-west NodePort", cfg.Cluster, tc.cluster)
 			}
 			f := cfg.Federation
+			v := cfg
+			if v.Federation.KeyFile != "" { // the Secret's mount, not a file here
+				v.Federation.KeyFile, v.Federation.Insecure = "", true
+			}
+			if err := v.Validate(); err != nil {
+				t.Errorf("meridiand refuses the lab's configuration: %v", err)
+			}
 			gossip := find(objs, "Service", "meridian-gossip")
 			if !tc.federate {
 				if f.Enabled || gossip != nil {
