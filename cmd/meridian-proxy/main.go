@@ -36,8 +36,11 @@ resources Envoy would get): listeners, routes, clusters, endpoints and
 secrets. As a sidecar it terminates and originates mTLS for its workload;
 as a gateway it takes traffic into the mesh (ingress), out of it (egress),
 or between networks (east-west).`,
-		Example: `  # A sidecar in a pod (the injector sets this up; iptables capture traffic):
-  meridian-proxy --mode=sidecar --xds-address=meridiand.meridian-system.svc:15010 --cluster=eks-use1
+		Example: `  # A sidecar in a pod (the injector sets this up; iptables capture traffic;
+  # xDS over TLS, meridiand verified by its SPIFFE ID, the pod attested by its token):
+  meridian-proxy --mode=sidecar --xds-address=meridiand.meridian-system.svc:15011 --cluster=eks-use1 \
+    --xds-ca=/var/run/secrets/meridian/xds/roots.pem --xds-server-id=spiffe://mesh.example/meridian/cluster/eks-use1 \
+    --xds-token-file=/var/run/secrets/meridian/xds/token
 
   # A sidecar without capture, for a process on a laptop or a VM:
   meridian-proxy --xds-address=127.0.0.1:15010 --cluster=onprem-dc1 --namespace=shop \
