@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -151,19 +149,7 @@ func TestXDSOverTLS(t *testing.T) {
 			return nil
 		})
 	}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	answer := func(url string) error {
-		resp, err := c.Get(url)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "v1" {
-			return fmt.Errorf("%d %s", resp.StatusCode, b)
-		}
-		return nil
-	}
+	answer := func(url string) error { return proxytest.Get(url, "v1") }
 	testutil.Eventually(t, 20*time.Second, func() error { return answer("http://" + up + "/") })
 	if err := answer("http://" + inbound + "/"); err == nil {
 		t.Fatal("the server's inbound port answered plaintext: not STRICT mTLS")

@@ -127,3 +127,21 @@ func App(t testing.TB, version string) string {
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
 }
+
+// Get makes one request without connection reuse and returns an error
+// unless an App of that version answered it with 200: a request that a
+// proxy routed (App answers others with 421), or one that a STRICT inbound
+// port must refuse.
+func Get(url, version string) error {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Backend") != version {
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, b)
+	}
+	return nil
+}

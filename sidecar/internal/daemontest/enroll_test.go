@@ -6,9 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,19 +76,7 @@ func TestEnrollWithJoinToken(t *testing.T) {
 
 	// Through the client's upstream port, over mTLS to the server's
 	// inbound port; the inbound port itself refuses plaintext.
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	answer := func(url string) error {
-		resp, err := c.Get(url)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "v1" {
-			return fmt.Errorf("%d %s", resp.StatusCode, b)
-		}
-		return nil
-	}
+	answer := func(url string) error { return proxytest.Get(url, "v1") }
 	testutil.Eventually(t, 20*time.Second, func() error { return answer("http://" + up + "/") })
 	if err := answer("http://" + inbound + "/"); err == nil {
 		t.Fatal("the server's inbound port answered plaintext: not STRICT mTLS")
