@@ -141,12 +141,6 @@ func setLink(ctx context.Context, s *State, i int, up bool) error {
 	return ipCmd(ctx, "ip", "-n", coreNS(s.Network.Prefix), "link", "set", coreLink(i), state)
 }
 
-// linkUp reports whether cluster i's link to the core is up.
-func linkUp(ctx context.Context, s *State, i int) bool {
-	out, err := exec.CommandContext(ctx, "ip", "-n", coreNS(s.Network.Prefix), "-o", "link", "show", coreLink(i)).Output()
-	return err == nil && !strings.Contains(string(out), "state DOWN") && strings.Contains(string(out), ",UP")
-}
-
 // teardownNetns deletes every namespace of the lab with this prefix —
 // those the state names and any a crashed lab left — and the host link.
 // Processes must be stopped first: a namespace lives while one is in it.

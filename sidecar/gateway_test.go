@@ -1,5 +1,7 @@
 package sidecar_test
 
+//lint:file-ignore SA1019 the test speaks HTTP/2 to the gateway with x/net/http2's Transport, as the proxy does.
+
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"

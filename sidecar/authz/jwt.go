@@ -36,7 +36,7 @@ func (a *authenticator) Authenticate(r *http.Request) (string, map[string]any, e
 		return "", nil, err
 	}
 	if res.Principal == "" && !a.allowMissing {
-		return "", nil, errors.New("Jwt is missing")
+		return "", nil, errors.New("Jwt is missing") //lint:ignore ST1005 Envoy's own response text, which clients match
 	}
 	return res.Principal, res.Claims, nil
 }

@@ -1,5 +1,7 @@
 package authz
 
+//lint:file-ignore SA1019 Envoy still evaluates these deprecated RBAC principals, so the proxy does too.
+
 import (
 	"errors"
 	"fmt"

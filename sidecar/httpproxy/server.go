@@ -1,5 +1,7 @@
 package httpproxy
 
+//lint:file-ignore SA1019 x/net/http2's ServeConn serves HTTP/2 on a connection already accepted and sniffed; net/http has no per-connection equivalent.
+
 import (
 	"bufio"
 	"bytes"

@@ -179,7 +179,6 @@ func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, facto
 		loc          xdsconfig.Locality
 		kept, total  int
 		hs           []*Host
-		weight       uint32
 		firstAtIndex int
 	}
 	groups := map[xdsconfig.Locality]*group{}

@@ -1,5 +1,7 @@
 package upstream
 
+//lint:file-ignore SA1019 x/net/http2's Transport dials h2c and HTTP/2 over the proxy's own TLS connections; net/http's needs its own dialer and ALPN.
+
 import (
 	"context"
 	"crypto/tls"

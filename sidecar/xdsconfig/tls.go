@@ -1,5 +1,7 @@
 package xdsconfig
 
+//lint:file-ignore SA1019 Envoy still accepts these deprecated fields, so the proxy decodes them too.
+
 import (
 	"crypto/tls"
 	"crypto/x509"

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
-	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -26,10 +25,6 @@ type externalPort struct {
 }
 
 func (e externalPort) cluster() string { return ClusterName(uint32(e.port.Number), e.host) }
-
-// wildcard reports whether the host is "*.domain": reached at the address
-// the client asked for, and matched by suffix.
-func (e externalPort) wildcard() bool { return strings.HasPrefix(e.host, "*") }
 
 func (p *Policies) addServiceEntry(se *v1alpha1.ServiceEntry) {
 	for _, h := range se.Spec.Hosts {
