@@ -32,10 +32,16 @@
 // calls through every cluster's ingress gateway —
 // which crosses discovery → federation → xDS → proxy → traffic, for make
 // test. The others (zone failover, partition and heal, crash and restart,
-// canary) skip under -short, saying so.
+// canary, root rotation) skip under -short, saying so.
 //
-// Not covered yet: root rotation under traffic (the sidecars have SVIDs
-// now; a scenario rotating the lab's offline root is still to write).
+// Root rotation runs a lab of its own — two clusters, STRICT, no
+// Kubernetes — whose first meridiand holds the root (lab.Options.
+// RootHolder), with an 8s SVID TTL so that `meridianctl trust rotate`
+// (prepare, half a TTL, activate, a TTL, retire) takes seconds: the shared
+// mesh keeps its offline root, which its later proxies enroll with. Calls
+// on connections the proxies opened before the rotation keep them open
+// through it; new handshakes are those of users enrolled afterwards,
+// trusting the new root alone.
 //
 // The suite needs root and `ip netns` (a missing privilege is the one
 // reason it skips) and the kube-apiserver binary (MERIDIAN_SKIP_KUBE=1

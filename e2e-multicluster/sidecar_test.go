@@ -25,7 +25,17 @@ import (
 // to the instances' sidecars are mTLS.
 func (m *mesh) proxiedUsers(t *testing.T, cluster, zone string, rate float64, service string) *traffic.Generator {
 	t.Helper()
-	c := m.cluster(t, cluster)
+	return proxiedUsers(t, m.lab, m.lab.RootCert(), cluster, zone, rate, service)
+}
+
+// proxiedUsers is mesh.proxiedUsers in any lab, the proxy trusting the
+// roots in rootCert (PEM) until its first SVID brings the mesh's bundle.
+func proxiedUsers(t *testing.T, l *lab.Lab, rootCert, cluster, zone string, rate float64, service string) *traffic.Generator {
+	t.Helper()
+	c, err := l.State.Cluster(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -36,12 +46,12 @@ func (m *mesh) proxiedUsers(t *testing.T, cluster, zone string, rate float64, se
 	userSeq.n++
 	id := fmt.Sprintf("e2e-proxy-%s-%d", cluster, userSeq.n)
 	userSeq.Unlock()
-	token, err := m.lab.JoinToken(t.Context(), c.Name, id, lab.Namespace, "users")
+	token, err := l.JoinToken(t.Context(), c.Name, id, lab.Namespace, "users")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := proxytest.Start(t, slog.New(slog.DiscardHandler), "--xds-address", c.XDS, "--xds-tls", "--ca-url", c.CA,
-		"--root-cert", m.lab.RootCert(), "--join-token-file", token,
+		"--root-cert", rootCert, "--join-token-file", token,
 		"--mode", "sidecar", "--capture", "false", "--id", id, "--cluster", c.Name, "--namespace", lab.Namespace,
 		"--service-account", "users", "--locality", c.Region+"/"+zone,
 		"--upstream", up+"="+service+"."+lab.Namespace+".svc.cluster.local:"+strconv.Itoa(lab.DemoPort),

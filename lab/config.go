@@ -43,7 +43,9 @@ type keys struct {
 // its intermediate CA under the lab's one root. The first cluster
 // federates under the lab's key; the others get their seeds and keyring
 // from `meridianctl join` (Lab.join), as a user's new cluster would.
-func meridiandConfig(s *State, i int, k keys) daemon.Config {
+// With rootHolder the first cluster starts from the root directory
+// instead (Options.RootHolder).
+func meridiandConfig(s *State, i int, k keys, rootHolder bool) daemon.Config {
 	c := s.Clusters[i]
 	cfg := daemon.DefaultConfig()
 	cfg.Cluster = c.Cluster.Cluster
@@ -67,6 +69,9 @@ func meridiandConfig(s *State, i int, k keys) daemon.Config {
 	if k.caDir != "" {
 		cfg.Trust = daemon.Trust{Enabled: true, TrustDomain: TrustDomain, KeyFile: k.seal,
 			CADir: filepath.Join(k.caDir, c.Name), CAAddr: fmt.Sprintf("%s:%d", c.IP, TrustPort)}
+		if i == 0 && rootHolder {
+			cfg.Trust.CADir, cfg.Trust.RootDir = "", k.caDir
+		}
 		cfg.XDS.TLSAddr = c.XDS
 	}
 	return cfg

@@ -70,7 +70,11 @@
 // Options.Permissive — for the e2e suite, whose proxyless gRPC users have
 // no SVIDs — applies PeerAuthentication shop/lab-plaintext-clients
 // (PERMISSIVE), and the lab says so. The trust component runs with one
-// offline root and an intermediate per cluster. The east-west gateways
+// offline root and an intermediate per cluster; Options.RootHolder — for
+// the e2e suite's root rotation — starts the first cluster's meridiand
+// from the root directory instead, so that `meridianctl trust rotate` can
+// run there (Lab.LocalCtl runs meridianctl as a caller on a meridiand's
+// own host, as rotation steps and join tokens require). The east-west gateways
 // run and are published, but every cluster is on one network ("lab"), so
 // traffic between clusters goes direct, mTLS from sidecar to sidecar;
 // giving each cluster its own network would send it through them (they

@@ -87,22 +87,29 @@ func TestMeridiandConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, c := range s.Clusters {
-		path := filepath.Join(dir, c.Name+".yaml")
-		if err := writeConfig(path, meridiandConfig(s, i, k)); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := daemon.LoadConfigFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Errorf("%s: %v", c.Name, err)
-		}
-		// The first cluster starts the mesh; the others federate once
-		// meridianctl join has merged seeds and keyring (TestStartLoopback).
-		if cfg.Federation.Enabled != (i == 0) || len(cfg.Federation.Seeds) != 0 || cfg.GRPCAddr != c.GRPC || !cfg.Trust.Enabled {
-			t.Errorf("%s: federation %+v, grpc %s, trust %+v", c.Name, cfg.Federation, cfg.GRPCAddr, cfg.Trust)
+	// With RootHolder the first cluster starts from the root directory
+	// and the others from their intermediates, as by default.
+	for _, rootHolder := range []bool{false, true} {
+		for i, c := range s.Clusters {
+			path := filepath.Join(dir, c.Name+".yaml")
+			if err := writeConfig(path, meridiandConfig(s, i, k, rootHolder)); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := daemon.LoadConfigFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("%s: %v", c.Name, err)
+			}
+			// The first cluster starts the mesh; the others federate once
+			// meridianctl join has merged seeds and keyring (TestStartLoopback).
+			if cfg.Federation.Enabled != (i == 0) || len(cfg.Federation.Seeds) != 0 || cfg.GRPCAddr != c.GRPC || !cfg.Trust.Enabled {
+				t.Errorf("%s: federation %+v, grpc %s, trust %+v", c.Name, cfg.Federation, cfg.GRPCAddr, cfg.Trust)
+			}
+			if holds := i == 0 && rootHolder; (cfg.Trust.RootDir != "") != holds || (cfg.Trust.CADir == "") != holds {
+				t.Errorf("%s (rootHolder %v): trust.rootDir %q, trust.caDir %q", c.Name, rootHolder, cfg.Trust.RootDir, cfg.Trust.CADir)
+			}
 		}
 	}
 }

@@ -72,6 +72,11 @@ type Options struct {
 	// PERMISSIVE in the demo's namespace): for clients without SVIDs, as
 	// the e2e suite's proxyless gRPC users.
 	Permissive bool
+	// RootHolder starts the first cluster's meridiand from the lab's root
+	// directory (trust.rootDir) instead of its intermediate, so that it
+	// holds the root and can rotate it (`meridianctl trust rotate`): for
+	// the e2e suite's root rotation. Off, the root stays offline.
+	RootHolder bool
 	// Progress receives a line per step; nil discards them.
 	Progress io.Writer
 }
@@ -312,7 +317,11 @@ func (l *Lab) startControlPlanes(ctx context.Context, say func(string, ...any)) 
 	if l.keys, err = makeKeys(l.State.StateDir, l.State.Clusters); err != nil {
 		return err
 	}
-	say("  trust: one root CA (trust domain %s, kept offline in %s), an intermediate per cluster; gossip keyring-gated", TrustDomain, l.keys.caDir)
+	if l.opts.RootHolder {
+		say("  trust: one root CA (trust domain %s, in %s), held by %s's meridiand; an intermediate per other cluster; gossip keyring-gated", TrustDomain, l.keys.caDir, l.State.Clusters[0].Name)
+	} else {
+		say("  trust: one root CA (trust domain %s, kept offline in %s), an intermediate per cluster; gossip keyring-gated", TrustDomain, l.keys.caDir)
+	}
 	// The first cluster starts the mesh; the others join it.
 	t := time.Now()
 	first := &l.State.Clusters[0]
@@ -392,7 +401,7 @@ func (l *Lab) startMeridiand(c *ClusterState, i int) error {
 }
 
 func (l *Lab) writeMeridiandConfig(c *ClusterState, i int) error {
-	cfg := meridiandConfig(l.State, i, l.keys)
+	cfg := meridiandConfig(l.State, i, l.keys, l.opts.RootHolder)
 	if l.opts.Configure != nil {
 		if err := l.opts.Configure(c, &cfg); err != nil {
 			return fmt.Errorf("lab: configuring %s: %w", c.Name, err)
@@ -604,22 +613,11 @@ func (l *Lab) JoinToken(ctx context.Context, cluster, role, ns, sa string) (stri
 	if err != nil {
 		return "", err
 	}
-	server := c.GRPC
-	path, args := l.binary("meridianctl"), []string{}
-	if c.Netns != "" {
-		server = net.JoinHostPort("127.0.0.1", strconv.Itoa(GRPCPort))
-		path, args = "ip", []string{"netns", "exec", c.Netns, path}
-	}
-	args = append(args, "trust", "join-token", "--namespace", ns, "--service-account", sa, "--ttl", "10m", "--server", server, "-o", "json")
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(), labEnv+"="+l.State.StateDir)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := l.LocalCtl(ctx, cluster, "trust", "join-token", "--namespace", ns, "--service-account", sa, "--ttl", "10m", "-o", "json")
 	if err != nil {
-		return "", fmt.Errorf("lab: a join token for %s/%s from %s: %s %s: %w: %s", ns, sa, c.Name, path, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("lab: a join token for %s/%s from %s: %w", ns, sa, c.Name, err)
 	}
 	var tok struct {
 		Token string `json:"token"`
@@ -636,6 +634,34 @@ func (l *Lab) JoinToken(ctx context.Context, cluster, role, ns, sa string) (stri
 		return "", fmt.Errorf("lab: %w", err)
 	}
 	return file, nil
+}
+
+// LocalCtl runs meridianctl ARGS --server ADDR as a caller on a
+// cluster's meridiand's own host, as the trust component's sensitive
+// steps (join tokens, root rotation) require: in netns mode inside the
+// cluster's namespace, asking its loopback address. It returns what
+// meridianctl wrote to stdout; an error carries its stderr.
+func (l *Lab) LocalCtl(ctx context.Context, cluster string, args ...string) ([]byte, error) {
+	c, err := l.State.Cluster(cluster)
+	if err != nil {
+		return nil, err
+	}
+	server := c.GRPC
+	path, pre := l.binary("meridianctl"), []string{}
+	if c.Netns != "" {
+		server = net.JoinHostPort("127.0.0.1", strconv.Itoa(GRPCPort))
+		path, pre = "ip", []string{"netns", "exec", c.Netns, path}
+	}
+	args = append(append(pre, args...), "--server", server)
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(os.Environ(), labEnv+"="+l.State.StateDir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%s %s: %w: %s", path, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
 }
 
 // startGateways starts every cluster's ingress and east-west gateways
