@@ -240,7 +240,10 @@ func (s *adsStream[Req, Resp]) send(req Req) {
 		s.setNode(req, s.node)
 		s.node = nil
 	}
-	if err := s.stream.Send(req); err != nil {
+	// io.EOF: the server already ended the stream (a refused credential can
+	// end it before the first request is sent); its status comes from Recv,
+	// which streamErr and recv report.
+	if err := s.stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
 		s.t.Fatal(err)
 	}
 }
