@@ -26,13 +26,15 @@
 // convergence times, traffic shares, time to recover to 99% success after
 // a cut, errors during the switch, residency violations.
 //
-// Which run where: every scenario runs by default (make e2e); -short keeps
-// the fast subset — discovery, locality, region failover (proxyless and
+// Which run where: every scenario runs by default (make test and make
+// e2e); MERIDIAN_SKIP_SLOW_E2E=1 keeps only the fast subset — discovery, locality, region failover (proxyless and
 // through meridian-proxy), residency during an EU outage, live drill,
 // calls through every cluster's ingress gateway —
-// which crosses discovery → federation → xDS → proxy → traffic, for make
-// test. The others (zone failover, partition and heal, crash and restart,
-// canary, root rotation) skip under -short, saying so.
+// which crosses discovery → federation → xDS → proxy → traffic, should
+// the suite outgrow CI's time. The others (zone failover, partition and
+// heal, crash and restart, canary, root rotation) skip only then, saying
+// so. The whole suite skips only with MERIDIAN_SKIP_KUBE=1 (no
+// kube-apiserver) or without root (network namespaces), saying so.
 //
 // Root rotation runs a lab of its own — two clusters, STRICT, no
 // Kubernetes — whose first meridiand holds the root (lab.Options.

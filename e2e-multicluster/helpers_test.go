@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -11,12 +12,15 @@ import (
 	"github.com/meridian-mesh/meridian/lab/traffic"
 )
 
-// fullOnly skips a scenario under -short: make test runs the fast subset,
-// make e2e every scenario.
+// skipSlowEnv, set to 1, keeps only the fast subset of scenarios; make
+// test and make e2e both run every scenario.
+const skipSlowEnv = "MERIDIAN_SKIP_SLOW_E2E"
+
+// fullOnly skips a scenario only when skipSlowEnv asks for the fast subset.
 func fullOnly(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("not in the -short subset; make e2e runs it")
+	if os.Getenv(skipSlowEnv) == "1" {
+		t.Skip(skipSlowEnv + "=1: not in the fast subset")
 	}
 }
 
