@@ -52,9 +52,10 @@ ports be
 start be_pid 1 "$tmp/backend.log" "$fortio" server -http-port "127.0.0.1:$be" -grpc-port disabled -redirect-port disabled
 wait_http "http://127.0.0.1:$be/echo"
 
-# (b) HAProxy, one hop.
-ports hp
-cat >"$tmp/haproxy.cfg" <<EOF
+# What both HAProxy baselines share: one thread, as meridian-proxy gets one
+# core's worth here, and pooled server connections.
+haproxy_common() {
+  cat <<'EOF'
 global
   nbthread 1
   maxconn 4096
@@ -64,12 +65,19 @@ defaults
   timeout client 30s
   timeout server 30s
   http-reuse always
+EOF
+}
+
+# (b) HAProxy, one hop.
+ports hp
+{ haproxy_common; cat <<EOF
 frontend f
   bind 127.0.0.1:$hp
   default_backend b
 backend b
   server s 127.0.0.1:$be
 EOF
+} >"$tmp/haproxy.cfg"
 start hap_pid 0 "$tmp/haproxy.log" haproxy -db -f "$tmp/haproxy.cfg"
 
 # (c) meridian-proxy, one hop, configured by xds/server.
@@ -109,16 +117,7 @@ wait_http "http://127.0.0.1:$clih/ready"
     cat $n.crt $n.key >$n.pem
   done )
 ports h1 h2
-cat >"$tmp/haproxy-tls.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
+{ haproxy_common; cat <<EOF
 frontend client_side
   bind 127.0.0.1:$h1
   default_backend to_server
@@ -130,6 +129,7 @@ frontend server_side
 backend app
   server a 127.0.0.1:$be
 EOF
+} >"$tmp/haproxy-tls.cfg"
 start hap2_pid 0 "$tmp/haproxy-tls.log" haproxy -db -f "$tmp/haproxy-tls.cfg"
 wait_http "http://127.0.0.1:$hp/echo"; wait_http "http://127.0.0.1:$mp/echo"
 wait_http "http://127.0.0.1:$cli/echo"; wait_http "http://127.0.0.1:$h1/echo"
