@@ -29,7 +29,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 [ -n "${KEEP_BENCH_TMP:-}" ] && trap "for p in \"\${pids[@]}\"; do kill \$p 2>/dev/null; done; echo logs in $tmp" EXIT
-go build -o "$tmp/meridian-proxy" ./cmd/meridian-proxy
+# Built as the image builds it (deploy/Dockerfile): its size is its RSS.
+CGO_ENABLED=0 go build -trimpath -tags=grpcnotrace -ldflags="-s -w" -o "$tmp/meridian-proxy" ./cmd/meridian-proxy
 go build -o "$tmp/benchcp" ./sidecar/internal/benchcp
 
 port=$((20000 + RANDOM % 20000))

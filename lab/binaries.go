@@ -38,7 +38,8 @@ func findBinaries(ctx context.Context, binDir, stateDir string, progress func(st
 	if root := moduleRoot(); root != "" {
 		out := filepath.Join(stateDir, "bin")
 		progress("building " + strings.Join(binaries, ", ") + " from " + root + " (go build)")
-		args := []string{"build", "-o", out + string(filepath.Separator)}
+		// As make build and the image build them (grpcnotrace: see the Makefile).
+		args := []string{"build", "-trimpath", "-tags=grpcnotrace", "-o", out + string(filepath.Separator)}
 		for _, b := range binaries {
 			args = append(args, "./cmd/"+b)
 		}

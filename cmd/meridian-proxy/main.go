@@ -2,41 +2,29 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/meridian-mesh/meridian/sidecar"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) int {
-	cmd := newCommand()
-	cmd.SetArgs(args)
-	if err := cmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "meridian-proxy:", err)
-		return 1
-	}
-	return 0
-}
-
-func newCommand() *cobra.Command {
-	var o sidecar.Options
-	cmd := &cobra.Command{
-		Use:   "meridian-proxy",
-		Short: "Meridian's data plane: sidecar and gateways",
-		Long: `meridian-proxy runs the configuration meridiand sends it over xDS (the same
+const long = `meridian-proxy runs the configuration meridiand sends it over xDS (the same
 resources Envoy would get): listeners, routes, clusters, endpoints and
 secrets. As a sidecar it terminates and originates mTLS for its workload;
 as a gateway it takes traffic into the mesh (ingress), out of it (egress),
-or between networks (east-west).`,
-		Example: `  # A sidecar in a pod (the injector sets this up; iptables capture traffic;
+or between networks (east-west).`
+
+const examples = `  # A sidecar in a pod (the injector sets this up; iptables capture traffic;
   # xDS over TLS, meridiand verified by its SPIFFE ID, the pod attested by its token):
   meridian-proxy --mode=sidecar --xds-address=meridiand.meridian-system.svc:15011 --cluster=eks-use1 \
     --xds-ca=/var/run/secrets/meridian/xds/roots.pem --xds-server-id=spiffe://mesh.example/meridian/cluster/eks-use1 \
@@ -56,28 +44,53 @@ or between networks (east-west).`,
 
   # An ingress gateway terminating TLS with its own certificate:
   meridian-proxy --mode=ingress --xds-address=meridiand:15010 --cluster=eks-use1 \
-    --gateway-cert=tls.crt --gateway-key=tls.key`,
-		Args:          cobra.NoArgs,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, closer, err := o.Config(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer closer.Close()
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			p, err := sidecar.New(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			// A second signal kills at once.
-			go func() { <-ctx.Done(); stop() }()
-			return p.Run(ctx)
-		},
+    --gateway-cert=tls.crt --gateway-key=tls.key`
+
+// run parses the flags and runs the proxy until SIGTERM or SIGINT. It
+// uses pflag alone rather than a command framework: the proxy has one
+// command, and a framework that links text/template keeps every exported
+// method of every linked type in the binary (the linker cannot prune what
+// reflection might call), which the proxy pays for in resident memory.
+func run(args []string, stdout, stderr io.Writer) int {
+	var o sidecar.Options
+	fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(stderr)
+	o.BindFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "%s\n\nUsage:\n  meridian-proxy [flags]\n\nExamples:\n%s\n\nFlags:\n%s", long, examples, fs.FlagUsages())
 	}
-	o.BindFlags(cmd.Flags())
-	cmd.Flags().SortFlags = false
-	return cmd
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "meridian-proxy:", err)
+		return 1
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "meridian-proxy: unexpected arguments %q (everything is a flag; see --help)\n", fs.Args())
+		return 1
+	}
+	if err := serve(o, stderr); err != nil {
+		fmt.Fprintln(stderr, "meridian-proxy:", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(o sidecar.Options, stderr io.Writer) error {
+	cfg, closer, err := o.Config(stderr)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	p, err := sidecar.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	// A second signal kills at once.
+	go func() { <-ctx.Done(); stop() }()
+	return p.Run(ctx)
 }
