@@ -3,13 +3,13 @@ package xdsconfig
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/meridian-mesh/meridian/sidecar/fieldrules"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
 )
 
@@ -57,17 +57,11 @@ func (d *Decoder) Decode(typeURL string, a *anypb.Any) (string, xdsclient.Resour
 	return "", nil, fmt.Errorf("unsupported resource type %q", typeURL)
 }
 
-// validator is what protoc-gen-validate generates for Envoy's messages.
-type validator interface {
-	proto.Message
-	ValidateAll() error
-}
-
 // decodeAs unmarshals a resource, applies Envoy's own field rules, then
 // compiles it. Errors carry the resource name when it is known.
 func decodeAs[M any, PM interface {
 	*M
-	validator
+	proto.Message
 }, R xdsclient.Resource](a *anypb.Any, compile func(PM) (R, error)) (string, xdsclient.Resource, error) {
 	m := PM(new(M))
 	if err := a.UnmarshalTo(m); err != nil {
@@ -83,8 +77,8 @@ func decodeAs[M any, PM interface {
 	if name == "" {
 		return "", nil, errors.New("resource has no name")
 	}
-	if err := m.ValidateAll(); err != nil {
-		return name, nil, trimValidation(err)
+	if err := checkRules(m); err != nil {
+		return name, nil, err
 	}
 	r, err := compile(m)
 	if err != nil {
@@ -94,28 +88,25 @@ func decodeAs[M any, PM interface {
 }
 
 // unmarshalTyped decodes a typed_config and applies its field rules.
-func unmarshalTyped(a *anypb.Any, m validator) error {
+func unmarshalTyped(a *anypb.Any, m proto.Message) error {
 	if a == nil {
 		return errors.New("typed_config is missing")
 	}
 	if err := a.UnmarshalTo(m); err != nil {
 		return fmt.Errorf("typed_config %s: %w", a.GetTypeUrl(), err)
 	}
-	if err := m.ValidateAll(); err != nil {
-		return trimValidation(err)
-	}
-	return nil
+	return checkRules(m)
 }
 
-// trimValidation keeps protoc-gen-validate's multi-errors readable in a
-// NACK: the first few reasons on one line.
-func trimValidation(err error) error {
-	msg := err.Error()
-	parts := strings.Split(msg, "; ")
-	if len(parts) > 3 {
-		msg = strings.Join(parts[:3], "; ") + fmt.Sprintf("; and %d more", len(parts)-3)
+// checkRules applies the field rules Envoy's API declares (as Envoy does
+// before using a resource), read from the descriptors by fieldrules rather
+// than by the generated validators, which would be most of the proxy's
+// binary.
+func checkRules(m proto.Message) error {
+	if err := fieldrules.Check(m); err != nil {
+		return fmt.Errorf("invalid: %w", err)
 	}
-	return errors.New("invalid: " + msg)
+	return nil
 }
 
 // duration converts an optional proto duration; def when unset.

@@ -8,6 +8,11 @@
 //	*anypb.Any ──Decoder.Decode──► *Listener | *RouteConfig | *Cluster | *Endpoints | *Secret
 //	                                   (References: RDS names, EDS names, SDS names)
 //
+// Every message is first held to the field rules Envoy's API declares (the
+// validate annotations, as Envoy checks them), by package fieldrules, which
+// reads them from the descriptors instead of linking the generated
+// validators; then compiled, refusing what the proxy cannot honour.
+//
 // It is pure: no sockets, no files, no clock, no goroutines; regular
 // expressions are compiled here once so a bad one is a NACK, not a failure
 // at request time. It must not import the control plane (registry,

@@ -19,6 +19,7 @@ import (
 	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
@@ -548,7 +549,7 @@ func (d *Decoder) httpFilter(f *hcm.HttpFilter) (HTTPFilter, bool, error) {
 }
 
 // orEmpty lets a filter with no typed_config decode as its empty message.
-func orEmpty(a *anypb.Any, m validator) *anypb.Any {
+func orEmpty(a *anypb.Any, m proto.Message) *anypb.Any {
 	if a != nil {
 		return a
 	}

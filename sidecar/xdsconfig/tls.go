@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -344,7 +345,7 @@ func checkSDS(s *tlsv3.SdsSecretConfig) error {
 	return nil
 }
 
-func transportTLS(ts *core.TransportSocket, m validator) error {
+func transportTLS(ts *core.TransportSocket, m proto.Message) error {
 	if ts.GetName() != wellknown.TransportSocketTLS && ts.GetName() != "tls" && !strings.HasSuffix(string(ts.GetTypedConfig().MessageName()), "TlsContext") {
 		return fmt.Errorf("transport socket %q is not supported (only TLS)", ts.GetName())
 	}
