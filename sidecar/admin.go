@@ -51,7 +51,7 @@ func (p *Proxy) adminHandler() http.Handler {
 		for name, c := range p.dp.Clusters() {
 			cl := cluster{Name: name, Load: c.LB.Load()}
 			for _, h := range c.LB.Hosts() {
-				cl.Hosts = append(cl.Hosts, host{h.Addr, h.Locality.String(), h.Priority, h.Weight, uint8(h.Health()), h.Ejected(), h.Active()})
+				cl.Hosts = append(cl.Hosts, host{h.Addr, h.Locality().String(), h.Priority, h.Weight, uint8(h.Health()), h.Ejected(), h.Active()})
 			}
 			out = append(out, cl)
 		}

@@ -585,7 +585,7 @@ func (h *Handler) finish(x *exchange, r *http.Request, rec *recorder) {
 	}
 	dur := time.Since(x.start)
 	if x.host != nil {
-		x.dstPeer = mergePeer(x.dstPeer, telemetry.Peer{Locality: x.host.Locality.String()})
+		x.dstPeer = mergePeer(x.dstPeer, telemetry.Peer{Locality: x.host.Locality().String()})
 	}
 	x.dstPeer = mergePeer(x.dstPeer, telemetry.PeerFromSPIFFE(x.upstreamTLS))
 	var reqBytes int64

@@ -19,8 +19,10 @@ import (
 type Host struct {
 	// Addr is "ip:port", or "name:port" for endpoints published as DNS
 	// names (resolved when dialed).
-	Addr     string
-	Locality xdsconfig.Locality
+	Addr string
+	// loc is shared by the hosts of one locality (a host is kept small:
+	// a sidecar holds tens of thousands).
+	loc      *xdsconfig.Locality
 	Priority uint32
 	Weight   uint32
 	// lweight is the weight of the host's locality (0: unset).
@@ -38,6 +40,15 @@ type Host struct {
 }
 
 func (h *Host) locWeight() uint32 { return h.lweight }
+
+// Locality returns the host's locality; none for a host made outside a
+// load assignment (an original-destination host).
+func (h *Host) Locality() xdsconfig.Locality {
+	if h.loc == nil {
+		return xdsconfig.Locality{}
+	}
+	return *h.loc
+}
 
 // Begin and End bracket a request on the host (least request counts them).
 func (h *Host) Begin() { h.active.Add(1) }
@@ -131,12 +142,17 @@ func (b *Balancer) Update(eps *xdsconfig.Endpoints, addr func(xdsconfig.HostSpec
 	if eps != nil {
 		b.overprov, b.drops = eps.OverprovisioningFactor, eps.Drops
 		for _, l := range eps.Localities {
+			var loc *xdsconfig.Locality // shared by this locality's new hosts
 			for _, hs := range l.Hosts {
 				a := addr(hs)
 				h := old[a]
 				delete(old, a) // an address listed twice keeps its first place
-				if h == nil || h.Locality != l.Locality || h.Priority != l.Priority || h.Weight != hs.Weight || h.lweight != l.Weight {
-					h = inherit(&Host{Addr: a, Locality: l.Locality, Priority: l.Priority, Weight: hs.Weight, lweight: l.Weight}, h)
+				if h == nil || h.Locality() != l.Locality || h.Priority != l.Priority || h.Weight != hs.Weight || h.lweight != l.Weight {
+					if loc == nil {
+						loc = new(xdsconfig.Locality)
+						*loc = l.Locality
+					}
+					h = inherit(&Host{Addr: a, loc: loc, Priority: l.Priority, Weight: hs.Weight, lweight: l.Weight}, h)
 				}
 				h.health.Store(uint32(hs.Health))
 				b.hosts = append(b.hosts, h)

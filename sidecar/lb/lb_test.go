@@ -37,7 +37,7 @@ func shares(b *lb.Balancer, n int) map[string]float64 {
 	count := map[string]int{}
 	for range n {
 		h := b.Pick(nil)
-		count[h.Locality.Zone]++
+		count[h.Locality().Zone]++
 	}
 	out := map[string]float64{}
 	for z, c := range count {

@@ -51,7 +51,7 @@ type localitySet struct {
 }
 
 // schedule is a weighted round robin: a smooth interleaving of indexes,
-// walked by an atomic counter.
+// walked by an atomic counter (nil where there is one choice).
 type schedule struct {
 	seq []uint16
 	ctr *atomic.Uint64
@@ -147,30 +147,50 @@ func buildPicker(hosts []*Host, cfg Config, overprov uint32, drops []xdsconfig.D
 		}
 	}
 	p.load = priority.PriorityLoad(levels, p.opts)
-	for _, hs := range byPrio {
-		p.prios = append(p.prios, &prioSet{
-			healthy:  newHostSet(hs, (*Host).healthy, cfg.LocalityWeighted, overprov),
-			degraded: newHostSet(hs, (*Host).degraded, cfg.LocalityWeighted, overprov),
-			all:      newHostSet(hs, func(*Host) bool { return true }, cfg.LocalityWeighted, 0),
-		})
+	for i, hs := range byPrio {
+		ps := &prioSet{healthy: noHosts, degraded: noHosts}
+		if levels[i].Healthy > 0 {
+			ps.healthy = newHostSet(hs, (*Host).healthy, cfg.LocalityWeighted, overprov)
+		}
+		if levels[i].Degraded > 0 {
+			ps.degraded = newHostSet(hs, (*Host).degraded, cfg.LocalityWeighted, overprov)
+		}
+		// Usually every host is healthy: the panic set is then the healthy
+		// set (availability scaling is 1 for every locality), and one set
+		// serves both, as a sidecar holds thousands of these.
+		if levels[i].Healthy == len(hs) && overprov >= 100 {
+			ps.all = ps.healthy
+		} else {
+			ps.all = newHostSet(hs, func(*Host) bool { return true }, cfg.LocalityWeighted, 0)
+		}
+		p.prios = append(p.prios, ps)
 	}
 	return p
 }
+
+// noHosts is the empty set, shared.
+var noHosts = &hostSet{}
 
 // newHostSet groups the hosts that pass keep. With locality weighting,
 // each locality's weight is scaled by its availability, as Envoy scales it
 // (priority.LocalityWeight; factor in percent, 0: no scaling, the panic
 // set).
 func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, factor uint32) *hostSet {
-	s := &hostSet{sched: schedule{ctr: new(atomic.Uint64)}}
+	s := &hostSet{}
 	if !localityWeighted {
-		var hs []*Host
+		n := 0
 		for _, h := range all {
 			if keep(h) {
-				hs = append(hs, h)
+				n++
 			}
 		}
-		if len(hs) > 0 {
+		if n > 0 {
+			hs := make([]*Host, 0, n)
+			for _, h := range all {
+				if keep(h) {
+					hs = append(hs, h)
+				}
+			}
 			s.locs = []*localitySet{newLocalitySet(hs)}
 		}
 		return s
@@ -184,10 +204,10 @@ func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, facto
 	groups := map[xdsconfig.Locality]*group{}
 	var order []*group
 	for i, h := range all {
-		g := groups[h.Locality]
+		g := groups[h.Locality()]
 		if g == nil {
-			g = &group{loc: h.Locality, firstAtIndex: i}
-			groups[h.Locality] = g
+			g = &group{loc: h.Locality(), firstAtIndex: i}
+			groups[h.Locality()] = g
 			order = append(order, g)
 		}
 		g.total++
@@ -209,7 +229,7 @@ func newHostSet(all []*Host, keep func(*Host) bool, localityWeighted bool, facto
 		weights = append(weights, w)
 	}
 	if len(s.locs) > 1 {
-		s.sched.seq = smooth(weights)
+		s.sched = schedule{seq: smooth(weights), ctr: new(atomic.Uint64)}
 	}
 	return s
 }
@@ -221,7 +241,11 @@ func localityWeight(hs []*Host) uint32 {
 }
 
 func newLocalitySet(hs []*Host) *localitySet {
-	l := &localitySet{hs: hs, sched: schedule{ctr: new(atomic.Uint64)}}
+	l := &localitySet{hs: hs}
+	if len(hs) == 1 {
+		return l // nothing to schedule
+	}
+	l.sched.ctr = new(atomic.Uint64)
 	equal := true
 	for _, h := range hs[1:] {
 		equal = equal && h.Weight == hs[0].Weight

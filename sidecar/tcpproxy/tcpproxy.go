@@ -141,7 +141,7 @@ func (p *Proxy) connect(ctx context.Context, cl *upstream.Cluster, ci *downstrea
 
 func mergeLocality(p telemetry.Peer, h *lb.Host, up net.Conn) telemetry.Peer {
 	if p.Locality == "" {
-		p.Locality = h.Locality.String()
+		p.Locality = h.Locality().String()
 	}
 	if p.Workload == "" {
 		id := telemetry.PeerFromSPIFFE(identity.PeerIDOf(up))
