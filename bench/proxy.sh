@@ -5,6 +5,7 @@
 #   (c) meridian-proxy, one hop    load → meridian-proxy → backend
 #   (d) two sidecars with mTLS     load → meridian-proxy ═mTLS═ meridian-proxy → backend
 #   (e) HAProxy → HAProxy with TLS load → haproxy ═mTLS═ haproxy → backend
+#                                  (two processes, one per side, as (d))
 # For each: the latency the proxies add at 1,000 req/s (fortio, uniform
 # pacing, p50 and p99 minus direct's), the saturated req/s (wrk), and the
 # proxies' CPU per 1,000 req/s. Then meridian-proxy's RSS with 1,000
@@ -14,11 +15,13 @@
 #
 # The proxies under test share CPU 0 (HAProxy with nbthread 1, Go with
 # GOMAXPROCS from its affinity: 1); the load generator and the backend run
-# on CPU 1. SECONDS_PER_RUN (default 10) sets each measurement's length.
+# on CPU 1. SECONDS_PER_RUN (default 10) sets each measurement's length,
+# ROUNDS (default 3) how many times every setup is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/apt.sh haproxy wrk openssl >/dev/null
 secs=${SECONDS_PER_RUN:-10}
+rounds=${ROUNDS:-3}
 fortio=.cache/bin/fortio-v1.68.2
 if [ ! -x "$fortio" ]; then
   mkdir -p .cache/bin
@@ -117,6 +120,8 @@ wait_http "http://127.0.0.1:$clih/ready"
     openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile $n.ext -out $n.crt 2>/dev/null
     cat $n.crt $n.key >$n.pem
   done )
+# Two HAProxy processes, one per side, as (d) runs two sidecars: both share
+# CPU 0, so each hop waits for the other's time slice as the sidecars do.
 ports h1 h2
 { haproxy_common; cat <<EOF
 frontend client_side
@@ -124,14 +129,18 @@ frontend client_side
   default_backend to_server
 backend to_server
   server s 127.0.0.1:$h2 ssl verify required ca-file $tmp/ca.pem crt $tmp/client.pem sni str(server) verifyhost server
+EOF
+} >"$tmp/haproxy-tls-client.cfg"
+{ haproxy_common; cat <<EOF
 frontend server_side
   bind 127.0.0.1:$h2 ssl crt $tmp/server.pem ca-file $tmp/ca.pem verify required
   default_backend app
 backend app
   server a 127.0.0.1:$be
 EOF
-} >"$tmp/haproxy-tls.cfg"
-start hap2_pid 0 "$tmp/haproxy-tls.log" haproxy -db -f "$tmp/haproxy-tls.cfg"
+} >"$tmp/haproxy-tls-server.cfg"
+start hap2_pid 0 "$tmp/haproxy-tls-client.log" haproxy -db -f "$tmp/haproxy-tls-client.cfg"
+start hap3_pid 0 "$tmp/haproxy-tls-server.log" haproxy -db -f "$tmp/haproxy-tls-server.cfg"
 wait_http "http://127.0.0.1:$hp/echo"; wait_http "http://127.0.0.1:$mp/echo"
 wait_http "http://127.0.0.1:$cli/echo"; wait_http "http://127.0.0.1:$h1/echo"
 
@@ -150,26 +159,40 @@ latency() {
 }
 saturated() { taskset -c 1 wrk -t1 -c32 -d"${secs}s" "$1" | awk '/Requests\/sec/ { printf "%.0f\n", $2 }'; }
 
-printf '%-34s %9s %9s %9s %9s %10s %12s\n' setup p50_ms p99_ms "+p50_ms" "+p99_ms" "sat_req/s" "cpu_s/1krps"
+# ROUNDS rounds, each measuring every setup in turn, so that a change in
+# the machine's load (its two cores are shared) hits the setups compared in
+# the same round alike; the verdicts use the median of the per-round
+# ratios, and every round's ratios are printed to show the spread.
 declare -A P50 P99 SAT CPU
-for s in a b c d e; do
-  case $s in
-    a) name="(a) direct";                   url="http://127.0.0.1:$be/echo"; pp=();;
-    b) name="(b) HAProxy one hop";          url="http://127.0.0.1:$hp/echo"; pp=("$hap_pid");;
-    c) name="(c) meridian-proxy one hop";   url="http://127.0.0.1:$mp/echo"; pp=("$mp_pid");;
-    d) name="(d) sidecar->sidecar mTLS";   url="http://127.0.0.1:$cli/echo"; pp=("$cli_pid" "$srv_pid");;
-    e) name="(e) HAProxy->HAProxy TLS";    url="http://127.0.0.1:$h1/echo"; pp=("$hap2_pid");;
-  esac
-  read -r p50 p99 cpu ok n < <(latency "$url" "${pp[@]}")
-  sat=$(saturated "$url")
-  P50[$s]=$p50; P99[$s]=$p99; SAT[$s]=$sat; CPU[$s]=$cpu
-  add50=$(awk -v a="$p50" -v d="${P50[a]}" 'BEGIN { printf "%.3f", a - d }')
-  add99=$(awk -v a="$p99" -v d="${P99[a]}" 'BEGIN { printf "%.3f", a - d }')
-  printf '%-34s %9s %9s %9s %9s %10s %12s   (%s/%s ok)\n' "$name" "$p50" "$p99" "$add50" "$add99" "$sat" "$cpu" "$ok" "$n"
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratios_cb=""; ratios_cbs=""; ratios_de=""
+for r in $(seq "$rounds"); do
+  echo "round $r of $rounds"
+  printf '  %-32s %9s %9s %9s %9s %10s %12s\n' setup p50_ms p99_ms "+p50_ms" "+p99_ms" "sat_req/s" "cpu_s/1krps"
+  for s in a b c d e; do
+    case $s in
+      a) name="(a) direct";                   url="http://127.0.0.1:$be/echo"; pp=();;
+      b) name="(b) HAProxy one hop";          url="http://127.0.0.1:$hp/echo"; pp=("$hap_pid");;
+      c) name="(c) meridian-proxy one hop";   url="http://127.0.0.1:$mp/echo"; pp=("$mp_pid");;
+      d) name="(d) sidecar->sidecar mTLS";   url="http://127.0.0.1:$cli/echo"; pp=("$cli_pid" "$srv_pid");;
+      e) name="(e) HAProxy->HAProxy TLS";    url="http://127.0.0.1:$h1/echo"; pp=("$hap2_pid" "$hap3_pid");;
+    esac
+    read -r p50 p99 cpu ok n < <(latency "$url" "${pp[@]}")
+    sat=$(saturated "$url")
+    P50[$s$r]=$p50; P99[$s$r]=$p99; SAT[$s$r]=$sat; CPU[$s$r]=$cpu
+    add50=$(awk -v a="$p50" -v d="${P50[a$r]}" 'BEGIN { printf "%.3f", a - d }')
+    add99=$(awk -v a="$p99" -v d="${P99[a$r]}" 'BEGIN { printf "%.3f", a - d }')
+    printf '  %-32s %9s %9s %9s %9s %10s %12s   (%s/%s ok)\n' "$name" "$p50" "$p99" "$add50" "$add99" "$sat" "$cpu" "$ok" "$n"
+  done
+  read -r cb cbs de < <(awk -v c="${P99[c$r]}" -v b="${P99[b$r]}" -v cs="${SAT[c$r]}" -v bs="${SAT[b$r]}" -v d="${P99[d$r]}" -v e="${P99[e$r]}" \
+    'BEGIN { printf "%.2f %.2f %.2f\n", c / b, cs / bs, d / e }')
+  echo "  round $r: (c)/(b) p99 ${cb}x, throughput ${cbs}x; (d)/(e) p99 ${de}x"
+  ratios_cb+=" $cb"; ratios_cbs+=" $cbs"; ratios_de+=" $de"
 done
-awk -v c99="${P99[c]}" -v b99="${P99[b]}" -v d99="${P99[d]}" -v e99="${P99[e]}" -v cs="${SAT[c]}" -v bs="${SAT[b]}" 'BEGIN {
-  printf "(c)/(b) p99 %.2fx (target <= 1.5x), saturated throughput %.2fx (target >= 0.7x)\n", c99 / b99, cs / bs
-  printf "(d)/(e) p99 %.2fx (target <= 1.5x)\n", d99 / e99 }'
+echo "over $rounds rounds, the median of the per-round ratios:"
+echo "(c)/(b) p99 $(median <<<"$ratios_cb")x (target <= 1.5x; rounds:$ratios_cb), saturated throughput $(median <<<"$ratios_cbs")x (target >= 0.7x; rounds:$ratios_cbs)"
+echo "(d)/(e) p99 $(median <<<"$ratios_de")x (target <= 1.5x; rounds:$ratios_de)"
+echo "cpu_s/1krps median: (c) $(for r in $(seq "$rounds"); do printf '%s ' "${CPU[c$r]}"; done | median), (d) $(for r in $(seq "$rounds"); do printf '%s ' "${CPU[d$r]}"; done | median)"
 
 # Memory: a sidecar holding 1,000 clusters and 10,000 endpoints.
 for p in "$mp_pid" "$srv_pid" "$cli_pid"; do kill "$p"; done
