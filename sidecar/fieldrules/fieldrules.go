@@ -130,7 +130,10 @@ func planFor(md protoreflect.MessageDescriptor) *plan {
 		if fd.IsMap() {
 			inner = fd.MapValue().Message()
 		}
-		if fp.rules == nil && (inner == nil || !hasRules(inner)) {
+		// Fields holding messages are kept even when their types carry no
+		// rules (only set ones are entered): finding out would decode the
+		// options of every type the schema can reach, most never sent.
+		if fp.rules == nil && inner == nil {
 			continue
 		}
 		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
@@ -153,50 +156,6 @@ func planFor(md protoreflect.MessageDescriptor) *plan {
 func skipped(md protoreflect.MessageDescriptor) bool {
 	mo, ok := md.Options().(*descriptorpb.MessageOptions)
 	return ok && mo != nil && (proto.GetExtension(mo, validate.E_Disabled).(bool) || proto.GetExtension(mo, validate.E_Ignored).(bool))
-}
-
-var ruled sync.Map // protoreflect.MessageDescriptor → bool
-
-// hasRules reports whether any rule applies inside messages of type md,
-// at any depth, so that the walk skips subtrees without any (most of
-// Envoy's types are deep, few of their leaves carry rules).
-func hasRules(md protoreflect.MessageDescriptor) bool {
-	if v, ok := ruled.Load(md); ok {
-		return v.(bool)
-	}
-	// Everything reachable from md, cycles included (Envoy's permission
-	// and matcher trees are recursive).
-	seen := map[protoreflect.FullName]bool{md.FullName(): true}
-	queue := []protoreflect.MessageDescriptor{md}
-	found := false
-	for len(queue) > 0 && !found {
-		m := queue[0]
-		queue = queue[1:]
-		if skipped(m) {
-			continue
-		}
-		for i := range m.Oneofs().Len() {
-			if oo, ok := m.Oneofs().Get(i).Options().(*descriptorpb.OneofOptions); ok && oo != nil && proto.GetExtension(oo, validate.E_Required).(bool) {
-				found = true
-			}
-		}
-		for i := range m.Fields().Len() {
-			fd := m.Fields().Get(i)
-			if fo, ok := fd.Options().(*descriptorpb.FieldOptions); ok && fo != nil && proto.HasExtension(fo, validate.E_Rules) {
-				found = true
-			}
-			inner := fd.Message()
-			if fd.IsMap() {
-				inner = fd.MapValue().Message()
-			}
-			if inner != nil && !seen[inner.FullName()] {
-				seen[inner.FullName()] = true
-				queue = append(queue, inner)
-			}
-		}
-	}
-	ruled.Store(md, found)
-	return found
 }
 
 func (c *checker) message(m protoreflect.Message) {
