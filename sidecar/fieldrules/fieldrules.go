@@ -549,34 +549,33 @@ type num struct {
 	v    protoreflect.Value
 }
 
-func (a num) less(b num) bool {
+// order compares two values of the rule's kind as Go would.
+func (a num) order(b num) (less, lessEq bool) {
 	switch a.kind {
 	case protoreflect.FloatKind, protoreflect.DoubleKind:
-		return a.v.Float() < b.v.Float()
+		x, y := a.v.Float(), b.v.Float()
+		return x < y, x <= y
 	case protoreflect.Uint32Kind, protoreflect.Uint64Kind, protoreflect.Fixed32Kind, protoreflect.Fixed64Kind:
-		return a.v.Uint() < b.v.Uint()
+		x, y := a.v.Uint(), b.v.Uint()
+		return x < y, x <= y
 	}
-	return a.v.Int() < b.v.Int()
+	x, y := a.v.Int(), b.v.Int()
+	return x < y, x <= y
 }
 
-func (a num) lessEq(b num) bool {
-	switch a.kind {
-	case protoreflect.FloatKind, protoreflect.DoubleKind:
-		return a.v.Float() <= b.v.Float()
-	case protoreflect.Uint32Kind, protoreflect.Uint64Kind, protoreflect.Fixed32Kind, protoreflect.Fixed64Kind:
-		return a.v.Uint() <= b.v.Uint()
-	}
-	return a.v.Int() <= b.v.Int()
-}
+func (a num) less(b num) bool   { lt, _ := a.order(b); return lt }
+func (a num) lessEq(b num) bool { _, le := a.order(b); return le }
 
+// zero reports a value equal to 0 (so NaN is not).
 func (a num) zero() bool {
+	z := num{a.kind, protoreflect.ValueOfInt64(0)}
 	switch a.kind {
 	case protoreflect.FloatKind, protoreflect.DoubleKind:
-		return a.v.Float() == 0
+		z.v = protoreflect.ValueOfFloat64(0)
 	case protoreflect.Uint32Kind, protoreflect.Uint64Kind, protoreflect.Fixed32Kind, protoreflect.Fixed64Kind:
-		return a.v.Uint() == 0
+		z.v = protoreflect.ValueOfUint64(0)
 	}
-	return a.v.Int() == 0
+	return a.lessEq(z) && z.lessEq(a)
 }
 
 func (a num) String() string { return fmt.Sprint(a.v.Interface()) }
