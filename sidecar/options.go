@@ -53,6 +53,7 @@ type Options struct {
 	TraceSampleRatio               float64
 	AccessLog, LogLevel, LogFormat string
 	MaxConnections                 int
+	GCHeapFloorMB                  int
 }
 
 func env(names ...string) string {
@@ -113,6 +114,7 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or text")
 	fs.IntVar(&o.MaxConnections, "max-connections", 0, "open downstream connections at most (default 16384)")
+	fs.IntVar(&o.GCHeapFloorMB, "gc-heap-floor-mb", 16, "MiB the Go heap may reach before a collection however small the live heap (fewer collections under load for a small configuration; a large one's heap goal is above it anyway); 0 for GOGC alone")
 }
 
 // Config turns the options into a Config; bad values are errors naming
@@ -252,6 +254,11 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 	cfg.Tracing = telemetry.TracingConfig{OTLPEndpoint: o.OTLPEndpoint, Insecure: o.OTLPInsecure, SampleRatio: o.TraceSampleRatio, Service: "meridian-proxy"}
 	cfg.TraceAll = o.TraceAll
 	cfg.MaxConnections = o.MaxConnections
+	if o.GCHeapFloorMB < 0 {
+		bad("gc-heap-floor-mb", fmt.Errorf("%d: want 0 or more", o.GCHeapFloorMB))
+	} else {
+		cfg.GCHeapFloor = uint64(o.GCHeapFloorMB) << 20
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
 		bad("log-level", err)

@@ -56,3 +56,40 @@ Wf86aX6PepsntZv2GYlA5UpabfT2EZICICpJ5h/iI+i341gBmLiAFQOyTDT+/wQc
 		}
 	}
 }
+
+// TestGCHeapFloorFlag: 16 MiB by default, 0 turns it off, and a negative
+// value is refused by name.
+func TestGCHeapFloorFlag(t *testing.T) {
+	base := []string{"--xds-address", "127.0.0.1:15010", "--id", "p1", "--cluster", "c1", "--namespace", "shop", "--xds-token-file="}
+	for _, tc := range []struct {
+		args    []string
+		want    uint64
+		wantErr string
+	}{
+		{nil, 16 << 20, ""},
+		{[]string{"--gc-heap-floor-mb", "0"}, 0, ""},
+		{[]string{"--gc-heap-floor-mb", "64"}, 64 << 20, ""},
+		{[]string{"--gc-heap-floor-mb", "-1"}, 0, "--gc-heap-floor-mb: -1: want 0 or more"},
+	} {
+		var o sidecar.Options
+		fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
+		o.BindFlags(fs)
+		if err := fs.Parse(append(append([]string{}, base...), tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		cfg, closer, err := o.Config(io.Discard)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		closer.Close()
+		if cfg.GCHeapFloor != tc.want {
+			t.Errorf("%v: GCHeapFloor %d, want %d", tc.args, cfg.GCHeapFloor, tc.want)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar/dataplane"
 	"github.com/meridian-mesh/meridian/sidecar/downstream"
 	"github.com/meridian-mesh/meridian/sidecar/enroll"
+	"github.com/meridian-mesh/meridian/sidecar/gcpace"
 	"github.com/meridian-mesh/meridian/sidecar/listen"
 	"github.com/meridian-mesh/meridian/sidecar/telemetry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
@@ -110,7 +111,10 @@ type Config struct {
 	Policy xdsconfig.Options
 
 	MaxConnections int
-	Logger         *slog.Logger
+	// GCHeapFloor is the heap size in bytes below which the collector is
+	// not started (package sidecar/gcpace); 0 leaves GOGC alone.
+	GCHeapFloor uint64
+	Logger      *slog.Logger
 	// Metrics registers the proxy's metrics; default a new registry with
 	// the Go and process collectors, served on the admin port.
 	Metrics *prometheus.Registry
@@ -325,6 +329,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 		run("identity", p.identity.Run)
 	}
 	run("xds", p.client.Run)
+	if p.cfg.GCHeapFloor > 0 {
+		run("gc pacing", func(ctx context.Context) error { gcpace.Run(ctx, p.cfg.GCHeapFloor, p.log); return nil })
+	}
 	run("dataplane", func(ctx context.Context) error { return p.dp.Run(ctx, p.client) })
 	for _, s := range p.servers {
 		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second}
