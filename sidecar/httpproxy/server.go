@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"log"
 	"net"
 	"net/http"
@@ -29,34 +28,32 @@ type Peeker interface {
 
 // Server serves HTTP on the connections of one filter chain.
 type Server struct {
-	h    *Handler
-	hcm  *xdsconfig.HTTPManager
-	h1   *http.Server
-	h2   *http2.Server
-	lis  *connQueue
-	ctx  context.Context
-	stop context.CancelFunc
-	wg   sync.WaitGroup
+	h       *Handler
+	handler http.Handler // h, or a test's
+	hcm     *xdsconfig.HTTPManager
+	// base is never served: it is HTTP/2's base configuration, and its
+	// Shutdown sends GOAWAY on HTTP/2 connections (http2.ConfigureServer
+	// hooks them to it). HTTP/1.1 is h1.go's loop.
+	base     *http.Server
+	h2       *http2.Server
+	ctx      context.Context
+	stop     context.CancelFunc
+	draining atomic.Bool
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	h1conns map[*h1Conn]struct{}
 }
 
-// NewServer starts serving a handler's connections; Close stops it.
+// NewServer makes a server for a handler's connections; Close stops it.
 func NewServer(h *Handler) *Server {
 	hcm := h.hcm
-	s := &Server{h: h, hcm: hcm, lis: newConnQueue(), conns: map[net.Conn]struct{}{}}
+	s := &Server{h: h, handler: h, hcm: hcm, conns: map[net.Conn]struct{}{}, h1conns: map[*h1Conn]struct{}{}}
 	s.ctx, s.stop = context.WithCancel(context.Background())
-	s.h1 = &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTP),
-		ReadHeaderTimeout: hcm.RequestHeadersTimeout,
-		IdleTimeout:       hcm.IdleTimeout,
-		MaxHeaderBytes:    hcm.MaxRequestHeadersBytes,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			ec := c.(*edgeConn)
-			return downstream.With(context.WithValue(ctx, edgeKey{}, ec), ec.ci)
-		},
-		// net/http logs refused requests itself; they are counted here.
+	s.base = &http.Server{
+		IdleTimeout:    hcm.IdleTimeout,
+		MaxHeaderBytes: hcm.MaxRequestHeadersBytes,
+		// x/net/http2 logs refused requests itself; they are counted here.
 		ErrorLog: log.New(discard{}, "", 0),
 	}
 	s.h2 = &http2.Server{
@@ -66,16 +63,11 @@ func NewServer(h *Handler) *Server {
 			h.o.Telemetry.Metrics.Rejected.WithLabelValues(h.o.Listener, "h2_"+errType).Inc()
 		},
 	}
-	if err := http2.ConfigureServer(s.h1, s.h2); err != nil {
+	if err := http2.ConfigureServer(s.base, s.h2); err != nil {
 		// Only a TLS config without HTTP/2-capable ciphers fails here,
 		// and this server has no TLS config of its own.
 		panic("httpproxy: " + err.Error())
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_ = s.h1.Serve(s.lis)
-	}()
 	return s
 }
 
@@ -86,7 +78,8 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // Close stops serving and closes every connection; idempotent.
 func (s *Server) Close() {
 	s.stop()
-	s.h1.Close()
+	s.draining.Store(true)
+	s.base.Close()
 	s.mu.Lock()
 	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -97,22 +90,62 @@ func (s *Server) Close() {
 	for _, c := range conns {
 		c.Close()
 	}
-	s.wg.Wait()
 }
 
 // Shutdown stops taking requests and waits for the ones in flight until
-// ctx ends, then closes what is left.
+// ctx ends, then closes what is left: idle HTTP/1.1 connections close at
+// once, busy ones after their response; HTTP/2 connections get GOAWAY.
 func (s *Server) Shutdown(ctx context.Context) {
-	_ = s.h1.Shutdown(ctx)
+	s.draining.Store(true)
+	_ = s.base.Shutdown(ctx)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.closeIdleH1() > 0 {
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return
+		case <-t.C:
+		}
+	}
 	s.Close()
+}
+
+// closeIdleH1 closes the HTTP/1.1 connections waiting for a request and
+// says how many are left.
+func (s *Server) closeIdleH1() int {
+	s.mu.Lock()
+	var idle []*h1Conn
+	for c := range s.h1conns {
+		if c.idle.Load() {
+			idle = append(idle, c)
+		}
+	}
+	n := len(s.h1conns) - len(idle)
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.ec.Close()
+	}
+	return n
+}
+
+func (s *Server) addH1(c *h1Conn) {
+	s.mu.Lock()
+	s.h1conns[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Server) removeH1(c *h1Conn) {
+	s.mu.Lock()
+	delete(s.h1conns, c)
+	s.mu.Unlock()
 }
 
 var h2Preface = []byte(http2.ClientPreface)
 
-// ServeConn serves one connection: HTTP/2 when TLS negotiated h2 or the
-// client sent the HTTP/2 preface (or the codec says so), else HTTP/1.1.
-// It returns at once for HTTP/1.1 (net/http owns the connection) and when
-// the connection ends for HTTP/2.
+// ServeConn serves one connection until it ends: HTTP/2 when TLS
+// negotiated h2 or the client sent the HTTP/2 preface (or the codec says
+// so), else HTTP/1.1.
 func (s *Server) ServeConn(c net.Conn, ci *downstream.ConnInfo) {
 	ec := &edgeConn{Conn: c, ci: ci, s: s}
 	h2 := s.hcm.Codec == xdsconfig.CodecHTTP2
@@ -138,16 +171,13 @@ func (s *Server) ServeConn(c net.Conn, ci *downstream.ConnInfo) {
 		c.Close()
 		return
 	}
+	ctx := downstream.With(s.ctx, ci)
 	if !h2 {
-		if !s.lis.put(ec) {
-			s.untrack(ec)
-			c.Close()
-		}
+		s.serveH1(ec, ctx)
 		return
 	}
-	defer s.untrack(ec)
-	ctx := downstream.With(context.WithValue(s.ctx, edgeKey{}, ec), ci)
-	s.h2.ServeConn(ec, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.h1, Handler: http.HandlerFunc(s.serveHTTP)})
+	defer ec.Close()
+	s.h2.ServeConn(ec, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.base, Handler: s.handler})
 }
 
 func (s *Server) track(c *edgeConn) bool {
@@ -170,15 +200,6 @@ func (s *Server) reject(ci *downstream.ConnInfo, reason string) {
 	s.h.o.Telemetry.Metrics.Rejected.WithLabelValues(ci.Listener, reason).Inc()
 }
 
-type edgeKey struct{}
-
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if ec, ok := r.Context().Value(edgeKey{}).(*edgeConn); ok {
-		ec.handled.Add(1)
-	}
-	s.h.ServeHTTP(w, r)
-}
-
 // bufferedConn lets the codec sniff a connection's first bytes.
 type bufferedConn struct {
 	net.Conn
@@ -189,48 +210,12 @@ func (b *bufferedConn) Peek(n int) ([]byte, error) { return b.r.Peek(n) }
 
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-// edgeConn counts what the HTTP stacks refuse on their own: a response
-// written for a request no handler saw is a refusal (400 malformed, 431
-// headers too large), and a read deadline hit in the middle of a request's
-// headers is a slow client. Idle keep-alive timeouts are not refusals.
+// edgeConn is a served connection; closing it untracks it.
 type edgeConn struct {
 	net.Conn
 	ci        *downstream.ConnInfo
 	s         *Server
-	handled   atomic.Int64 // requests that reached the handler
-	responses atomic.Int64 // status lines written (1xx excluded)
-	partial   atomic.Bool  // bytes of a request read since the last response
-	counted   atomic.Bool
 	closeOnce sync.Once
-}
-
-func (c *edgeConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.partial.Store(true)
-	}
-	var ne net.Error
-	if err != nil && errors.As(err, &ne) && ne.Timeout() && c.partial.Load() && c.handled.Load() <= c.responses.Load() {
-		c.count("header_timeout")
-	}
-	return n, err
-}
-
-func (c *edgeConn) Write(p []byte) (int, error) {
-	if len(p) >= 12 && bytes.HasPrefix(p, []byte("HTTP/1.")) && p[9] != '1' {
-		if c.responses.Add(1) > c.handled.Load() {
-			switch string(p[9:12]) {
-			case "431":
-				c.count("header_too_large")
-			case "408":
-				c.count("header_timeout")
-			default:
-				c.count("malformed")
-			}
-		}
-		c.partial.Store(false)
-	}
-	return c.Conn.Write(p)
 }
 
 func (c *edgeConn) Close() error {
@@ -238,46 +223,3 @@ func (c *edgeConn) Close() error {
 	c.closeOnce.Do(func() { c.s.untrack(c) })
 	return err
 }
-
-func (c *edgeConn) count(reason string) {
-	if c.counted.CompareAndSwap(false, true) {
-		c.s.reject(c.ci, reason)
-	}
-}
-
-// connQueue is a net.Listener fed with connections the listener layer
-// accepted and classified.
-type connQueue struct {
-	ch     chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newConnQueue() *connQueue {
-	return &connQueue{ch: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-func (q *connQueue) put(c net.Conn) bool {
-	select {
-	case q.ch <- c:
-		return true
-	case <-q.closed:
-		return false
-	}
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.ch:
-		return c, nil
-	case <-q.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) Close() error {
-	q.once.Do(func() { close(q.closed) })
-	return nil
-}
-
-func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{} }
