@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -158,7 +159,7 @@ func (c *h1Conn) readRequest() (*http.Request, bool) {
 	}
 	// As net/http: the limit is on bytes read for the request line and
 	// headers, with room for what the buffer reads ahead.
-	c.limit = int64(hcm.MaxRequestHeadersBytes) + h1BufferSize
+	c.limit = int64(cmp.Or(hcm.MaxRequestHeadersBytes, http.DefaultMaxHeaderBytes)) + h1BufferSize
 	if _, err := c.br.Peek(1); err != nil {
 		return nil, false // the client left, or idled out: not a refusal
 	}
@@ -483,7 +484,12 @@ func (w *h1Response) commit(done bool) {
 	for _, v := range h["Trailer"] {
 		for f := range strings.SplitSeq(v, ",") {
 			if f = strings.TrimSpace(f); f != "" {
-				w.trailers = append(w.trailers, http.CanonicalHeaderKey(f))
+				k := http.CanonicalHeaderKey(f)
+				w.trailers = append(w.trailers, k)
+				if exclude == nil {
+					exclude = map[string]bool{}
+				}
+				exclude[k] = true // its value may be set already: it goes last
 			}
 		}
 	}
@@ -493,7 +499,7 @@ func (w *h1Response) commit(done bool) {
 	hasBody := bodyAllowed(w.status) && w.req.Method != http.MethodHead
 	switch {
 	case w.contentLength >= 0 || !hasBody:
-	case done:
+	case done && len(w.trailers) == 0:
 		w.contentLength = int64(len(w.pending))
 		h["Content-Length"] = []string{strconv.Itoa(len(w.pending))}
 	case w.req.ProtoAtLeast(1, 1):
