@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -122,5 +123,108 @@ func TestExplicitUpstreamTCP(t *testing.T) {
 func TestListenerNames(t *testing.T) {
 	if sidecar.VirtualInboundListener != translate.VirtualInboundListener || sidecar.VirtualOutboundListener != translate.VirtualOutboundListener {
 		t.Fatal("listener names differ from xds/translate's")
+	}
+}
+
+// TestUpgradeStreamTrailers: through a sidecar, a protocol upgrade (as a
+// WebSocket's) joins the client to the backend, an event stream reaches
+// the client event by event, and trailers arrive as trailers.
+func TestUpgradeStreamTrailers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/upgrade":
+			if r.Header.Get("Upgrade") != "echo" {
+				http.Error(w, "no upgrade", 400)
+				return
+			}
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+			for {
+				line, err := brw.ReadString('\n')
+				if err != nil {
+					return
+				}
+				brw.WriteString("echo " + line)
+				brw.Flush()
+			}
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "data: one\n\n")
+			w.(http.Flusher).Flush()
+			<-next // the second event waits until the client saw the first
+			io.WriteString(w, "data: two\n\n")
+		case "/trailers":
+			w.Header().Set("Trailer", "X-Checksum")
+			io.WriteString(w, "payload")
+			w.Header().Set("X-Checksum", "abc")
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	m := newMesh(t)
+	m.service("stream", 80, registry.ProtocolHTTP)
+	m.endpoint("stream", "e1", netip.MustParseAddrPort(ln.Addr().String()), "z1", nil)
+	up := freeAddr(t)
+	startProxy(t, m.xds.Addr, sidecar.Config{Upstreams: []sidecar.Upstream{{Listen: up, Host: host("stream"), Port: 80}}})
+	c := &http.Client{Timeout: 5 * time.Second}
+
+	// Trailers.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		resp, err := c.Get("http://" + up.String() + "/trailers")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "payload" || resp.Trailer.Get("X-Checksum") != "abc" {
+			return fmt.Errorf("%d %q, trailers %v", resp.StatusCode, b, resp.Trailer)
+		}
+		return nil
+	})
+
+	// An event stream, event by event.
+	resp, err := c.Get("http://" + up.String() + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); line != "data: one\n" {
+		t.Fatalf("first event %q, %v", line, err)
+	}
+	close(next)
+	br.ReadString('\n')
+	if line, _ := br.ReadString('\n'); line != "data: two\n" {
+		t.Errorf("second event %q", line)
+	}
+	resp.Body.Close()
+
+	// An upgrade.
+	conn, err := net.Dial("tcp", up.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "GET /upgrade HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", host("stream"))
+	cr := bufio.NewReader(conn)
+	uresp, err := http.ReadResponse(cr, nil)
+	if err != nil || uresp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", uresp, err)
+	}
+	for _, msg := range []string{"a\n", "b\n"} {
+		io.WriteString(conn, msg)
+		if line, err := cr.ReadString('\n'); line != "echo "+msg {
+			t.Errorf("after the upgrade: %q, %v", line, err)
+		}
 	}
 }

@@ -1,13 +1,12 @@
 // Package httpproxy is meridian-proxy's HTTP connection manager: it serves
 // HTTP/1.1, HTTP/2 over TLS and cleartext HTTP/2 (prior knowledge) on the
 // connections the listener layer hands it, routes each request through the
-// route configuration, runs the HTTP filters, and forwards with
-// net/http/httputil.ReverseProxy over golang.org/x/net/http2 and net/http
-// transports (package upstream).
+// route configuration, runs the HTTP filters, and forwards (forward.go)
+// over golang.org/x/net/http2 and HTTP/1.1 transports (package upstream).
 //
 //	conn ─► Server (h1.go's HTTP/1.1 loop | http2.Server, edge limits)
 //	      ─► Handler: virtual host ─► route ─► jwt_authn ─► rbac ─► fault ─► router
-//	      ─► ReverseProxy ─► attempts (RoundTripper): pick host, breakers,
+//	      ─► forward ─► attempts: pick host, breakers,
 //	         per-try timeout, retry with backoff on another host, outlier reports
 //	      ─► response: header ops, peer labels, metrics, access log, span
 //

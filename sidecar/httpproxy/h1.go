@@ -104,9 +104,7 @@ func (s *Server) serveH1(ec *edgeConn, base context.Context) {
 		cs := tc.ConnectionState()
 		c.tls = &cs
 	}
-	// ReverseProxy aborts a response it cannot finish copying with
-	// http.ErrAbortHandler only when it runs under a server.
-	c.ctx, c.cancel = context.WithCancelCause(context.WithValue(base, http.ServerContextKey, s.base))
+	c.ctx, c.cancel = context.WithCancelCause(base)
 	defer c.cancel(nil)
 	c.br = h1Readers.Get().(*bufio.Reader)
 	c.br.Reset(c)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -53,22 +52,12 @@ type Options struct {
 type Handler struct {
 	hcm    *xdsconfig.HTTPManager
 	o      Options
-	rp     *httputil.ReverseProxy
 	faults atomic.Int64
 }
 
 // NewHandler builds the handler of a connection manager.
 func NewHandler(hcm *xdsconfig.HTTPManager, o Options) *Handler {
-	h := &Handler{hcm: hcm, o: o}
-	h.rp = &httputil.ReverseProxy{
-		Rewrite:        h.rewrite,
-		Transport:      attempts{h},
-		ErrorHandler:   h.upstreamError,
-		ModifyResponse: h.modifyResponse,
-		ErrorLog:       nil,
-		BufferPool:     bufferPool{},
-	}
-	return h
+	return &Handler{hcm: hcm, o: o}
 }
 
 // exchange is one request's state, shared by the handler, the
@@ -102,13 +91,6 @@ type exchange struct {
 	requestID   string
 	// rec wraps the response writer (here, not apart: one allocation).
 	rec recorder
-}
-
-type exchangeKey struct{}
-
-func exchangeOf(ctx context.Context) *exchange {
-	x, _ := ctx.Value(exchangeKey{}).(*exchange)
-	return x
 }
 
 // ServeHTTP implements http.Handler.
@@ -384,7 +366,7 @@ func (h *Handler) router(w http.ResponseWriter, r *http.Request, x *exchange) {
 			h.o.Shadows.send(h, r, x, m.Cluster)
 		}
 	}
-	ctx := context.WithValue(r.Context(), exchangeKey{}, x)
+	ctx := r.Context()
 	if x.spanCtx != nil {
 		ctx = trace.ContextWithSpan(ctx, x.span)
 	}
@@ -393,7 +375,7 @@ func (h *Handler) router(w http.ResponseWriter, r *http.Request, x *exchange) {
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
 		defer cancel()
 	}
-	h.rp.ServeHTTP(w, r.WithContext(ctx))
+	h.forward(w, r, x, ctx)
 }
 
 func expectsContinue(r *http.Request) bool {
@@ -434,14 +416,12 @@ func redirectURL(r *http.Request, rt *xdsconfig.Route) string {
 	return u.String()
 }
 
-// rewrite prepares the outgoing request (ReverseProxy's Rewrite hook): the
-// upstream address is set per attempt by the RoundTripper.
-func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
-	x := exchangeOf(pr.In.Context())
-	out, in := pr.Out, pr.In
+// rewrite prepares the outgoing request: the upstream address is set per
+// attempt.
+func (h *Handler) rewrite(out, in *http.Request, x *exchange) {
 	out.URL.Scheme, out.URL.Host = "http", x.clusterName
-	// ReverseProxy drops the incoming X-Forwarded-* headers when Rewrite
-	// is used; a sidecar keeps them as they came, a gateway appends.
+	// forward drops the incoming X-Forwarded-* headers; a sidecar keeps
+	// them as they came, a gateway appends.
 	if xff := in.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 		out.Header["X-Forwarded-For"] = xff
 	}
@@ -453,7 +433,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Set("X-Forwarded-Proto", "http")
 	}
 	if h.hcm.UseRemoteAddress && x.conn.Source.IsValid() {
-		pr.SetXForwarded()
+		setXForwarded(out, in)
 	}
 	rt := x.route
 	out.Host = in.Host
@@ -519,8 +499,7 @@ func applyOps(h http.Header, add []xdsconfig.HeaderValue, remove []string) {
 }
 
 // modifyResponse runs on every upstream response before it is copied.
-func (h *Handler) modifyResponse(resp *http.Response) error {
-	x := exchangeOf(resp.Request.Context())
+func (h *Handler) modifyResponse(resp *http.Response, x *exchange) {
 	x.code = resp.StatusCode
 	if x.conn.Direction == downstream.Outbound {
 		if p, ok := telemetry.ParsePeer(resp.Header.Get(telemetry.PeerHeader)); ok {
@@ -535,7 +514,6 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	for _, ops := range []*xdsconfig.HeaderOps{&rt.Headers, &x.vh.Headers, &x.rc.Headers} {
 		applyOps(resp.Header, ops.ResponseAdd, ops.ResponseRemove)
 	}
-	return nil
 }
 
 // peerLabels sets the request's source and destination labels from what

@@ -82,7 +82,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush, Hijack and deadlines.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// Flush implements http.Flusher (ReverseProxy flushes streams).
+// Flush implements http.Flusher (forward flushes streams).
 func (r *recorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -181,11 +181,5 @@ func readAll(r io.Reader, n int64) ([]byte, error) {
 	return b, nil
 }
 
-// bufferPool recycles ReverseProxy's copy buffers.
-type bufferPool struct{}
-
+// copyBuffers recycles the buffers response bodies are copied through.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte { return *(copyBuffers.Get().(*[]byte)) }
-
-func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }

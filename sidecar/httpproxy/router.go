@@ -18,9 +18,8 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 )
 
-// attempts is the ReverseProxy's RoundTripper: it sends a request to the
-// exchange's cluster, retrying on other hosts as the route's retry policy
-// allows.
+// attempts sends a request to the exchange's cluster, retrying on other
+// hosts as the route's retry policy allows.
 type attempts struct{ h *Handler }
 
 func nop() {}
@@ -28,8 +27,7 @@ func nop() {}
 // errPerTryTimeout marks an attempt that ran out of its per-try timeout.
 var errPerTryTimeout = errors.New("httpproxy: per-try timeout")
 
-func (a attempts) RoundTrip(out *http.Request) (*http.Response, error) {
-	x := exchangeOf(out.Context())
+func (a attempts) roundTrip(out *http.Request, x *exchange) (*http.Response, error) {
 	cl := x.cluster
 	release, err := cl.AcquireRequest()
 	if err != nil {
@@ -101,7 +99,7 @@ func backoff(rp *xdsconfig.RetryPolicy, n int) time.Duration {
 // attempt sends one try to one host.
 func (a attempts) attempt(out *http.Request, x *exchange, h *lb.Host, rp *xdsconfig.RetryPolicy) (*http.Response, error) {
 	cl := x.cluster
-	// out is ReverseProxy's own copy of the request, with its own URL and
+	// out is forward's own copy of the request, with its own URL and
 	// headers, and attempts run one after the other: each attempt may
 	// change it in place. A per-try timeout needs a context of its own.
 	ctx, req := out.Context(), out
@@ -282,10 +280,8 @@ func grpcToHTTP(s int) int {
 	return 500
 }
 
-// upstreamError is ReverseProxy's ErrorHandler: it turns a failed
-// forward into Envoy's local reply.
-func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	x := exchangeOf(r.Context())
+// upstreamError turns a failed forward into Envoy's local reply.
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, x *exchange, err error) {
 	var ce *upstream.ConnectError
 	switch {
 	case errors.Is(err, upstream.ErrOverflow):
@@ -342,8 +338,8 @@ func (c *closeHook) Close() error {
 	return err
 }
 
-// upgraded keeps a switched protocol's body writable (ReverseProxy needs
-// an io.ReadWriteCloser to splice an upgraded connection).
+// upgraded keeps a switched protocol's body writable (forward needs an
+// io.ReadWriteCloser to splice an upgraded connection).
 type upgraded struct {
 	io.ReadWriteCloser
 	fn func()
