@@ -112,7 +112,7 @@ type Config struct {
 
 	MaxConnections int
 	// GCHeapFloor is the heap size in bytes below which the collector is
-	// not started (package sidecar/gcpace); 0 leaves GOGC alone.
+	// not started (package sidecar/gcpace); 0: GOGC alone.
 	GCHeapFloor uint64
 	Logger      *slog.Logger
 	// Metrics registers the proxy's metrics; default a new registry with
@@ -329,9 +329,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		run("identity", p.identity.Run)
 	}
 	run("xds", p.client.Run)
-	if p.cfg.GCHeapFloor > 0 {
-		run("gc pacing", func(ctx context.Context) error { gcpace.Run(ctx, p.cfg.GCHeapFloor, p.log); return nil })
-	}
+	run("gc pacing", func(ctx context.Context) error { gcpace.Run(ctx, p.cfg.GCHeapFloor, p.log); return nil })
 	run("dataplane", func(ctx context.Context) error { return p.dp.Run(ctx, p.client) })
 	for _, s := range p.servers {
 		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second}

@@ -82,15 +82,34 @@ func Hold() (release func()) {
 		once.Do(func() {
 			pace.mu.Lock()
 			pace.holds--
+			if pace.running {
+				// The live heap has grown while held: the floor's percent
+				// is for the heap as it is now, not as at the last poll.
+				var m gcMetrics
+				m.read()
+				pace.live = m.live
+			}
 			apply()
 			pace.mu.Unlock()
 		})
 	}
 }
 
-// Run keeps the heap goal at or above floor bytes until ctx ends, then
-// puts the operator's GOGC back. A floor of 0, or GOGC=off, makes it
-// return at once. One Run at a time per process.
+// After a burst of allocation (idleGarbage since the last idle
+// collection), once allocation nearly stops (less than idleAllocs in an
+// interval), Run collects once and returns the free pages to the system: an idle proxy otherwise keeps what its last burst (a push, a
+// wave of requests) left until its heap goal is reached again, which idle
+// it never is.
+const (
+	idleAllocs  = 256 << 10
+	idleGarbage = 1 << 20
+)
+
+// Run paces the collector until ctx ends, then puts the operator's GOGC
+// back: it keeps the heap goal at or above floor bytes (0: GOGC alone),
+// and collects once when the proxy goes idle after a burst. With GOGC=off
+// it returns at once, and so does a second Run while one runs (several
+// proxies in one process, as in tests): the first paces the process.
 func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 	pace.mu.Lock()
 	if pace.running {
@@ -100,7 +119,7 @@ func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 	if pace.holds == 0 {
 		pace.base = currentPercent()
 	}
-	if floor == 0 || pace.base < 0 {
+	if pace.base < 0 {
 		pace.mu.Unlock()
 		return
 	}
@@ -113,27 +132,56 @@ func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 		pace.mu.Unlock()
 	}()
 
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var m gcMetrics
+	m.read()
 	last := -2
+	prevAllocs, allocsAtReturn := m.allocs, uint64(0)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		metrics.Read(sample)
-		pace.mu.Lock()
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			pace.live = sample[0].Value.Uint64()
-		}
-		p := apply()
-		live := pace.live
-		pace.mu.Unlock()
-		if p != last {
-			log.Debug("gcpace: GOGC set", "percent", p, "live_bytes", live, "floor_bytes", floor)
-			last = p
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		m.read()
+		idle := m.allocs-prevAllocs < idleAllocs
+		burst := m.allocs-allocsAtReturn >= idleGarbage
+		if idle && burst {
+			debug.FreeOSMemory()
+			m.read()
+			allocsAtReturn = m.allocs
+			log.Debug("gcpace: idle: collected and returned free memory", "live_bytes", m.live)
+		}
+		prevAllocs = m.allocs
+		pace.mu.Lock()
+		pace.live = m.live
+		p := apply()
+		pace.mu.Unlock()
+		if p != last {
+			log.Debug("gcpace: GOGC set", "percent", p, "live_bytes", m.live, "floor_bytes", floor)
+			last = p
+		}
 	}
+}
+
+// gcMetrics are what Run reads of the runtime.
+type gcMetrics struct {
+	samples [2]metrics.Sample
+	live    uint64 // marked live by the last collection
+	allocs  uint64 // allocated since the start
+}
+
+func (m *gcMetrics) read() {
+	if m.samples[0].Name == "" {
+		m.samples[0].Name, m.samples[1].Name = "/gc/heap/live:bytes", "/gc/heap/allocs:bytes"
+	}
+	metrics.Read(m.samples[:])
+	v := func(i int) uint64 {
+		if m.samples[i].Value.Kind() == metrics.KindUint64 {
+			return m.samples[i].Value.Uint64()
+		}
+		return 0
+	}
+	m.live, m.allocs = v(0), v(1)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -98,20 +99,63 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestRunLeavesOffAlone: GOGC=off, or no floor, and Run returns at once
-// without touching GOGC.
+// TestRunLeavesOffAlone: with GOGC=off Run returns at once; without a
+// floor it leaves GOGC as it is.
 func TestRunLeavesOffAlone(t *testing.T) {
 	orig := debug.SetGCPercent(-1)
 	defer debug.SetGCPercent(orig)
+	interval = 10 * time.Millisecond
+	defer func() { interval = time.Second }()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	Run(context.Background(), 16*mib, log) // returns: off
 	if got := currentPercent(); got != -1 {
 		t.Errorf("GOGC=off: %d after Run, want -1", got)
 	}
 	debug.SetGCPercent(150)
-	Run(context.Background(), 0, log) // returns: no floor
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	Run(ctx, 0, log)
 	if got := currentPercent(); got != 150 {
 		t.Errorf("no floor: %d after Run, want 150", got)
+	}
+}
+
+var sink [][]byte
+
+// TestIdleCollection: after a burst of garbage, once allocation stops, Run
+// collects once (a forced cycle) and returns the free pages.
+func TestIdleCollection(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	interval = 20 * time.Millisecond
+	defer func() { interval = time.Second }()
+	forced := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}, {Name: "/memory/classes/heap/released:bytes"}}
+	read := func() (uint64, uint64) {
+		metrics.Read(forced)
+		return forced[0].Value.Uint64(), forced[1].Value.Uint64()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(3 * interval)
+	before, released := read()
+	for range 64 { // 8 MB of garbage, in 128 KB pieces
+		sink = append(sink, make([]byte, 128<<10))
+	}
+	sink = nil
+	waitFor(t, "an idle collection", func() bool { n, _ := read(); return n > before })
+	if _, r := read(); r <= released {
+		t.Errorf("released heap %d, was %d: nothing returned", r, released)
+	}
+	// Once per burst: idle on, no more collections.
+	n, _ := read()
+	time.Sleep(10 * interval)
+	if again, _ := read(); again != n {
+		t.Errorf("%d more forced collections while idle, want none", again-n)
 	}
 }
 
