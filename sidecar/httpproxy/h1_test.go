@@ -28,7 +28,7 @@ type h1Fixture struct {
 	m    *telemetry.Metrics
 }
 
-func startH1(t *testing.T, handler http.Handler) *h1Fixture {
+func startH1(t testing.TB, handler http.Handler) *h1Fixture {
 	t.Helper()
 	m, err := telemetry.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
@@ -508,4 +508,73 @@ func TestH1Hijack(t *testing.T) {
 	if line, _ := c.r.ReadString('\n'); line != "echo hi\n" {
 		t.Errorf("after the upgrade: %q", line)
 	}
+}
+
+// FuzzH1Conn: any bytes from a client get well-formed responses or a
+// closed connection, never a panic or a hang, and the server keeps
+// serving others.
+func FuzzH1Conn(f *testing.F) {
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /big HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+		"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nHEAD /big HTTP/1.0\r\n\r\n",
+		"GET http://other/x?a=1;b=2 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GARBAGE\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+		"\x16\x03\x01\x02\x00\x01\xff\xff\xff",
+	} {
+		f.Add([]byte(seed))
+	}
+	big := strings.Repeat("b", 3000)
+	fx := startH1(f, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/echo":
+			b, _ := io.ReadAll(r.Body)
+			w.Write(b)
+		case "/big":
+			io.WriteString(w, big)
+		default:
+			io.WriteString(w, "ok")
+		}
+	}))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := net.Dial("tcp", fx.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(in)
+		c.(*net.TCPConn).CloseWrite()
+		r := bufio.NewReader(c)
+		for {
+			if _, err := r.Peek(1); errors.Is(err, io.EOF) {
+				break // the server closed, having answered all it read
+			}
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatalf("the server neither answered nor closed within 5 s")
+				}
+				t.Fatalf("a malformed response: %v", err)
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatalf("a response body hung: %v", err)
+				}
+			}
+			resp.Body.Close()
+		}
+		// The server still serves.
+		g := &http.Client{Timeout: 5 * time.Second}
+		resp, err := g.Get("http://" + fx.addr + "/")
+		if err != nil {
+			t.Fatalf("after the fuzz input: %v", err)
+		}
+		resp.Body.Close()
+	})
 }
