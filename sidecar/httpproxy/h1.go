@@ -75,6 +75,7 @@ type h1Conn struct {
 	watching bool
 	watched  chan struct{}
 	peeked   []byte // a byte the watch read (a pipelined request)
+	hijacked bool   // the connection belongs to a handler
 }
 
 // Read is what the bufio.Reader reads: the byte the watch took first, then
@@ -112,13 +113,21 @@ func (s *Server) serveH1(ec *edgeConn, base context.Context) {
 	c.bw.Reset(ec)
 	c.watch = time.AfterFunc(time.Hour, c.startWatch)
 	c.watch.Stop()
-	hijacked := false
+	// reusable: the buffers go back to their pools only when no request
+	// body can still be read through them. An upstream transport may read
+	// a body after the handler returned (HTTP/2 writes bodies on a
+	// goroutine of its own); a body read to its end never touches the
+	// buffer again, one cut short might.
+	reusable := true
 	defer func() {
 		c.watch.Stop()
-		if hijacked {
+		if c.hijacked {
 			return
 		}
 		ec.Close()
+		if !reusable {
+			return
+		}
 		c.br.Reset(nil)
 		h1Readers.Put(c.br)
 		c.bw.Reset(nil)
@@ -134,14 +143,22 @@ func (s *Server) serveH1(ec *edgeConn, base context.Context) {
 		w := &h1Response{c: c, req: req, header: make(http.Header), contentLength: -1}
 		keep := c.serve(w, req)
 		if w.hijacked {
-			hijacked = true
+			c.hijacked = true
+			reusable = false
 			return
 		}
-		if !keep || !w.finish() || s.draining.Load() {
+		keep = keep && w.finish()
+		if w.body != nil {
+			// Whoever still holds the body gets an error from now on.
+			w.body.closed.Store(true)
+			reusable = w.body.eof.Load()
+		}
+		if !keep || s.draining.Load() {
 			return
 		}
 	}
 }
+
 
 // readRequest waits for a request (IdleTimeout), reads its headers
 // (RequestHeadersTimeout, MaxRequestHeadersBytes) and checks them; what
