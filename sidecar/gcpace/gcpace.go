@@ -3,6 +3,7 @@ package gcpace
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
@@ -148,6 +149,9 @@ func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 		idle := m.allocs-prevAllocs < idleAllocs
 		burst := m.allocs-allocsAtReturn >= idleGarbage
 		if idle && burst {
+			// Two collections: what sync.Pools hold (encoding buffers of an
+			// admin dump, say) is only dropped by the second.
+			runtime.GC()
 			debug.FreeOSMemory()
 			m.read()
 			allocsAtReturn = m.allocs
