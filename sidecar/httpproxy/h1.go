@@ -159,7 +159,6 @@ func (s *Server) serveH1(ec *edgeConn, base context.Context) {
 	}
 }
 
-
 // readRequest waits for a request (IdleTimeout), reads its headers
 // (RequestHeadersTimeout, MaxRequestHeadersBytes) and checks them; what
 // it refuses is answered, counted and ends the connection.
