@@ -206,7 +206,10 @@ wait_http "http://127.0.0.1:$mrh/ready"
 curl -fsS -o /dev/null "http://127.0.0.1:$mr/echo"
 clusters=$(curl -fsS "http://127.0.0.1:$mrh/metrics" | awk '/^meridian_proxy_xds_resources\{type="CDS"\}/ { print $2 }')
 eps=$(curl -fsS "http://127.0.0.1:$mrh/clusters" | grep -c '"address"' || true)
-sleep 3 # let the collector return what decoding the first push used
+# An idle proxy: meridian-proxy collects and returns its free memory once
+# allocation stops after a burst (package sidecar/gcpace); it polls every
+# second, so 5 s is idle enough.
+sleep 5
 read -r rss anon file < <(awk '/^VmRSS/ { r = $2 } /^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { print r, a, f }' "/proc/$mr_pid/status")
 heap=$(curl -fsS "http://127.0.0.1:$mrh/metrics" | awk '/^go_memstats_heap_alloc_bytes/ { printf "%.1f", $2 / 1048576 }')
 awk -v r="$rss" -v a="$anon" -v f="$file" -v h="$heap" -v c="$clusters" -v e="$eps" 'BEGIN {
