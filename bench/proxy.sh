@@ -206,14 +206,15 @@ wait_http "http://127.0.0.1:$mrh/ready"
 curl -fsS -o /dev/null "http://127.0.0.1:$mr/echo"
 clusters=$(curl -fsS "http://127.0.0.1:$mrh/metrics" | awk '/^meridian_proxy_xds_resources\{type="CDS"\}/ { print $2 }')
 eps=$(curl -fsS "http://127.0.0.1:$mrh/clusters" | grep -c '"address"' || true)
+busy=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$mr_pid/status") # just after dumping every endpoint
 # An idle proxy: meridian-proxy collects and returns its free memory once
 # allocation stops after a burst (package sidecar/gcpace); it polls every
 # second, so 5 s is idle enough.
 sleep 5
 read -r rss anon file < <(awk '/^VmRSS/ { r = $2 } /^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { print r, a, f }' "/proc/$mr_pid/status")
 heap=$(curl -fsS "http://127.0.0.1:$mrh/metrics" | awk '/^go_memstats_heap_alloc_bytes/ { printf "%.1f", $2 / 1048576 }')
-awk -v r="$rss" -v a="$anon" -v f="$file" -v h="$heap" -v c="$clusters" -v e="$eps" 'BEGIN {
-  printf "RSS with %d clusters and %d endpoints: %.1f MB (target < 30 MB)\n", c, e, r / 1024
+awk -v r="$rss" -v a="$anon" -v f="$file" -v h="$heap" -v c="$clusters" -v e="$eps" -v b="$busy" 'BEGIN {
+  printf "RSS with %d clusters and %d endpoints, idle: %.1f MB (target < 30 MB); just after an admin dump of every endpoint: %s MB\n", c, e, r / 1024, b
   printf "  of which private (anonymous) %.1f MB, live Go heap %s MB; file-backed %.1f MB (the binary'"'"'s pages, shared through the page cache)\n", a / 1024, h, f / 1024 }'
 
 # Failover at 1,000 req/s: errors with retries, and recovery without
