@@ -2,12 +2,14 @@ package sidecar_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -227,4 +229,54 @@ func TestUpgradeStreamTrailers(t *testing.T) {
 			t.Errorf("after the upgrade: %q, %v", line, err)
 		}
 	}
+}
+
+// TestAdminClusters: /clusters lists every cluster with its endpoints, as
+// one JSON document written a cluster at a time.
+func TestAdminClusters(t *testing.T) {
+	m := newMesh(t)
+	m.service("echo", 80, registry.ProtocolHTTP)
+	m.service("other", 80, registry.ProtocolHTTP)
+	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
+	m.endpoint("echo", "e1", b1.addr, "z1", nil)
+	m.endpoint("echo", "e2", b2.addr, "z2", nil)
+	admin := freeAddr(t)
+	startProxy(t, m.xds.Addr, sidecar.Config{Admin: admin, Upstreams: []sidecar.Upstream{{Listen: freeAddr(t), Host: host("echo"), Port: 80}}})
+	type dump []struct {
+		Name  string `json:"name"`
+		Hosts []struct {
+			Address  string `json:"address"`
+			Locality string `json:"locality"`
+		} `json:"hosts"`
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		resp, err := http.Get("http://" + admin.String() + "/clusters")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var d dump
+		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+			return fmt.Errorf("not JSON: %v", err)
+		}
+		if len(d) < 2 || !sort.SliceIsSorted(d, func(i, j int) bool { return d[i].Name < d[j].Name }) {
+			return fmt.Errorf("clusters %+v: want both services' clusters, sorted", d)
+		}
+		for _, c := range d {
+			if strings.Contains(c.Name, host("echo")) {
+				var addrs []string
+				for _, h := range c.Hosts {
+					addrs = append(addrs, h.Address)
+				}
+				sort.Strings(addrs)
+				want := []string{b1.addr.String(), b2.addr.String()}
+				sort.Strings(want)
+				if fmt.Sprint(addrs) != fmt.Sprint(want) {
+					return fmt.Errorf("%s: hosts %v, want %v", c.Name, addrs, want)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no cluster for %s in %+v", host("echo"), d)
+	})
 }
