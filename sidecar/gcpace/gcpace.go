@@ -29,6 +29,8 @@ var pace struct {
 	floor   uint64 // bytes; 0: none
 	live    uint64 // bytes marked live by the last collection
 	holds   int
+	set     int // what this package last gave SetGCPercent (valid if setOK)
+	setOK   bool
 }
 
 // Percent is the GOGC to use: base raised so that the heap goal,
@@ -54,11 +56,16 @@ func Percent(base int, floor, live uint64, holding bool) int {
 	return p
 }
 
-// apply sets GOGC from the state; the caller holds mu.
-func apply() int {
+// apply sets GOGC from the state, when it changes; the caller holds mu.
+// It reports the percent and whether it changed.
+func apply() (int, bool) {
 	p := Percent(pace.base, pace.floor, pace.live, pace.holds > 0)
+	if pace.setOK && pace.set == p {
+		return p, false
+	}
 	debug.SetGCPercent(p)
-	return p
+	pace.set, pace.setOK = p, true
+	return p, true
 }
 
 // currentPercent reads GOGC (the runtime has no getter).
@@ -74,6 +81,7 @@ func Hold() (release func()) {
 	pace.mu.Lock()
 	if pace.holds == 0 && !pace.running {
 		pace.base = currentPercent()
+		pace.setOK = false // GOGC may have been set outside this package
 	}
 	pace.holds++
 	apply()
@@ -98,9 +106,10 @@ func Hold() (release func()) {
 
 // After a burst of allocation (idleGarbage since the last idle
 // collection), once allocation nearly stops (less than idleAllocs in an
-// interval), Run collects once and returns the free pages to the system: an idle proxy otherwise keeps what its last burst (a push, a
-// wave of requests) left until its heap goal is reached again, which idle
-// it never is.
+// interval), Run collects once and returns the free pages to the system:
+// an idle proxy otherwise keeps what its last burst (a push, a wave of
+// requests) left until its heap goal is reached again, which idle it
+// never is.
 const (
 	idleAllocs  = 256 << 10
 	idleGarbage = 1 << 20
@@ -119,6 +128,7 @@ func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 	}
 	if pace.holds == 0 {
 		pace.base = currentPercent()
+		pace.setOK = false
 	}
 	if pace.base < 0 {
 		pace.mu.Unlock()
@@ -135,7 +145,6 @@ func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 
 	var m gcMetrics
 	m.read()
-	last := -2
 	prevAllocs, allocsAtReturn := m.allocs, uint64(0)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -160,11 +169,10 @@ func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 		prevAllocs = m.allocs
 		pace.mu.Lock()
 		pace.live = m.live
-		p := apply()
+		p, changed := apply()
 		pace.mu.Unlock()
-		if p != last {
+		if changed {
 			log.Debug("gcpace: GOGC set", "percent", p, "live_bytes", m.live, "floor_bytes", floor)
-			last = p
 		}
 	}
 }

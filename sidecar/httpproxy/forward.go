@@ -6,7 +6,6 @@ import (
 	"io"
 	"maps"
 	"mime"
-	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -279,23 +278,4 @@ func cleanQuery(s string) string {
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-// setXForwarded appends the client's address to X-Forwarded-For and sets
-// X-Forwarded-Host and -Proto (a gateway that uses the remote address).
-func setXForwarded(out, in *http.Request) {
-	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
-		}
-		out.Header.Set("X-Forwarded-For", ip)
-	} else {
-		out.Header.Del("X-Forwarded-For")
-	}
-	out.Header.Set("X-Forwarded-Host", in.Host)
-	if in.TLS == nil {
-		out.Header.Set("X-Forwarded-Proto", "http")
-	} else {
-		out.Header.Set("X-Forwarded-Proto", "https")
-	}
 }

@@ -408,7 +408,7 @@ func (w *h1Response) WriteHeader(code int) {
 		if w.body != nil && code == http.StatusContinue {
 			w.body.expect.Store(false)
 		}
-		fmt.Fprintf(w.c.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+		writeStatusLine(w.c.bw, code)
 		w.header.Write(w.c.bw)
 		w.c.bw.WriteString("\r\n")
 		w.err = w.c.bw.Flush()
@@ -507,7 +507,7 @@ func (w *h1Response) commit(done bool) {
 			}
 		}
 	}
-	if w.req.Close || w.c.s.draining.Load() || hasToken(h["Connection"], "close") {
+	if w.req.Close || w.c.s.draining.Load() || httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
 		w.closeAfter = true
 	}
 	hasBody := bodyAllowed(w.status) && w.req.Method != http.MethodHead
@@ -522,7 +522,7 @@ func (w *h1Response) commit(done bool) {
 	default:
 		w.closeAfter = true // HTTP/1.0: the body ends with the connection
 	}
-	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\n", w.status, reasonPhrase(w.status))
+	writeStatusLine(bw, w.status)
 	if _, ok := h["Date"]; !ok {
 		bw.WriteString("Date: ")
 		bw.WriteString(httpDate())
@@ -547,11 +547,20 @@ func (w *h1Response) commit(done bool) {
 	}
 }
 
-func reasonPhrase(code int) string {
+// writeStatusLine writes "HTTP/1.1 code reason" (without fmt: it is on
+// every response).
+func writeStatusLine(bw *bufio.Writer, code int) {
+	var b [20]byte
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
+	bw.WriteByte(' ')
 	if t := http.StatusText(code); t != "" {
-		return t
+		bw.WriteString(t)
+	} else {
+		bw.WriteString("status code ")
+		bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
 	}
-	return "status code " + strconv.Itoa(code)
+	bw.WriteString("\r\n")
 }
 
 // finish completes the response after the handler returned; true keeps
@@ -634,17 +643,6 @@ func (w *h1Response) SetWriteDeadline(t time.Time) error { return w.c.ec.SetWrit
 // EnableFullDuplex is for http.ResponseController: this server lets a
 // handler read the body while it writes.
 func (w *h1Response) EnableFullDuplex() error { return nil }
-
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for f := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // httpDate is the Date header's value, formatted once a second.
 func httpDate() string {

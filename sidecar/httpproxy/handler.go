@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -433,7 +434,8 @@ func (h *Handler) rewrite(out, in *http.Request, x *exchange) {
 		out.Header.Set("X-Forwarded-Proto", "http")
 	}
 	if h.hcm.UseRemoteAddress && x.conn.Source.IsValid() {
-		setXForwarded(out, in)
+		// Appends the client to the X-Forwarded-For restored above.
+		(&httputil.ProxyRequest{In: in, Out: out}).SetXForwarded()
 	}
 	rt := x.route
 	out.Host = in.Host
