@@ -1,6 +1,7 @@
 package sidecar_test
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -249,15 +250,17 @@ spec:
     retries: {attempts: 3, perTryTimeout: 200ms, retryOn: [5xx, reset, connect-failure]}
 `, "good", "bad")
 	m.backends["bad"].status.Store(503)
+	// Both endpoints must be in the proxy's configuration: with "bad" not
+	// there yet, every answer is good without a retry.
 	m.waitRouted(func() error {
 		if got := m.answers(20, "/r"); got["good"] != 20 {
 			return fmt.Errorf("with retries: %v", got)
 		}
+		if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v == 0 {
+			return errors.New("no retry counted")
+		}
 		return nil
 	})
-	if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v == 0 {
-		t.Fatal("no retry counted")
-	}
 	// A slow endpoint: the per-try timeout moves on.
 	m.backends["bad"].status.Store(0)
 	m.backends["bad"].delay.Store(int64(3 * time.Second))
