@@ -129,7 +129,10 @@ func TestIdleCollection(t *testing.T) {
 	defer debug.SetGCPercent(orig)
 	interval = 20 * time.Millisecond
 	defer func() { interval = time.Second }()
-	forced := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}, {Name: "/memory/classes/heap/released:bytes"}}
+	// Free pages not yet returned to the system: what the idle
+	// collection returns (a count of released pages would depend on what
+	// earlier tests left released).
+	forced := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}, {Name: "/memory/classes/heap/free:bytes"}}
 	read := func() (uint64, uint64) {
 		metrics.Read(forced)
 		return forced[0].Value.Uint64(), forced[1].Value.Uint64()
@@ -142,7 +145,7 @@ func TestIdleCollection(t *testing.T) {
 	}()
 	defer func() { cancel(); <-done }()
 	time.Sleep(3 * interval)
-	before, released := read()
+	before, _ := read()
 	for range 64 { // 8 MB of garbage, in 128 KB pieces
 		sink = append(sink, make([]byte, 128<<10))
 	}
@@ -151,8 +154,8 @@ func TestIdleCollection(t *testing.T) {
 	// moved aside, and returns the pages.
 	waitFor(t, "an idle collection", func() bool { n, _ := read(); return n >= before+2 })
 	time.Sleep(interval) // FreeOSMemory returns after its cycle
-	if _, r := read(); r <= released {
-		t.Errorf("released heap %d, was %d: nothing returned", r, released)
+	if _, free := read(); free >= 1<<20 {
+		t.Errorf("%d bytes of free heap kept after the idle collection, want them returned", free)
 	}
 	// Once per burst: idle on, no more collections.
 	n, _ := read()
