@@ -1,7 +1,6 @@
 package sidecar_test
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/registry"
 	"github.com/meridian-mesh/meridian/sidecar"
+	"github.com/meridian-mesh/meridian/sidecar/xdsclient"
+	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 )
 
 // trafficMesh is one HTTP service "web" with versioned endpoints behind a
@@ -249,18 +250,40 @@ spec:
     timeout: 5s
     retries: {attempts: 3, perTryTimeout: 200ms, retryOn: [5xx, reset, connect-failure]}
 `, "good", "bad")
+	// The endpoint fails only once the policies are in the proxy: under a
+	// configuration from before them, outlier detection ejects it (for
+	// 30 s) and no request is ever retried.
+	m.waitRouted(func() error {
+		st := m.px.Client().State()
+		retries := false
+		st.Each(xdsclient.RouteType, func(_ string, r xdsclient.Resource) {
+			for _, vh := range r.(*xdsconfig.RouteConfig).VirtualHosts {
+				for _, rt := range vh.Routes {
+					retries = retries || rt.Retry != nil
+				}
+			}
+		})
+		outlier := false // ejecting on 5xx or gateway errors
+		st.Each(xdsclient.ClusterType, func(_ string, r xdsclient.Resource) {
+			if c := r.(*xdsconfig.Cluster); strings.Contains(c.Name, host("web")) && c.Outlier != nil {
+				outlier = outlier || c.Outlier.Enforcing5xx > 0 || c.Outlier.EnforcingGateway > 0
+			}
+		})
+		if !retries || outlier {
+			return fmt.Errorf("policies not in the proxy yet: a route with retries %v, outlier detection %v", retries, outlier)
+		}
+		return nil
+	})
 	m.backends["bad"].status.Store(503)
-	// Both endpoints must be in the proxy's configuration: with "bad" not
-	// there yet, every answer is good without a retry.
 	m.waitRouted(func() error {
 		if got := m.answers(20, "/r"); got["good"] != 20 {
 			return fmt.Errorf("with retries: %v", got)
 		}
-		if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v == 0 {
-			return errors.New("no retry counted")
-		}
 		return nil
 	})
+	if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v == 0 {
+		t.Fatal("no retry counted")
+	}
 	// A slow endpoint: the per-try timeout moves on.
 	m.backends["bad"].status.Store(0)
 	m.backends["bad"].delay.Store(int64(3 * time.Second))
