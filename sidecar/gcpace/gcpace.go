@@ -20,6 +20,12 @@ const (
 // interval is how often Run reads the live heap; tests shorten it.
 var interval = time.Second
 
+// release returns the free heap to the system after an idle collection;
+// tests count its calls (how many pages stay free after it is the
+// runtime's affair: it returns freed large spans itself, and keeps some
+// in per-processor caches).
+var release = debug.FreeOSMemory
+
 // pace is the process's pacing state; mu guards it and every SetGCPercent
 // this package makes, so Run and Hold never undo each other.
 var pace struct {
@@ -161,7 +167,7 @@ func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 			// Two collections: what sync.Pools hold (encoding buffers of an
 			// admin dump, say) is only dropped by the second.
 			runtime.GC()
-			debug.FreeOSMemory()
+			release()
 			m.read()
 			allocsAtReturn = m.allocs
 			log.Debug("gcpace: idle: collected and returned free memory", "live_bytes", m.live)
