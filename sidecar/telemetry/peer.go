@@ -64,7 +64,7 @@ func ParsePeer(v string) (Peer, bool) {
 	if v == "" || len(v) > MaxPeerHeader {
 		return p, false
 	}
-	for _, kv := range strings.Split(v, ";") {
+	for kv := range strings.SplitSeq(v, ";") {
 		k, val, ok := strings.Cut(kv, "=")
 		if !ok {
 			return Peer{}, false
@@ -95,15 +95,22 @@ func PeerFromSPIFFE(id string) Peer {
 	if !ok {
 		return Peer{}
 	}
-	parts := strings.Split(rest, "/")
+	// Segments after the trust domain pair up as key/value; SplitSeq
+	// walks them without a slice, as this runs per request.
 	var p Peer
-	for i := 1; i+1 < len(parts); i += 2 {
-		switch parts[i] {
-		case "ns":
-			p.Namespace = parts[i+1]
-		case "sa":
-			p.Workload = parts[i+1]
+	var key string
+	i := 0
+	for seg := range strings.SplitSeq(rest, "/") {
+		switch {
+		case i == 0: // the trust domain
+		case i%2 == 1:
+			key = seg
+		case key == "ns":
+			p.Namespace = seg
+		case key == "sa":
+			p.Workload = seg
 		}
+		i++
 	}
 	return p
 }

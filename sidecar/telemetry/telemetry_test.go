@@ -71,8 +71,27 @@ func TestPeerHeader(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if p := telemetry.PeerFromSPIFFE("spiffe://mesh.test/ns/shop/sa/web"); p.Namespace != "shop" || p.Workload != "web" {
-		t.Fatalf("from SPIFFE ID: %+v", p)
+}
+
+func TestPeerFromSPIFFE(t *testing.T) {
+	for _, tc := range []struct {
+		id  string
+		ns  string
+		wkl string
+	}{
+		{"spiffe://mesh.test/ns/shop/sa/web", "shop", "web"},
+		{"spiffe://mesh.test/sa/web/ns/shop", "shop", "web"},
+		{"spiffe://mesh.test/ns/shop", "shop", ""},
+		{"spiffe://mesh.test/ns/shop/sa", "shop", ""},      // a key without its value
+		{"spiffe://mesh.test/x/ns/sa/web", "", "web"},      // "ns" as a value is not a key
+		{"spiffe://ns/sa/sa/web", "", "sa"},                // the trust domain is no key
+		{"spiffe://mesh.test/meridian/cluster/c1", "", ""}, // not a workload's
+		{"https://mesh.test/ns/shop/sa/web", "", ""},       // not SPIFFE
+		{"", "", ""},
+	} {
+		if p := telemetry.PeerFromSPIFFE(tc.id); p.Namespace != tc.ns || p.Workload != tc.wkl || p.Cluster != "" || p.Locality != "" {
+			t.Errorf("PeerFromSPIFFE(%q) = %+v; want namespace %q, workload %q", tc.id, p, tc.ns, tc.wkl)
+		}
 	}
 }
 
