@@ -16,6 +16,7 @@ import (
 	"github.com/meridian-mesh/meridian/sidecar/httpproxy"
 	"github.com/meridian-mesh/meridian/sidecar/identity"
 	"github.com/meridian-mesh/meridian/sidecar/internal/hello"
+	"github.com/meridian-mesh/meridian/sidecar/internal/sockio"
 	"github.com/meridian-mesh/meridian/sidecar/tcpproxy"
 	"github.com/meridian-mesh/meridian/sidecar/telemetry"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
@@ -366,6 +367,7 @@ func (m *Manager) acceptLoop(s *socket) {
 			continue
 		}
 		delay = 0
+		c = sockio.Wrap(c)
 		b := s.cur.Load()
 		if m.active.Add(1) > int64(m.o.MaxConnections) {
 			m.active.Add(-1)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,7 +12,7 @@ import (
 // originalDst returns the destination a connection had before iptables
 // redirected it (SO_ORIGINAL_DST), and false when it was not redirected.
 func originalDst(c net.Conn) (netip.AddrPort, bool) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := c.(syscall.Conn)
 	if !ok {
 		return netip.AddrPort{}, false
 	}

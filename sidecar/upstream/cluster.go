@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/meridian-mesh/meridian/sidecar/identity"
+	"github.com/meridian-mesh/meridian/sidecar/internal/sockio"
 	"github.com/meridian-mesh/meridian/sidecar/lb"
 	"github.com/meridian-mesh/meridian/sidecar/xdsconfig"
 )
@@ -343,7 +344,7 @@ func (c *Cluster) dialTCP(ctx context.Context, st *clusterState, addr string) (n
 	for _, ip := range ips {
 		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.String(), port))
 		if err == nil {
-			return conn, nil
+			return sockio.Wrap(conn), nil
 		}
 		last = err
 	}
