@@ -16,6 +16,10 @@
 // listen (sockets, listener filters, filter chains), httpproxy and
 // tcpproxy (the network filters), telemetry, dataplane (applies states),
 // enroll (the proxy's own SVID outside Kubernetes, from a join token).
+// Process-level: gcpace (the collector's pacing: heap floor, idle
+// collection), sched (the CPU slice the command asks the kernel for), and
+// internal/sockio (the data path's socket reads and writes as raw system
+// calls, which keep the runtime's monitor thread asleep).
 //
 // Sidecar mode without traffic capture (the lab, VMs, a laptop): the
 // virtual listeners are not bound; instead explicit ports stand for the

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -90,6 +91,45 @@ func TestGCHeapFloorFlag(t *testing.T) {
 		closer.Close()
 		if cfg.GCHeapFloor != tc.want {
 			t.Errorf("%v: GCHeapFloor %d, want %d", tc.args, cfg.GCHeapFloor, tc.want)
+		}
+	}
+}
+
+// TestSchedSliceFlag: 100µs by default, 0 leaves the kernel's, and values
+// outside the kernel's bounds are refused by name.
+func TestSchedSliceFlag(t *testing.T) {
+	base := []string{"--xds-address", "127.0.0.1:15010", "--id", "p1", "--cluster", "c1", "--namespace", "shop", "--xds-token-file="}
+	for _, tc := range []struct {
+		args    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{nil, 100 * time.Microsecond, ""},
+		{[]string{"--sched-slice", "0"}, 0, ""},
+		{[]string{"--sched-slice", "3ms"}, 3 * time.Millisecond, ""},
+		{[]string{"--sched-slice", "50us"}, 0, "--sched-slice: 50µs: want 0 or 100µs to 100ms"},
+		{[]string{"--sched-slice", "1s"}, 0, "--sched-slice: 1s: want 0 or 100µs to 100ms"},
+		{[]string{"--sched-slice", "-1ms"}, 0, "--sched-slice: -1ms: want 0 or 100µs to 100ms"},
+	} {
+		var o sidecar.Options
+		fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
+		o.BindFlags(fs)
+		if err := fs.Parse(append(append([]string{}, base...), tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		_, closer, err := o.Config(io.Discard)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		closer.Close()
+		if o.SchedSlice != tc.want {
+			t.Errorf("%v: SchedSlice %v, want %v", tc.args, o.SchedSlice, tc.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/meridian-mesh/meridian/sidecar"
+	"github.com/meridian-mesh/meridian/sidecar/sched"
 )
 
 func main() {
@@ -84,6 +85,16 @@ func serve(o sidecar.Options, stderr io.Writer) error {
 		return err
 	}
 	defer closer.Close()
+	if o.SchedSlice > 0 {
+		// The process's own setting, so here rather than in the proxy a
+		// test may embed. A kernel or sandbox that refuses it costs only
+		// latency under contention.
+		if n, err := sched.SetSlice(o.SchedSlice); err != nil {
+			cfg.Logger.Warn("meridian-proxy: scheduling slice not set", "slice", o.SchedSlice, "err", err)
+		} else {
+			cfg.Logger.Debug("meridian-proxy: scheduling slice set", "slice", o.SchedSlice, "threads", n)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	p, err := sidecar.New(ctx, cfg)
