@@ -152,10 +152,12 @@ latency() {
   local t0; t0=$(cpu_ticks "$@")
   local out; out=$(taskset -c 1 "$fortio" load -qps 1000 -c 8 -t "${secs}s" -uniform -r 0.00001 -p 50,99 -loglevel Error "$url" 2>&1)
   local t1; t1=$(cpu_ticks "$@")
-  echo "$out" | awk -v t0="$t0" -v t1="$t1" -v hz="$hz" -v secs="$secs" '
+  # The proxies' resident memory at the end of the run (the largest).
+  local rss=0; for p in "$@"; do rss=$(awk -v m="$rss" '/^VmRSS/ { m = ($2 > m) ? $2 : m } END { print m }' "/proc/$p/status"); done
+  echo "$out" | awk -v t0="$t0" -v t1="$t1" -v hz="$hz" -v secs="$secs" -v rss="$rss" '
     /# target 50%/ { p50 = $4 * 1000 } /# target 99%/ { p99 = $4 * 1000 }
     /Code 200/ { ok = $4 } /All done/ { n = $3 }
-    END { printf "%.3f %.3f %.3f %s %s\n", p50, p99, (t1 - t0) / hz / secs, ok, n }'
+    END { printf "%.3f %.3f %.3f %s %s %.0f\n", p50, p99, (t1 - t0) / hz / secs, ok, n, rss / 1024 }'
 }
 saturated() { taskset -c 1 wrk -t1 -c32 -d"${secs}s" "$1" | awk '/Requests\/sec/ { printf "%.0f\n", $2 }'; }
 
@@ -165,7 +167,7 @@ saturated() { taskset -c 1 wrk -t1 -c32 -d"${secs}s" "$1" | awk '/Requests\/sec/
 # ratios, and every round's ratios are printed to show the spread.
 declare -A P50 P99 SAT CPU
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratios_cb=""; ratios_cbs=""; ratios_de=""
+ratios_cb=""; ratios_cbs=""; ratios_de=""; ratios_acb=""; ratios_ade=""
 for r in $(seq "$rounds"); do
   echo "round $r of $rounds"
   printf '  %-32s %9s %9s %9s %9s %10s %12s\n' setup p50_ms p99_ms "+p50_ms" "+p99_ms" "sat_req/s" "cpu_s/1krps"
@@ -177,21 +179,25 @@ for r in $(seq "$rounds"); do
       d) name="(d) sidecar->sidecar mTLS";   url="http://127.0.0.1:$cli/echo"; pp=("$cli_pid" "$srv_pid");;
       e) name="(e) HAProxy->HAProxy TLS";    url="http://127.0.0.1:$h1/echo"; pp=("$hap2_pid" "$hap3_pid");;
     esac
-    read -r p50 p99 cpu ok n < <(latency "$url" "${pp[@]}")
+    read -r p50 p99 cpu ok n rss < <(latency "$url" "${pp[@]}")
     sat=$(saturated "$url")
     P50[$s$r]=$p50; P99[$s$r]=$p99; SAT[$s$r]=$sat; CPU[$s$r]=$cpu
     add50=$(awk -v a="$p50" -v d="${P50[a$r]}" 'BEGIN { printf "%.3f", a - d }')
     add99=$(awk -v a="$p99" -v d="${P99[a$r]}" 'BEGIN { printf "%.3f", a - d }')
-    printf '  %-32s %9s %9s %9s %9s %10s %12s   (%s/%s ok)\n' "$name" "$p50" "$p99" "$add50" "$add99" "$sat" "$cpu" "$ok" "$n"
+    mem=""; [ "$rss" != 0 ] && mem=", proxy RSS ${rss} MB"
+    printf '  %-32s %9s %9s %9s %9s %10s %12s   (%s/%s ok%s)\n' "$name" "$p50" "$p99" "$add50" "$add99" "$sat" "$cpu" "$ok" "$n" "$mem"
   done
-  read -r cb cbs de < <(awk -v c="${P99[c$r]}" -v b="${P99[b$r]}" -v cs="${SAT[c$r]}" -v bs="${SAT[b$r]}" -v d="${P99[d$r]}" -v e="${P99[e$r]}" \
-    'BEGIN { printf "%.2f %.2f %.2f\n", c / b, cs / bs, d / e }')
-  echo "  round $r: (c)/(b) p99 ${cb}x, throughput ${cbs}x; (d)/(e) p99 ${de}x"
-  ratios_cb+=" $cb"; ratios_cbs+=" $cbs"; ratios_de+=" $de"
+  # p99 ratios two ways: of the whole latency, and of the latency added
+  # over direct (p99 minus direct's p99), the stricter reading.
+  read -r cb cbs de acb ade < <(awk -v c="${P99[c$r]}" -v b="${P99[b$r]}" -v cs="${SAT[c$r]}" -v bs="${SAT[b$r]}" -v d="${P99[d$r]}" -v e="${P99[e$r]}" -v a="${P99[a$r]}" \
+    'BEGIN { printf "%.2f %.2f %.2f %.2f %.2f\n", c / b, cs / bs, d / e, (c - a) / (b - a), (d - a) / (e - a) }')
+  echo "  round $r: (c)/(b) p99 ${cb}x (added ${acb}x), throughput ${cbs}x; (d)/(e) p99 ${de}x (added ${ade}x)"
+  ratios_cb+=" $cb"; ratios_cbs+=" $cbs"; ratios_de+=" $de"; ratios_acb+=" $acb"; ratios_ade+=" $ade"
 done
 echo "over $rounds rounds, the median of the per-round ratios:"
 echo "(c)/(b) p99 $(median <<<"$ratios_cb")x (target <= 1.5x; rounds:$ratios_cb), saturated throughput $(median <<<"$ratios_cbs")x (target >= 0.7x; rounds:$ratios_cbs)"
 echo "(d)/(e) p99 $(median <<<"$ratios_de")x (target <= 1.5x; rounds:$ratios_de)"
+echo "added p99 (p99 minus direct's): (c)/(b) $(median <<<"$ratios_acb")x (rounds:$ratios_acb); (d)/(e) $(median <<<"$ratios_ade")x (rounds:$ratios_ade); target <= 1.5x"
 echo "cpu_s/1krps median: (c) $(for r in $(seq "$rounds"); do printf '%s ' "${CPU[c$r]}"; done | median), (d) $(for r in $(seq "$rounds"); do printf '%s ' "${CPU[d$r]}"; done | median)"
 
 # Memory: a sidecar holding 1,000 clusters and 10,000 endpoints.
