@@ -264,8 +264,8 @@ func (o *Options) Config(stderr io.Writer) (Config, io.Closer, error) {
 	} else {
 		cfg.GCHeapFloor = uint64(o.GCHeapFloorMB) << 20
 	}
-	if o.SchedSlice != 0 && (o.SchedSlice < sched.MinSlice || o.SchedSlice > sched.MaxSlice) {
-		bad("sched-slice", fmt.Errorf("%v: want 0 or %v to %v", o.SchedSlice, sched.MinSlice, sched.MaxSlice))
+	if err := sched.Check(o.SchedSlice); err != nil {
+		bad("sched-slice", err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {

@@ -9,18 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The kernel's bounds on a requested slice.
-const (
-	MinSlice = 100 * time.Microsecond
-	MaxSlice = 100 * time.Millisecond
-)
-
 // SetSlice requests slice d for every thread of the process, 0 for the
 // kernel's default. Threads the runtime starts later inherit it from the
 // thread that starts them. It returns how many threads were set.
 func SetSlice(d time.Duration) (int, error) {
-	if d != 0 && (d < MinSlice || d > MaxSlice) {
-		return 0, fmt.Errorf("slice %v: want 0 or %v to %v", d, MinSlice, MaxSlice)
+	if err := Check(d); err != nil {
+		return 0, err
 	}
 	done := map[int]bool{}
 	// A thread started while the list is read may have been cloned from

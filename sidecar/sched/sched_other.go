@@ -7,15 +7,10 @@ import (
 	"time"
 )
 
-const (
-	MinSlice = 100 * time.Microsecond
-	MaxSlice = 100 * time.Millisecond
-)
-
 // SetSlice is for Linux only.
 func SetSlice(d time.Duration) (int, error) {
-	if d == 0 {
-		return 0, nil
+	if err := Check(d); err != nil || d == 0 {
+		return 0, err
 	}
 	return 0, errors.New("a scheduling slice can be requested on Linux only")
 }
