@@ -17,9 +17,9 @@ type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
 
-	rmu, wmu       sync.Mutex // one Read and one Write at a time, as the fd's own locks
-	r, w           op
-	doRead, doWrte func(uintptr) bool
+	rmu, wmu        sync.Mutex // one Read and one Write at a time, as the fd's own locks
+	r, w            op
+	doRead, doWrite func(uintptr) bool
 }
 
 // op is one Read's or Write's state, kept on the Conn so the functions
@@ -42,7 +42,7 @@ func Wrap(c net.Conn) net.Conn {
 		return c
 	}
 	s := &Conn{TCPConn: tc, rc: rc}
-	s.doRead, s.doWrte = s.read, s.write
+	s.doRead, s.doWrite = s.read, s.write
 	return s
 }
 
@@ -115,7 +115,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.w = op{buf: p}
-	err := c.rc.Write(c.doWrte)
+	err := c.rc.Write(c.doWrite)
 	n, e := c.w.n, c.w.err
 	c.w = op{}
 	switch {
