@@ -127,14 +127,32 @@ func TestErrors(t *testing.T) {
 		}
 	})
 	t.Run("write deadline on a full buffer", func(t *testing.T) {
-		c, _ := pair(t) // the peer never reads
-		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-		n, err := c.Write(make([]byte, 64<<20))
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("Write = %d, %v; want a timeout", n, err)
+		c, peer := pair(t) // the peer reads one byte, then nothing
+		type result struct {
+			n   int
+			err error
 		}
-		if n <= 0 || n >= 64<<20 {
-			t.Fatalf("Write reported %d bytes written; want what the buffers took", n)
+		res := make(chan result, 1)
+		go func() {
+			n, err := c.Write(make([]byte, 64<<20))
+			res <- result{n, err}
+		}()
+		// Once a byte has arrived the write is under way; the deadline
+		// then stops it in the poller, with what the buffers took.
+		if _, err := io.ReadFull(peer, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetWriteDeadline(time.Now())
+		select {
+		case r := <-res:
+			if !errors.Is(r.err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Write = %d, %v; want a timeout", r.n, r.err)
+			}
+			if r.n <= 0 || r.n >= 64<<20 {
+				t.Fatalf("Write reported %d bytes written; want what the buffers took", r.n)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the deadline did not stop a write waiting for room")
 		}
 	})
 	t.Run("end of stream", func(t *testing.T) {
