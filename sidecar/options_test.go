@@ -45,23 +45,36 @@ Wf86aX6PepsntZv2GYlA5UpabfT2EZICICpJ5h/iI+i341gBmLiAFQOyTDT+/wQc
 		{[]string{"--xds-tls", "--ca-url", "http://cp:15012", "--join-token-file", "t", "--root-cert", noTD}, "--ca-url: enroll: CA URL \"http://cp:15012\": want https://HOST:PORT"},
 		{[]string{"--xds-tls", "--ca-url", "https://cp:15012", "--join-token-file", "t", "--root-cert", noTD, "--xds-ca", noTD}, "give it or --xds-ca/--xds-cert, not both"},
 	} {
-		var o sidecar.Options
-		fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
-		o.BindFlags(fs)
-		if err := fs.Parse(append(append([]string{}, base...), tc.args...)); err != nil {
-			t.Fatal(err)
-		}
-		_, _, err := o.Config(io.Discard)
+		_, _, err := configOf(t, base, tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
 		}
 	}
 }
 
+// flagBase is a proxy's minimum flags, for tests of one more flag.
+var flagBase = []string{"--xds-address", "127.0.0.1:15010", "--id", "p1", "--cluster", "c1", "--namespace", "shop", "--xds-token-file="}
+
+// configOf parses base and args as the command does and builds the
+// Config; the access-log file, if any, is closed with the test.
+func configOf(t *testing.T, base, args []string) (sidecar.Options, sidecar.Config, error) {
+	t.Helper()
+	var o sidecar.Options
+	fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse(append(append([]string{}, base...), args...)); err != nil {
+		t.Fatal(err)
+	}
+	cfg, closer, err := o.Config(io.Discard)
+	if err == nil {
+		t.Cleanup(func() { closer.Close() })
+	}
+	return o, cfg, err
+}
+
 // TestGCHeapFloorFlag: 16 MiB by default, 0 turns it off, and a negative
 // value is refused by name.
 func TestGCHeapFloorFlag(t *testing.T) {
-	base := []string{"--xds-address", "127.0.0.1:15010", "--id", "p1", "--cluster", "c1", "--namespace", "shop", "--xds-token-file="}
 	for _, tc := range []struct {
 		args    []string
 		want    uint64
@@ -72,13 +85,7 @@ func TestGCHeapFloorFlag(t *testing.T) {
 		{[]string{"--gc-heap-floor-mb", "64"}, 64 << 20, ""},
 		{[]string{"--gc-heap-floor-mb", "-1"}, 0, "--gc-heap-floor-mb: -1: want 0 or more"},
 	} {
-		var o sidecar.Options
-		fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
-		o.BindFlags(fs)
-		if err := fs.Parse(append(append([]string{}, base...), tc.args...)); err != nil {
-			t.Fatal(err)
-		}
-		cfg, closer, err := o.Config(io.Discard)
+		_, cfg, err := configOf(t, flagBase, tc.args)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.wantErr)
@@ -88,7 +95,6 @@ func TestGCHeapFloorFlag(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
-		closer.Close()
 		if cfg.GCHeapFloor != tc.want {
 			t.Errorf("%v: GCHeapFloor %d, want %d", tc.args, cfg.GCHeapFloor, tc.want)
 		}
@@ -98,7 +104,6 @@ func TestGCHeapFloorFlag(t *testing.T) {
 // TestSchedSliceFlag: 100µs by default, 0 leaves the kernel's, and values
 // outside the kernel's bounds are refused by name.
 func TestSchedSliceFlag(t *testing.T) {
-	base := []string{"--xds-address", "127.0.0.1:15010", "--id", "p1", "--cluster", "c1", "--namespace", "shop", "--xds-token-file="}
 	for _, tc := range []struct {
 		args    []string
 		want    time.Duration
@@ -111,13 +116,7 @@ func TestSchedSliceFlag(t *testing.T) {
 		{[]string{"--sched-slice", "1s"}, 0, "--sched-slice: 1s: want 0 or 100µs to 100ms"},
 		{[]string{"--sched-slice", "-1ms"}, 0, "--sched-slice: -1ms: want 0 or 100µs to 100ms"},
 	} {
-		var o sidecar.Options
-		fs := pflag.NewFlagSet("meridian-proxy", pflag.ContinueOnError)
-		o.BindFlags(fs)
-		if err := fs.Parse(append(append([]string{}, base...), tc.args...)); err != nil {
-			t.Fatal(err)
-		}
-		_, closer, err := o.Config(io.Discard)
+		o, _, err := configOf(t, flagBase, tc.args)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.wantErr)
@@ -127,7 +126,6 @@ func TestSchedSliceFlag(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
-		closer.Close()
 		if o.SchedSlice != tc.want {
 			t.Errorf("%v: SchedSlice %v, want %v", tc.args, o.SchedSlice, tc.want)
 		}

@@ -367,7 +367,6 @@ func (m *Manager) acceptLoop(s *socket) {
 			continue
 		}
 		delay = 0
-		c = sockio.Wrap(c)
 		b := s.cur.Load()
 		if m.active.Add(1) > int64(m.o.MaxConnections) {
 			m.active.Add(-1)
@@ -375,6 +374,7 @@ func (m *Manager) acceptLoop(s *socket) {
 			c.Close()
 			continue
 		}
+		c = sockio.Wrap(c) // only connections kept: a refused one is closed at once
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()

@@ -100,12 +100,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	err := c.rc.Read(c.doRead)
 	n, e := c.r.n, c.r.err
 	c.r = op{}
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case e != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", e))
-	case n == 0:
+	if err := c.opError("read", err, e); err != nil {
+		return 0, err
+	}
+	if n == 0 {
 		return 0, io.EOF
 	}
 	return n, nil
@@ -118,21 +116,23 @@ func (c *Conn) Write(p []byte) (int, error) {
 	err := c.rc.Write(c.doWrite)
 	n, e := c.w.n, c.w.err
 	c.w = op{}
-	switch {
-	case err != nil:
-		return n, c.opError("write", err)
-	case e != 0:
-		return n, c.opError("write", os.NewSyscallError("write", e))
-	}
-	return n, nil
+	return n, c.opError("write", err, e)
 }
 
-// opError gives errors the shape net.TCPConn's have: RawConn's are
-// *net.OpError with the op "raw-read" or "raw-write".
-func (c *Conn) opError(op string, err error) error {
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		err = oe.Err
+// opError gives a call's failure the shape net.TCPConn's have, nil for
+// none: err is RawConn's (deadline, closed), a *net.OpError for the op
+// "raw-read" or "raw-write"; e is the system call's.
+func (c *Conn) opError(op string, err error, e syscall.Errno) error {
+	switch {
+	case err != nil:
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe.Err
+		}
+	case e != 0:
+		err = os.NewSyscallError(op, e)
+	default:
+		return nil
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
