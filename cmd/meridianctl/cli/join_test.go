@@ -64,11 +64,23 @@ func TestJoin(t *testing.T) {
 	cfg.Federation = daemon.Federation{Enabled: true, Replica: "r0", GossipAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", KeyFile: gossipKeys, Preset: "local"}
 	cfg.Trust = daemon.Trust{Enabled: true, TrustDomain: "mesh.test", KeyFile: hubSeal, RootDir: caDir, CAAddr: "127.0.0.1:0"}
 	hub := startMeridiand(t, cfg).GRPCAddr()
-	testutil.Eventually(t, 30*time.Second, func() error { // gossip starts with Run
-		if code, out, _ := run(ctx, "status", "--server", hub); code != 0 || !strings.Contains(out, "hub/r0") {
-			return fmt.Errorf("hub's status does not list its own member yet:\n%s", out)
+	// Gossip starts with Run. The member table, not the header (which names
+	// the node from the start), must list hub/r0 alive with its address:
+	// join seeds gossip from it.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		code, out, _ := run(ctx, "status", "--server", hub, "-o", "json")
+		var st struct {
+			Members []struct{ Name, State, GossipAddr string }
 		}
-		return nil
+		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+			return fmt.Errorf("status -o json: %d %s", code, out)
+		}
+		for _, m := range st.Members {
+			if m.Name == "hub/r0" && m.State == "alive" && m.GossipAddr != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("hub's status does not list its own member alive yet:\n%s", out)
 	})
 
 	// The new cluster's configuration, before the join: its own name,
