@@ -292,7 +292,19 @@ func (f *Federation) run(ctx context.Context) error {
 // shutdown leaves gossip and stops serving. Leadership was given up by
 // leadLoop on the same cancel.
 func (f *Federation) shutdown(ml *memberlist.Memberlist) {
-	f.heartbeat(true)
+	if msg := f.heartbeat(true); msg != nil {
+		// Gossip reaches a member only when a round picks it before the
+		// sockets close, and a starved process may run no round at all:
+		// then its peers see it dead, not gone on purpose. So the goodbye
+		// also goes to every member straight away, once, beside the gossip.
+		for _, n := range ml.Members() {
+			if n.Name != f.node {
+				if err := ml.SendBestEffort(n, msg); err != nil {
+					f.log.Debug("leave notice", "member", n.Name, "err", err)
+				}
+			}
+		}
+	}
 	gossip := f.cfg.Gossip.Memberlist.GossipInterval
 	if err := ml.Leave(2 * f.cfg.Gossip.Memberlist.ProbeInterval); err != nil {
 		f.log.Debug("leave", "err", err)
@@ -500,18 +512,21 @@ func (f *Federation) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-func (f *Federation) heartbeat(leaving bool) {
+// heartbeat queues this member's heartbeat for gossip and returns it (nil
+// when none was queued: the member is leaving already).
+func (f *Federation) heartbeat(leaving bool) []byte {
 	// Once the leaving heartbeat is queued, no ordinary one may replace it.
 	if f.leaving.Load() || (leaving && f.leaving.Swap(true)) {
-		return
+		return nil
 	}
 	msg := encode(msgHeartbeat, &pb.Heartbeat{Node: f.node, Seq: f.hbSeq.Add(1), Leaving: leaving})
 	if leaving {
 		// Saying goodbye is an announcement: it must reach everyone.
 		f.bcast.QueueBroadcast(&broadcast{name: "h/" + f.node, msg: msg})
-		return
+		return msg
 	}
 	f.beats.QueueBroadcast(&broadcast{name: "h/" + f.node, msg: msg})
+	return msg
 }
 
 // broadcast is one announcement in the gossip queue. A newer announcement
