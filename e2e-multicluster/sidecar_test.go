@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meridian-mesh/meridian/internal/proxytest"
+	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/lab"
 	"github.com/meridian-mesh/meridian/lab/demopb"
 	"github.com/meridian-mesh/meridian/lab/traffic"
@@ -36,12 +36,7 @@ func proxiedUsers(t *testing.T, l *lab.Lab, rootCert, cluster, zone string, rate
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := lis.Addr().String()
-	lis.Close()
+	up := testutil.FreeAddr(t).String()
 	userSeq.Lock()
 	userSeq.n++
 	id := fmt.Sprintf("e2e-proxy-%s-%d", cluster, userSeq.n)

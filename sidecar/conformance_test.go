@@ -71,7 +71,7 @@ func newConformance(t *testing.T) *conformance {
 		"id": "grpc-go-1", "locality": map[string]any{"region": "r1", "zone": "z9"},
 		"metadata": map[string]any{"mode": "proxyless", "cluster": "c1", "namespace": "shop"},
 	})
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t)
 	startProxy(t, c.xds.Addr, sidecar.Config{
 		Node:      xdsclient.NodeConfig{ID: "meridian-1", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z9"},
 		Upstreams: []sidecar.Upstream{{Listen: up, Host: host("grpc"), Port: conformancePort}},

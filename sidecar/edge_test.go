@@ -97,7 +97,7 @@ func raw(t *testing.T, addr netip.AddrPort, data string) string {
 func TestBadInputAtTheEdge(t *testing.T) {
 	cp := cptest.StartSnapshot(t, cptest.SnapshotOptions{})
 	b := startBackend(t, "app")
-	edge := freeAddr(t)
+	edge := testutil.FreeAddr(t)
 	cp.Set(t, "edge", edgeResources(t, edge, b.addr))
 	px := startProxy(t, cp.Addr, sidecar.Config{
 		Node:           xdsclient.NodeConfig{ID: "edge", Mode: xdsclient.ModeIngress, Cluster: "c1", Namespace: "shop"},
@@ -202,7 +202,7 @@ func TestBadInputAtTheEdge(t *testing.T) {
 func TestBadTLSAtTheGateway(t *testing.T) {
 	cp := cptest.StartSnapshot(t, cptest.SnapshotOptions{})
 	b := startBackend(t, "app")
-	edge := freeAddr(t)
+	edge := testutil.FreeAddr(t)
 	cp.Set(t, "edge", edgeResources(t, edge, b.addr))
 	certPEM, keyPEM, pool := selfSigned(t, "shop.example")
 	px := startProxy(t, cp.Addr, sidecar.Config{

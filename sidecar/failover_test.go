@@ -91,7 +91,7 @@ spec:
 `
 	}
 	m.policies(pol)
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t)
 	startProxy(t, m.xds.Addr, sidecar.Config{
 		Node:      xdsclient.NodeConfig{ID: "failover", Mode: xdsclient.ModeSidecar, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"},
 		Upstreams: []sidecar.Upstream{{Listen: up, Host: host("web"), Port: 80}},

@@ -68,7 +68,7 @@ func TestIngressGatewayTLS(t *testing.T) {
 	m.endpoint("echo", "e1", echo.addr, "z1", nil)
 	m.endpoint("other", "o1", other.addr, "z1", nil)
 	certPEM, keyPEM, pool := selfSigned(t, "shop.example")
-	gw := freeAddr(t)
+	gw := testutil.FreeAddr(t)
 	name := translate.GatewayName(translate.ModeIngress, 8080)
 	startProxy(t, m.xds.Addr, sidecar.Config{
 		Node:        xdsclient.NodeConfig{ID: "ingress-1", Mode: xdsclient.ModeIngress, Cluster: "c1", Namespace: "shop", Locality: "r1/z1"},
@@ -138,7 +138,7 @@ spec:
 // port and CONNECT tunnels alike.
 func TestRegistryOnlySidecar(t *testing.T) {
 	m := newRegistryOnlyMesh(t)
-	pa := freeAddr(t)
+	pa := testutil.FreeAddr(t)
 	px := startProxy(t, m.xds.Addr, sidecar.Config{HTTPProxy: pa})
 	pu, _ := url.Parse("http://" + pa.String())
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
@@ -173,7 +173,7 @@ func TestRegistryOnlySidecar(t *testing.T) {
 // hosts and refuses every other host.
 func TestEgressGatewayRegistryOnly(t *testing.T) {
 	m := newRegistryOnlyMesh(t)
-	gw := freeAddr(t)
+	gw := testutil.FreeAddr(t)
 	px := startProxy(t, m.xds.Addr, sidecar.Config{Node: xdsclient.NodeConfig{ID: "egress", Mode: xdsclient.ModeEgress, Cluster: "c1", Namespace: "shop", ListenerPort: 8080},
 		Rebind: map[string]netip.AddrPort{translate.GatewayName(translate.ModeEgress, 8080): gw}})
 	c := &http.Client{Timeout: 5 * time.Second}
@@ -199,7 +199,7 @@ func TestEgressGatewayRegistryOnly(t *testing.T) {
 func TestEastWestGateway(t *testing.T) {
 	for _, hostname := range []bool{false, true} {
 		t.Run(fmt.Sprintf("hostname=%v", hostname), func(t *testing.T) {
-			gwAddr := freeAddr(t)
+			gwAddr := testutil.FreeAddr(t)
 			published := gwAddr.String()
 			if hostname {
 				published = fmt.Sprintf("localhost:%d", gwAddr.Port())
@@ -207,7 +207,7 @@ func TestEastWestGateway(t *testing.T) {
 			m := newSecureMesh(t, registry.Cluster{Name: "c1", Region: "r1", Network: "n1", Gateways: []string{published}},
 				registry.Cluster{Name: "c2", Region: "r2", Network: "n2"})
 			app := startBackend(t, "echo-app")
-			inb, up := freeAddr(t), freeAddr(t)
+			inb, up := testutil.FreeAddr(t), testutil.FreeAddr(t)
 			svc := &registry.Service{Namespace: "shop", Name: "echo", Ports: []registry.ServicePort{{Port: 80, Protocol: registry.ProtocolHTTP}}}
 			for _, c := range []string{"c1", "c2"} {
 				if _, err := m.reg.Apply(c, registry.PutService(svc)); err != nil {

@@ -118,17 +118,6 @@ func (m *mesh) policies(doc string) {
 
 func host(svc string) string { return svc + ".shop.svc.cluster.local" }
 
-// freeAddr returns a loopback address nothing listens on.
-func freeAddr(t testing.TB) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return netip.MustParseAddrPort(ln.Addr().String())
-}
-
 type proxy struct {
 	*sidecar.Proxy
 	metrics *prometheus.Registry

@@ -147,7 +147,7 @@ type pair struct {
 
 func (m *secureMesh) pair(bySVID bool) *pair {
 	t := m.t.(*testing.T)
-	p := &pair{app: startBackend(t, "echo-app"), up: freeAddr(t), inb: freeAddr(t)}
+	p := &pair{app: startBackend(t, "echo-app"), up: testutil.FreeAddr(t), inb: testutil.FreeAddr(t)}
 	m.service("echo", 80, registry.ProtocolHTTP)
 	if _, err := m.reg.Apply("c1", registry.PutEndpoint(&registry.Endpoint{Service: registry.ServiceKey{Namespace: "shop", Name: "echo"}, ID: "e1",
 		Addresses: []string{p.inb.Addr().String()}, Port: uint32(p.inb.Port()), ServiceAccount: "echo",

@@ -144,7 +144,7 @@ func TestTracingAndAccessLog(t *testing.T) {
 	m.endpoint("traced", "t1", app.addr, "z1", nil)
 	col := startCollector(t)
 	logs := &lockedBuffer{}
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t)
 	px := startProxy(t, m.xds.Addr, sidecar.Config{
 		Upstreams: []sidecar.Upstream{{Listen: up, Host: host("traced"), Port: 80}},
 		Tracing:   telemetry.TracingConfig{OTLPEndpoint: col.addr, Insecure: true, SampleRatio: 1},

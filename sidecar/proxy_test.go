@@ -29,7 +29,7 @@ func TestExplicitUpstreamHTTP(t *testing.T) {
 	m.service("echo", 80, registry.ProtocolHTTP)
 	b1 := startBackend(t, "b1")
 	m.endpoint("echo", "e1", b1.addr, "z1", nil)
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t)
 	startProxy(t, m.xds.Addr, sidecar.Config{Upstreams: []sidecar.Upstream{{Listen: up, Host: host("echo"), Port: 80}}})
 	c := &http.Client{Timeout: 5 * time.Second}
 	body := eventually2xx(t, c, "http://"+up.String()+"/hello")
@@ -58,7 +58,7 @@ func TestHTTPProxyPort(t *testing.T) {
 	m.endpoint("echo", "e1", b1.addr, "z1", nil)
 	tcpBackend := startBackend(t, "tcp")
 	m.endpoint("raw", "r1", tcpBackend.addr, "z1", nil)
-	proxyAddr := freeAddr(t)
+	proxyAddr := testutil.FreeAddr(t)
 	startProxy(t, m.xds.Addr, sidecar.Config{HTTPProxy: proxyAddr})
 
 	pu, _ := url.Parse("http://" + proxyAddr.String())
@@ -103,7 +103,7 @@ func TestExplicitUpstreamTCP(t *testing.T) {
 	m.service("raw", 7000, registry.ProtocolTCP)
 	b := startBackend(t, "tcp")
 	m.endpoint("raw", "r1", b.addr, "z1", nil)
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t)
 	px := startProxy(t, m.xds.Addr, sidecar.Config{Upstreams: []sidecar.Upstream{{Listen: up, Host: host("raw"), Port: 7000}}})
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	body := eventually2xx(t, c, "http://"+up.String()+"/over-tcp")
@@ -176,7 +176,7 @@ func TestUpgradeStreamTrailers(t *testing.T) {
 	m := newMesh(t)
 	m.service("stream", 80, registry.ProtocolHTTP)
 	m.endpoint("stream", "e1", netip.MustParseAddrPort(ln.Addr().String()), "z1", nil)
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t)
 	startProxy(t, m.xds.Addr, sidecar.Config{Upstreams: []sidecar.Upstream{{Listen: up, Host: host("stream"), Port: 80}}})
 	c := &http.Client{Timeout: 5 * time.Second}
 
@@ -240,8 +240,8 @@ func TestAdminClusters(t *testing.T) {
 	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
 	m.endpoint("echo", "e1", b1.addr, "z1", nil)
 	m.endpoint("echo", "e2", b2.addr, "z2", nil)
-	admin := freeAddr(t)
-	startProxy(t, m.xds.Addr, sidecar.Config{Admin: admin, Upstreams: []sidecar.Upstream{{Listen: freeAddr(t), Host: host("echo"), Port: 80}}})
+	admin := testutil.FreeAddr(t)
+	startProxy(t, m.xds.Addr, sidecar.Config{Admin: admin, Upstreams: []sidecar.Upstream{{Listen: testutil.FreeAddr(t), Host: host("echo"), Port: 80}}})
 	type dump []struct {
 		Name  string `json:"name"`
 		Hosts []struct {

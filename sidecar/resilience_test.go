@@ -78,7 +78,7 @@ func TestNoHealthyUpstream(t *testing.T) {
 	m.endpointHealth("web", "dead-1", silent.addr, registry.Unhealthy)
 	m.endpointHealth("web", "dead-2", silent2.addr, registry.Unhealthy)
 	m.endpointHealth("web", "good", good.addr, registry.Unhealthy)
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t)
 	logs := &lockedBuffer{}
 	px := startProxy(t, m.xds.Addr, sidecar.Config{AccessLog: logs, Upstreams: []sidecar.Upstream{{Listen: up, Host: host("web"), Port: 80}}})
 	// The client's timeout is far beyond the answer expected; a request
@@ -284,7 +284,7 @@ func staleAfterCut(t *testing.T, proto registry.Protocol) {
 	}
 	l := startLink(t, b.addr)
 	m.endpoint("web", "b", l.addr, "z1", nil)
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t)
 	px := startProxy(t, m.xds.Addr, sidecar.Config{Upstreams: []sidecar.Upstream{{Listen: up, Host: host("web"), Port: 80}}})
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	url := "http://" + up.String() + "/pay"

@@ -39,7 +39,7 @@ func newTrafficMesh(t *testing.T, policies string, versions ...string) *trafficM
 	if policies != "" {
 		m.policies(policies)
 	}
-	m.up = freeAddr(t)
+	m.up = testutil.FreeAddr(t)
 	m.px = startProxy(t, m.xds.Addr, sidecar.Config{Upstreams: []sidecar.Upstream{{Listen: m.up, Host: host("web"), Port: 80}}})
 	return m
 }

@@ -48,7 +48,7 @@ func TestEnrollWithJoinToken(t *testing.T) {
 
 	appAddr := proxytest.App(t, "v1")
 	_, appPort, _ := net.SplitHostPort(appAddr)
-	inbound := freeAddr(t)
+	inbound := testutil.FreeAddr(t).String()
 	ctl(t, "workload", "register", "--server", srv, "--service", "web", "--namespace", "shop", "--service-account", "web",
 		"--address", inbound, "--locality", "onprem-east/rack1", "--protocol", "http", "--ttl", "1h")
 	proxy := func(sa string, args ...string) *sidecar.Proxy {
@@ -58,7 +58,7 @@ func TestEnrollWithJoinToken(t *testing.T) {
 			"--admin-address=", "--metrics-address=", "--health-address=", "--access-log", "off"}, args...)...)
 	}
 	server := proxy("web", "--inbound", inbound+"="+appPort+"/http")
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t).String()
 	client := proxy("client", "--svid-ttl", "6s", "--upstream", fmt.Sprintf("%s=web.shop.svc.cluster.local:%d", up, registeredOnePort(t, d)))
 
 	for p, want := range map[*sidecar.Proxy]string{server: "spiffe://mesh.test/ns/shop/sa/web", client: "spiffe://mesh.test/ns/shop/sa/client"} {

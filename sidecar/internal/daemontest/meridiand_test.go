@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -120,7 +119,7 @@ func TestThroughMeridiand(t *testing.T) {
 	// The service's port is its lowest registered one; the proxy is told
 	// the host only and finds the port from the registry's answer.
 	port := registeredPort(t, d)
-	up := freeAddr(t)
+	up := testutil.FreeAddr(t).String()
 	proxytest.Start(t, cptest.Logger(t), "--xds-address", srv, "--id", "client-1.shop", "--cluster", "onprem-dc1", "--namespace", "shop",
 		"--service-account", "client", "--locality", "onprem-east/rack1",
 		"--upstream", fmt.Sprintf("%s=web.shop.svc.cluster.local:%d", up, port),
@@ -189,13 +188,4 @@ func registeredPort(t *testing.T, d *daemon.Daemon) uint32 {
 		return fmt.Errorf("web.shop and its two workloads not in the registry")
 	})
 	return port
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
