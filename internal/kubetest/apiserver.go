@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/meridian-mesh/meridian/internal/testutil"
 	"github.com/meridian-mesh/meridian/store"
 )
 
@@ -102,12 +102,10 @@ func New(ctx context.Context, opts Options) (s *APIServer, err error) {
 
 // prepare picks the port and writes certificates, keys and the kubeconfig.
 func (s *APIServer) prepare() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	var err error
+	if s.port, err = testutil.PickPort(); err != nil {
 		return fmt.Errorf("kubetest: pick a port: %w", err)
 	}
-	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	if s.ca, err = newCA(); err != nil {
 		return fmt.Errorf("kubetest: CA: %w", err)
 	}

@@ -3,6 +3,7 @@
 package testutil
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -39,6 +40,15 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 // a parallel test run one was ("bind: address already in use").
 func FreePort(t testing.TB) int {
 	t.Helper()
+	port, err := PickPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// PickPort is FreePort for harnesses without a testing.TB.
+func PickPort() (int, error) {
 	hi := ephemeralLow()
 	for range 200 {
 		port := lowestPort + rand.IntN(hi-lowestPort)
@@ -47,10 +57,9 @@ func FreePort(t testing.TB) int {
 			continue // taken: draw again
 		}
 		l.Close()
-		return port
+		return port, nil
 	}
-	t.Fatalf("no free loopback port in %d-%d", lowestPort, hi-1)
-	return 0
+	return 0, fmt.Errorf("no free loopback port in %d-%d", lowestPort, hi-1)
 }
 
 // FreeAddr is FreePort as 127.0.0.1:port.
