@@ -47,8 +47,9 @@ func TestTwoDaemonsFederate(t *testing.T) {
 		}
 		return nil
 	})
+	// dc1/r0 appears only in the member table (the header names dc2/r0).
 	code, out, errOut = ctl("status", "--server", two.d.GRPCAddr())
-	if code != 0 || !strings.Contains(out, "dc1") || !strings.Contains(out, "dc2/r0") || !strings.Contains(out, "alive") {
+	if code != 0 || !strings.Contains(out, "dc1") || !strings.Contains(out, "dc1/r0") || !strings.Contains(out, "alive") {
 		t.Fatalf("status: code %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("status:\n%s", out)
