@@ -224,6 +224,15 @@ func runLiveDrill(ctx context.Context, g *Globals, lc policyapipb.LocalityServic
 			}
 		}
 	}()
+	// send takes io.EOF for what gRPC means by it: meridiand has ended the
+	// stream, and its last events and its status are still to come through
+	// Recv. A heartbeat due as the drill ends meets exactly that.
+	send := func(req *policyapipb.RunDrillRequest) error {
+		if err := st.Send(req); err != nil && err != io.EOF {
+			return fmt.Errorf("drill stream: %w", err)
+		}
+		return nil
+	}
 	p := &drillPrinter{g: g, last: map[string]string{}}
 	var heartbeat <-chan time.Time
 	var stopDeadline <-chan time.Time
@@ -251,14 +260,14 @@ func runLiveDrill(ctx context.Context, g *Globals, lc policyapipb.LocalityServic
 				return nil
 			}
 		case <-heartbeat:
-			if err := st.Send(&policyapipb.RunDrillRequest{Msg: &policyapipb.RunDrillRequest_Heartbeat{Heartbeat: &policyapipb.Heartbeat{}}}); err != nil {
-				return fmt.Errorf("drill stream: %w", err)
+			if err := send(&policyapipb.RunDrillRequest{Msg: &policyapipb.RunDrillRequest_Heartbeat{Heartbeat: &policyapipb.Heartbeat{}}}); err != nil {
+				return err
 			}
 		case <-interrupted:
 			interrupted = nil
 			p.note("interrupted: stopping the drill")
-			if err := st.Send(&policyapipb.RunDrillRequest{Msg: &policyapipb.RunDrillRequest_Stop{Stop: &policyapipb.Stop{}}}); err != nil {
-				return fmt.Errorf("drill stream: %w", err)
+			if err := send(&policyapipb.RunDrillRequest{Msg: &policyapipb.RunDrillRequest_Stop{Stop: &policyapipb.Stop{}}}); err != nil {
+				return err
 			}
 			stopDeadline = time.After(g.Timeout)
 		case <-stopDeadline:
