@@ -205,7 +205,17 @@ func runLiveDrill(ctx context.Context, g *Globals, lc policyapipb.LocalityServic
 	if err != nil {
 		return err
 	}
-	if err := st.Send(&policyapipb.RunDrillRequest{Msg: &policyapipb.RunDrillRequest_Start{Start: &policyapipb.StartDrill{Target: t, Duration: durationpb.New(d)}}}); err != nil {
+	// send takes io.EOF for what gRPC means by it: meridiand has ended the
+	// stream, and its last events and its status are still to come through
+	// Recv: a refusal of the start, or the end of the drill that a heartbeat
+	// due at that moment meets.
+	send := func(req *policyapipb.RunDrillRequest) error {
+		if err := st.Send(req); err != nil && err != io.EOF {
+			return fmt.Errorf("drill stream: %w", err)
+		}
+		return nil
+	}
+	if err := send(&policyapipb.RunDrillRequest{Msg: &policyapipb.RunDrillRequest_Start{Start: &policyapipb.StartDrill{Target: t, Duration: durationpb.New(d)}}}); err != nil {
 		return err
 	}
 	events := make(chan *policyapipb.RunDrillEvent)
@@ -224,15 +234,6 @@ func runLiveDrill(ctx context.Context, g *Globals, lc policyapipb.LocalityServic
 			}
 		}
 	}()
-	// send takes io.EOF for what gRPC means by it: meridiand has ended the
-	// stream, and its last events and its status are still to come through
-	// Recv. A heartbeat due as the drill ends meets exactly that.
-	send := func(req *policyapipb.RunDrillRequest) error {
-		if err := st.Send(req); err != nil && err != io.EOF {
-			return fmt.Errorf("drill stream: %w", err)
-		}
-		return nil
-	}
 	p := &drillPrinter{g: g, last: map[string]string{}}
 	var heartbeat <-chan time.Time
 	var stopDeadline <-chan time.Time
