@@ -1,8 +1,11 @@
 package sidecar_test
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -370,5 +373,74 @@ spec:
 	})
 	if got := m.answers(50, "/o"); got["good"] != 50 {
 		t.Fatalf("after the ejection: %v", got)
+	}
+}
+
+// TestForwardedHeaders: what a sidecar passes on of a request's and a
+// response's headers, edited in place: hop-by-hop headers (the standard
+// ones and those Connection names) dropped both ways, "TE: trailers"
+// kept, the client's X-Forwarded-For kept as it came, X-Forwarded-Proto
+// set when absent, Forwarded and X-Forwarded-Host dropped, a request id
+// added; every value of a repeated response header returned.
+func TestForwardedHeaders(t *testing.T) {
+	m := newMesh(t)
+	m.service("echo", 80, registry.ProtocolHTTP)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "Forwarded", "X-Forwarded-Host", "X-Hop", "Te", "X-Keep", "X-Request-Id"} {
+			w.Header().Set("Got-"+k, strings.Join(r.Header.Values(k), "|"))
+		}
+		w.Header().Add("X-Multi", "a")
+		w.Header().Add("X-Multi", "b")
+		w.Header().Set("Connection", "X-Back-Hop")
+		w.Header().Set("X-Back-Hop", "1")
+		io.WriteString(w, "ok")
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	m.endpoint("echo", "e1", netip.MustParseAddrPort(ln.Addr().String()), "z1", nil)
+	up := testutil.FreeAddr(t)
+	startProxy(t, m.xds.Addr, sidecar.Config{Upstreams: []sidecar.Upstream{{Listen: up, Host: host("echo"), Port: 80}}})
+	eventually2xx(t, &http.Client{Timeout: 5 * time.Second}, "http://"+up.String()+"/")
+
+	// Written by hand: net/http's client would not send all of these.
+	c, err := net.Dial("tcp", up.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: echo\r\nConnection: X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\n"+
+		"X-Forwarded-For: 198.51.100.7\r\nForwarded: for=192.0.2.1\r\nX-Forwarded-Host: elsewhere\r\nX-Keep: v\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for k, want := range map[string]string{
+		"Got-X-Forwarded-For":   "198.51.100.7",
+		"Got-X-Forwarded-Proto": "http",
+		"Got-Forwarded":         "",
+		"Got-X-Forwarded-Host":  "",
+		"Got-X-Hop":             "",
+		"Got-Te":                "trailers",
+		"Got-X-Keep":            "v",
+		"X-Back-Hop":            "",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if resp.Header.Get("Got-X-Request-Id") == "" {
+		t.Error("no request id sent upstream")
+	}
+	if got := resp.Header.Values("X-Multi"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf("X-Multi = %q, want [a b]", got)
 	}
 }

@@ -237,11 +237,11 @@ func TestJWTFromTrustsFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := httptest.NewRequest("GET", "/", nil)
-	if p, _, err := a.Authenticate(r); err != nil || p != "" {
+	if p, _, err := a.Authenticate(r.Context(), r.Header); err != nil || p != "" {
 		t.Fatalf("no token: %q %v", p, err)
 	}
 	r.Header.Set("Authorization", "Bearer not.a.jwt")
-	if _, _, err := a.Authenticate(r); err == nil {
+	if _, _, err := a.Authenticate(r.Context(), r.Header); err == nil {
 		t.Fatal("a malformed token passed")
 	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
@@ -253,7 +253,7 @@ func TestJWTFromTrustsFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Header.Set("Authorization", "Bearer "+tok)
-	if p, claims, err := a.Authenticate(r); err != nil || p != "https://id.example/alice" || claims["sub"] != "alice" {
+	if p, claims, err := a.Authenticate(r.Context(), r.Header); err != nil || p != "https://id.example/alice" || claims["sub"] != "alice" {
 		t.Fatalf("a valid token: %q %v %v", p, claims, err)
 	}
 	mfs, _ := reg.Gather()

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,8 +31,8 @@ type authenticator struct {
 }
 
 // Authenticate implements xdsconfig.Authenticator.
-func (a *authenticator) Authenticate(r *http.Request) (string, map[string]any, error) {
-	res, err := a.a.Authenticate(r.Context(), r.Header)
+func (a *authenticator) Authenticate(ctx context.Context, h http.Header) (string, map[string]any, error) {
+	res, err := a.a.Authenticate(ctx, h)
 	if err != nil {
 		return "", nil, err
 	}

@@ -140,7 +140,7 @@ func (s *Server) serveH1(ec *edgeConn, base context.Context) {
 		if !ok {
 			return
 		}
-		w := &h1Response{c: c, req: req, header: make(http.Header), contentLength: -1}
+		w := &h1Response{c: c, req: req, contentLength: -1}
 		keep := c.serve(w, req)
 		if w.hijacked {
 			c.hijacked = true
@@ -206,7 +206,7 @@ func (c *h1Conn) readRequest() (*http.Request, bool) {
 		return nil, false
 	}
 	req.RemoteAddr, req.TLS = c.remote, c.tls
-	return req.WithContext(c.ctx), true
+	return req, true
 }
 
 // checkRequest is what net/http's server checks beyond parsing.
@@ -268,7 +268,11 @@ func (c *h1Conn) serve(w *h1Response, req *http.Request) (keep bool) {
 			}
 		}
 	}()
-	c.s.handler.ServeHTTP(w, req)
+	if c.s.handler == http.Handler(c.s.h) {
+		c.s.h.serve(c.ctx, w, req) // no copy of the request for its context
+	} else {
+		c.s.handler.ServeHTTP(w, req.WithContext(c.ctx))
+	}
 	return c.ctx.Err() == nil
 }
 
@@ -392,7 +396,23 @@ func (w *h1Response) sendContinue() {
 	}
 }
 
-func (w *h1Response) Header() http.Header { return w.header }
+func (w *h1Response) Header() http.Header {
+	if w.header == nil {
+		w.header = http.Header{}
+	}
+	return w.header
+}
+
+// adoptHeader takes h as the response's header map when none has been
+// set: forward hands over the upstream response's, which is its own,
+// instead of copying it into a map made for each response.
+func (w *h1Response) adoptHeader(h http.Header) bool {
+	if len(w.header) > 0 || w.status != 0 {
+		return false
+	}
+	w.header = h
+	return true
+}
 
 func (w *h1Response) WriteHeader(code int) {
 	if w.status != 0 || w.hijacked {
@@ -483,7 +503,7 @@ func (w *h1Response) commit(done bool) {
 	w.mu.Lock()
 	w.committed = true
 	w.mu.Unlock()
-	h, bw := w.header, w.c.bw
+	h, bw := w.Header(), w.c.bw
 	// Trailers: the names the Trailer header declares, sent with their
 	// values at the end, and any name set with http.TrailerPrefix.
 	var exclude map[string]bool

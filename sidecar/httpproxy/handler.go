@@ -64,6 +64,8 @@ func NewHandler(hcm *xdsconfig.HTTPManager, o Options) *Handler {
 // exchange is one request's state, shared by the handler, the
 // RoundTripper and the response hooks through the request's context.
 type exchange struct {
+	// ctx is the incoming request's: it ends when the client goes away.
+	ctx         context.Context
 	conn        *downstream.ConnInfo
 	start       time.Time
 	rc          *xdsconfig.RouteConfig
@@ -95,9 +97,13 @@ type exchange struct {
 }
 
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ci := downstream.From(r.Context())
-	x := &exchange{conn: ci, start: time.Now(), h2: r.ProtoMajor == 2,
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve(r.Context(), w, r) }
+
+// serve handles r in ctx, its connection's context: the HTTP/1 server
+// passes it here rather than copying each request to attach it.
+func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	ci := downstream.From(ctx)
+	x := &exchange{ctx: ctx, conn: ci, start: time.Now(), h2: r.ProtoMajor == 2,
 		grpc: strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")}
 	x.rec.ResponseWriter = w
 	rec := &x.rec
@@ -153,7 +159,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, f := range h.hcm.Filters {
 		switch f.Kind {
 		case xdsconfig.FilterJWT:
-			p, c, err := f.JWT.Authenticate(r)
+			p, c, err := f.JWT.Authenticate(x.ctx, r.Header)
 			if err != nil {
 				rec.Header().Set("WWW-Authenticate", `Bearer realm="`+r.Host+`"`)
 				h.localReply(rec, x, http.StatusUnauthorized, "Jwt verification fails: "+err.Error())
@@ -273,7 +279,7 @@ func (h *Handler) fault(w http.ResponseWriter, r *http.Request, x *exchange, f *
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
-		case <-r.Context().Done():
+		case <-x.ctx.Done():
 			t.Stop()
 			return true
 		}
@@ -367,7 +373,7 @@ func (h *Handler) router(w http.ResponseWriter, r *http.Request, x *exchange) {
 			h.o.Shadows.send(h, r, x, m.Cluster)
 		}
 	}
-	ctx := r.Context()
+	ctx := x.ctx
 	if x.spanCtx != nil {
 		ctx = trace.ContextWithSpan(ctx, x.span)
 	}
@@ -421,17 +427,14 @@ func redirectURL(r *http.Request, rt *xdsconfig.Route) string {
 // attempt.
 func (h *Handler) rewrite(out, in *http.Request, x *exchange) {
 	out.URL.Scheme, out.URL.Host = "http", x.clusterName
-	// forward drops the incoming X-Forwarded-* headers; a sidecar keeps
-	// them as they came, a gateway appends.
-	if xff := in.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-		out.Header["X-Forwarded-For"] = xff
-	}
-	if xfp := in.Header.Get("X-Forwarded-Proto"); xfp != "" {
-		out.Header.Set("X-Forwarded-Proto", xfp)
-	} else if in.TLS != nil {
-		out.Header.Set("X-Forwarded-Proto", "https")
-	} else {
-		out.Header.Set("X-Forwarded-Proto", "http")
+	// A sidecar keeps the incoming X-Forwarded-For and -Proto as they
+	// came, a gateway appends.
+	if out.Header.Get("X-Forwarded-Proto") == "" {
+		if in.TLS != nil {
+			out.Header.Set("X-Forwarded-Proto", "https")
+		} else {
+			out.Header.Set("X-Forwarded-Proto", "http")
+		}
 	}
 	if h.hcm.UseRemoteAddress && x.conn.Source.IsValid() {
 		// Appends the client to the X-Forwarded-For restored above.
@@ -560,7 +563,7 @@ func (h *Handler) finish(x *exchange, r *http.Request, rec *recorder) {
 	if x.code == 0 {
 		x.code = http.StatusOK
 	}
-	if r.Context().Err() != nil && rec.code == 0 {
+	if x.ctx.Err() != nil && rec.code == 0 {
 		x.flags.add(flagDownstreamReset)
 	}
 	dur := time.Since(x.start)

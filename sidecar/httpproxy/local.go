@@ -79,6 +79,12 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// adoptHeader passes a header map on to a writer that can take it.
+func (r *recorder) adoptHeader(h http.Header) bool {
+	a, ok := r.ResponseWriter.(headerAdopter)
+	return ok && a.adoptHeader(h)
+}
+
 // Unwrap lets http.ResponseController reach Flush, Hijack and deadlines.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 

@@ -1,6 +1,7 @@
 package xdsconfig
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 
@@ -46,8 +47,8 @@ type Authenticator interface {
 	// and claims of a valid token, empty ones when the request carries no
 	// token and none is required, and an error when a token is invalid or
 	// a required one is missing. Safe for concurrent use; may block to
-	// fetch a JWKS, bounded by the request's context.
-	Authenticate(r *http.Request) (principal string, claims map[string]any, err error)
+	// fetch a JWKS, bounded by ctx, the request's.
+	Authenticate(ctx context.Context, h http.Header) (principal string, claims map[string]any, err error)
 }
 
 // JWTFactory compiles a jwt_authn filter configuration.
