@@ -30,6 +30,14 @@
 // (meridian_proxy_downstream_rejected_total, by reason) and costs only its
 // own connection.
 //
+// Headers are edited in place, as Envoy edits its one header map: the
+// outgoing request shares the incoming one's map, and the upstream
+// response's map becomes the response's. The access log therefore reads
+// X-Forwarded-For and User-Agent as they went upstream, as Envoy's does.
+// Each copy the proxy does not make is garbage the collector does not
+// chase: on a one-core sidecar the collector's mark phase is where the
+// slowest percentile of requests waits.
+//
 // Retries: the request body is kept for replay when it is at most
 // MaxRetryBody bytes; a larger or streaming body can still be retried after
 // a connect failure, because it was never read. Mirrors (request_mirror_
