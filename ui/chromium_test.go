@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,14 +48,24 @@ func headless(t *testing.T, bin, url string, args ...string) []byte {
 	defer cancel()
 	flags := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir=" + t.TempDir(), "--window-size=1500,1300", "--virtual-time-budget=4000"}
-	cmd := exec.CommandContext(ctx, bin, append(append(flags, args...), url)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+		"--window-size=1500,1300", "--virtual-time-budget=4000"}
+	for attempt := 1; ; attempt++ {
+		cmd := exec.CommandContext(ctx, bin, append(append(flags, "--user-data-dir="+t.TempDir()), append(args, url)...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err == nil {
+			return stdout.Bytes()
+		}
+		// The browser crashing (a segmentation fault, seen once while the
+		// rest of make test loaded both cores) is not the page's doing: one
+		// more try with a fresh profile. A timeout or an exit status fails.
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); attempt == 1 && ctx.Err() == nil && ok && ws.Signaled() {
+			t.Logf("chromium %v crashed (%v), trying once more:\n%s", args, err, stderr.String())
+			continue
+		}
 		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
 	}
-	return stdout.Bytes()
 }
 
 const euOnlyYAML = `apiVersion: meridian.io/v1alpha1
