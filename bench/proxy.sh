@@ -16,14 +16,16 @@
 # The proxies under test share CPU 0 (HAProxy with nbthread 1, Go with
 # GOMAXPROCS from its affinity: 1); the load generator and the backend run
 # on CPU 1. SECONDS_PER_RUN (default 10) sets each measurement's length,
-# ROUNDS (default 5: a p99 moves by up to 2x between rounds on a shared
-# machine, so fewer rounds give an unsteady median) how many times every
-# setup is measured.
+# ROUNDS (default 9: a p99 moves by up to 3x between rounds on a shared
+# machine, even HAProxy's, and two runs of one build gave (c)/(b) medians
+# of 0.57x over five rounds and 1.58x over nine; the more rounds, the less
+# the median moves) how many times every setup is measured; a run takes
+# about two minutes per round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/apt.sh haproxy wrk openssl >/dev/null
 secs=${SECONDS_PER_RUN:-10}
-rounds=${ROUNDS:-5}
+rounds=${ROUNDS:-9}
 fortio=.cache/bin/fortio-v1.68.2
 if [ ! -x "$fortio" ]; then
   mkdir -p .cache/bin
