@@ -444,3 +444,55 @@ func TestForwardedHeaders(t *testing.T) {
 		t.Errorf("X-Multi = %q, want [a b]", got)
 	}
 }
+
+// TestRetryBudget: a route's retry budget (10% of active requests, at
+// least one retry) reaches the proxy's cluster through xds/server and caps
+// concurrent retries: three requests failing together get one retry, the
+// other two overflow (counted), where max_retries alone (3) would have let
+// all three retry.
+func TestRetryBudget(t *testing.T) {
+	m := newTrafficMesh(t, `
+apiVersion: meridian.io/v1alpha1
+kind: FailoverPolicy
+metadata: {name: no-ejection, namespace: shop}
+spec:
+  selector: {services: [web]}
+  outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 0}
+---
+apiVersion: meridian.io/v1alpha1
+kind: TrafficRoute
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - route: [{host: web}]
+    retries: {attempts: 1, retryOn: [5xx], budget: {percent: 10, minRetryConcurrency: 1}}
+`, "v1")
+	m.waitRouted(func() error {
+		c := m.px.Dataplane().Cluster("outbound|80||" + host("web"))
+		if c == nil || !c.Config().Breakers.Budget || c.Config().Breakers.BudgetMinConcurrency != 1 || c.Config().Breakers.BudgetPercent != 10 {
+			return fmt.Errorf("retry budget not applied yet")
+		}
+		return nil
+	})
+	b := m.backends["v1"]
+	b.status.Store(503)
+	b.delay.Store(int64(300 * time.Millisecond))
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, body, _ := get(t, m.c, m.url("/fail")); code != 503 {
+				t.Errorf("a failing request: %d %q, want the backend's 503", code, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if v := m.px.metric(t, "meridian_proxy_upstream_overflow_total", "breaker", "retries"); v != 2 {
+		t.Errorf("retries refused by the budget: %v, want 2", v)
+	}
+	if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v != 1 {
+		t.Errorf("retries made: %v, want 1", v)
+	}
+}

@@ -138,7 +138,10 @@ type Retries struct {
 	// RetryOn lists the conditions that trigger a retry.
 	RetryOn []RetryOn `json:"retryOn,omitempty"`
 	// Budget caps retries as a share of active requests, so retries
-	// cannot multiply an overload.
+	// cannot multiply an overload. It holds on the route's destination
+	// services (Envoy keeps retry budgets with a cluster's circuit
+	// breakers, so it covers every route to them); when several routes
+	// set one for a service, the strictest holds.
 	Budget *RetryBudget `json:"budget,omitempty"`
 }
 
@@ -155,7 +158,8 @@ func (RetryOn) Values() []string {
 type RetryBudget struct {
 	// Percent of active requests that may be retries.
 	Percent float64 `json:"percent"`
-	// MinRetryConcurrency is allowed whatever the percentage.
+	// MinRetryConcurrency is allowed whatever the percentage; 0 or unset
+	// is Envoy's default, 3.
 	MinRetryConcurrency int32 `json:"minRetryConcurrency,omitempty"`
 }
 

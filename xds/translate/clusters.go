@@ -7,6 +7,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -50,6 +51,9 @@ func buildClusters(in Input, s Scope, r *Result) {
 			for _, v := range in.Policies.variantsOf(svc.key) {
 				name := SubsetClusterName(p.Port, v.name(), svc.host)
 				c := outboundCluster(name, p, s.Mode, dp, od, r)
+				if b, ok := in.Policies.retryBudget(svc.key); ok {
+					setRetryBudget(c, b)
+				}
 				c.TransportSocket = clientTLS(in, s, name, svc.host, peersFn, dp, r)
 				r.add(name, c)
 			}
@@ -168,6 +172,19 @@ func outboundCluster(name string, p registry.ServicePort, mode Mode, dp *v1alpha
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpOptionsKey: mustAny(opts)}
 	}
 	return c
+}
+
+// setRetryBudget caps the cluster's concurrent retries at a share of its
+// active requests. A minimum left at 0 is Envoy's default (3), not none.
+func setRetryBudget(c *cluster.Cluster, b v1alpha1.RetryBudget) {
+	if c.CircuitBreakers == nil {
+		c.CircuitBreakers = &cluster.CircuitBreakers{Thresholds: []*cluster.CircuitBreakers_Thresholds{{Priority: core.RoutingPriority_DEFAULT}}}
+	}
+	rb := &cluster.CircuitBreakers_Thresholds_RetryBudget{BudgetPercent: &typev3.Percent{Value: b.Percent}}
+	if b.MinRetryConcurrency > 0 {
+		rb.MinRetryConcurrency = wrapperspb.UInt32(uint32(b.MinRetryConcurrency))
+	}
+	c.CircuitBreakers.Thresholds[0].RetryBudget = rb
 }
 
 // httpOptions tells Envoy to speak HTTP/2 upstream to gRPC and HTTP/2

@@ -28,6 +28,11 @@ type Policies struct {
 	// their hosts, ordered by namespace and name.
 	routes map[registry.ServiceKey][]*v1alpha1.TrafficRoute
 	dests  map[registry.ServiceKey]*v1alpha1.DestinationPolicy
+	// budgets is, per destination service, the retry budget its routes
+	// ask for: Envoy keeps the budget on the upstream cluster, not the
+	// route. Several routes' budgets for one service combine into the
+	// strictest (the smallest percent and minimum).
+	budgets map[registry.ServiceKey]v1alpha1.RetryBudget
 	// variants lists, per service, the subsets and pinned clusters that
 	// get clusters of their own: every subset of its DestinationPolicy and
 	// every subset/cluster pair a route sends to.
@@ -83,6 +88,7 @@ func CompilePolicies(objs []v1alpha1.Object) (*Policies, error) {
 		routes:         map[registry.ServiceKey][]*v1alpha1.TrafficRoute{},
 		dests:          map[registry.ServiceKey]*v1alpha1.DestinationPolicy{},
 		variants:       map[registry.ServiceKey][]variant{},
+		budgets:        map[registry.ServiceKey]v1alpha1.RetryBudget{},
 		gatewayRoutes:  map[string][]*v1alpha1.TrafficRoute{},
 		externalRoutes: map[string][]*v1alpha1.TrafficRoute{},
 		externalDests:  map[string]*v1alpha1.DestinationPolicy{},
@@ -166,6 +172,9 @@ func CompilePolicies(objs []v1alpha1.Object) (*Policies, error) {
 			for _, r := range o.Spec.HTTP {
 				for _, d := range r.Route {
 					dests = append(dests, d.Destination)
+					if r.Retries != nil && r.Retries.Budget != nil {
+						p.addBudget(d.Destination, o.Namespace, *r.Retries.Budget)
+					}
 				}
 				if m := r.Mirror; m != nil {
 					dests = append(dests, m.Destination)
@@ -201,6 +210,28 @@ func CompilePolicies(objs []v1alpha1.Object) (*Policies, error) {
 		slices.SortFunc(p.variants[k], func(a, b variant) int { return cmp.Compare(a.name(), b.name()) })
 	}
 	return p, nil
+}
+
+// addBudget records a route's retry budget for its destination service,
+// keeping the strictest when several routes set one.
+func (p *Policies) addBudget(d v1alpha1.Destination, ns string, b v1alpha1.RetryBudget) {
+	k, ok := serviceKey(d.Host, ns)
+	if !ok || p.isExternal(d.Host) {
+		return
+	}
+	if old, seen := p.budgets[k]; seen {
+		b.Percent = min(b.Percent, old.Percent)
+		b.MinRetryConcurrency = min(b.MinRetryConcurrency, old.MinRetryConcurrency)
+	}
+	p.budgets[k] = b
+}
+
+func (p *Policies) retryBudget(k registry.ServiceKey) (v1alpha1.RetryBudget, bool) {
+	if p == nil {
+		return v1alpha1.RetryBudget{}, false
+	}
+	b, ok := p.budgets[k]
+	return b, ok
 }
 
 func serviceKey(host, ns string) (registry.ServiceKey, bool) {

@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -374,5 +376,73 @@ spec:
 	_, err = translate.CompilePolicies(objs)
 	if err == nil || !strings.Contains(err.Error(), "TrafficRoute shop/broken") || !strings.Contains(err.Error(), "spec.http[0].route") {
 		t.Fatalf("error = %v, want one naming the object and the field", err)
+	}
+}
+
+// TestRetryBudget: a route's retry budget goes on the clusters of its
+// destination service (Envoy keeps it with the circuit breakers, beside a
+// DestinationPolicy's limits); two routes' budgets for one service give
+// the strictest; a minimum left unset is Envoy's default; other services
+// get none.
+func TestRetryBudget(t *testing.T) {
+	objs, err := v1alpha1.Decode([]byte(`
+apiVersion: meridian.io/v1alpha1
+kind: DestinationPolicy
+metadata: {name: frontend, namespace: shop}
+spec:
+  host: frontend
+  connectionPool: {maxRequests: 100}
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: meridian.io/v1alpha1
+kind: TrafficRoute
+metadata: {name: a, namespace: shop}
+spec:
+  hosts: [frontend]
+  http:
+  - route: [{host: frontend, subset: v1}]
+    retries: {attempts: 2, budget: {percent: 25, minRetryConcurrency: 2}}
+---
+apiVersion: meridian.io/v1alpha1
+kind: TrafficRoute
+metadata: {name: b, namespace: shop}
+spec:
+  hosts: [checkout]
+  http:
+  - route: [{host: frontend}]
+    retries: {attempts: 2, budget: {percent: 10, minRetryConcurrency: 5}}
+  - route: [{host: checkout}]
+    retries: {attempts: 2, budget: {percent: 50}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := translate.CompilePolicies(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := translate.Proxy{ID: "sc", Mode: translate.ModeSidecar, Cluster: "eks-use1", Namespace: "shop", Locality: registry.Locality{Region: "us-east-1", Zone: "us-east-1a"}}
+	res := translate.Build(translate.Input{View: threeClusters(t).View(), Policies: p}, proxy.Scope(translate.ClusterType))
+	got := map[string]string{}
+	for _, r := range res.Resources {
+		c := r.Message.(*cluster.Cluster)
+		for _, th := range c.GetCircuitBreakers().GetThresholds() {
+			if rb := th.GetRetryBudget(); rb != nil {
+				minimum := "default"
+				if m := rb.GetMinRetryConcurrency(); m != nil {
+					minimum = fmt.Sprint(m.GetValue())
+				}
+				got[c.Name] = fmt.Sprintf("%v%% min %s max_requests %v", rb.GetBudgetPercent().GetValue(), minimum, th.GetMaxRequests().GetValue())
+			}
+		}
+	}
+	want := map[string]string{
+		"outbound|80||frontend.shop.svc.cluster.local":   "10% min 2 max_requests 100",
+		"outbound|80|v1|frontend.shop.svc.cluster.local": "10% min 2 max_requests 100",
+		"outbound|9090||checkout.shop.svc.cluster.local": "50% min default max_requests 0",
+		"outbound|9102||checkout.shop.svc.cluster.local": "50% min default max_requests 0",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("retry budgets (-want +got):\n%s", diff)
 	}
 }
