@@ -71,7 +71,7 @@ func TestTransparentCapture(t *testing.T) {
 		t.Skip("needs root: a network namespace and iptables (run the tests as root to include it)")
 	}
 	if _, err := exec.LookPath("iptables-restore"); err != nil {
-		t.Skip("needs iptables-restore (scripts/apt.sh iptables)")
+		t.Fatal("iptables-restore is missing: make test installs it (make test-deps, or scripts/apt.sh iptables)")
 	}
 	n := rand.IntN(200) + 20
 	ns := fmt.Sprintf("mp-capture-%d", n)

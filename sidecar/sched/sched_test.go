@@ -42,11 +42,12 @@ func slices(t *testing.T) (map[string]int64, bool) {
 	return out, len(out) > 0
 }
 
+// TestSetSlice: every thread, and those started later, get the slice,
+// and 0 restores the default. A kernel without custom slices (before
+// Linux 6.12, which does not report se.slice) must accept the request and
+// ignore it, as the package doc promises: that much is checked there.
 func TestSetSlice(t *testing.T) {
-	before, ok := slices(t)
-	if !ok {
-		t.Skip("this kernel does not report se.slice (EEVDF custom slices are Linux 6.12 and later)")
-	}
+	before, reports := slices(t)
 	var def int64
 	for _, v := range before {
 		def = v
@@ -59,6 +60,13 @@ func TestSetSlice(t *testing.T) {
 	defer SetSlice(0)
 	if n < 2 {
 		t.Fatalf("set %d threads; a Go process has several", n)
+	}
+	if !reports {
+		if _, err := SetSlice(0); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("this kernel does not report se.slice (custom slices are Linux 6.12 and later): checked only that the request is accepted")
+		return
 	}
 	// Threads started afterwards inherit it: make the runtime start some.
 	var wg sync.WaitGroup
