@@ -496,3 +496,75 @@ spec:
 		t.Errorf("retries made: %v, want 1", v)
 	}
 }
+
+// TestRequestAndRetryBreakers: max_requests and max_retries from a
+// DestinationPolicy: of four slow failing requests at once, two are
+// admitted and two overflow at once (503 x-envoy-overloaded); of the two
+// admitted, one retry is made and the other overflows; each counted by
+// breaker.
+func TestRequestAndRetryBreakers(t *testing.T) {
+	m := newTrafficMesh(t, `
+apiVersion: meridian.io/v1alpha1
+kind: DestinationPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  host: web
+  connectionPool: {maxRequests: 2, maxRetries: 1}
+---
+apiVersion: meridian.io/v1alpha1
+kind: FailoverPolicy
+metadata: {name: no-ejection, namespace: shop}
+spec:
+  selector: {services: [web]}
+  outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 0}
+---
+apiVersion: meridian.io/v1alpha1
+kind: TrafficRoute
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - route: [{host: web}]
+    retries: {attempts: 1, retryOn: [5xx]}
+`, "v1")
+	m.waitRouted(func() error {
+		c := m.px.Dataplane().Cluster("outbound|80||" + host("web"))
+		if c == nil || c.Config().Breakers.MaxRequests != 2 || c.Config().Breakers.MaxRetries != 1 {
+			return fmt.Errorf("breakers not applied yet")
+		}
+		return nil
+	})
+	b := m.backends["v1"]
+	b.status.Store(503)
+	b.delay.Store(int64(300 * time.Millisecond))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	overloaded := 0
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _, h := get(t, m.c, m.url("/fail"))
+			if code != 503 {
+				t.Errorf("a failing request: %d, want 503", code)
+			}
+			if h.Get("X-Envoy-Overloaded") == "true" {
+				mu.Lock()
+				overloaded++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if overloaded != 2 {
+		t.Errorf("%d answers marked x-envoy-overloaded, want 2", overloaded)
+	}
+	for breaker, want := range map[string]float64{"requests": 2, "retries": 1} {
+		if v := m.px.metric(t, "meridian_proxy_upstream_overflow_total", "breaker", breaker); v != want {
+			t.Errorf("overflows of %s: %v, want %v", breaker, v, want)
+		}
+	}
+	if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v != 1 {
+		t.Errorf("retries made: %v, want 1", v)
+	}
+}
