@@ -477,7 +477,8 @@ spec:
 	})
 	b := m.backends["v1"]
 	b.status.Store(503)
-	b.delay.Store(int64(300 * time.Millisecond))
+	// Slow enough that the requests overlap however loaded the machine.
+	b.delay.Store(int64(time.Second))
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Add(1)
@@ -536,7 +537,8 @@ spec:
 	})
 	b := m.backends["v1"]
 	b.status.Store(503)
-	b.delay.Store(int64(300 * time.Millisecond))
+	// Slow enough that the requests overlap however loaded the machine.
+	b.delay.Store(int64(time.Second))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	overloaded := 0

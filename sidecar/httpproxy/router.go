@@ -40,6 +40,11 @@ func (a attempts) roundTrip(out *http.Request, x *exchange) (*http.Response, err
 		maxAttempts += rp.NumRetries
 	}
 	var tried []*lb.Host
+	// A retry holds its max_retries (or budget) slot until its attempt
+	// answers, as in Envoy: the breaker bounds retries in flight, not
+	// retries waiting out their backoff.
+	retryDone := nop
+	defer func() { retryDone() }()
 	for {
 		x.attempts++
 		h, err := cl.Pick(tried, x.conn.Dest)
@@ -50,6 +55,8 @@ func (a attempts) roundTrip(out *http.Request, x *exchange) (*http.Response, err
 		}
 		x.host = h
 		resp, err := a.attempt(out, x, h, rp)
+		retryDone()
+		retryDone = nop
 		if x.attempts >= maxAttempts || out.Context().Err() != nil || !a.retryable(rp, resp, err, x) {
 			if x.attempts > 1 && rp != nil && x.attempts >= maxAttempts && (err != nil || resp.StatusCode >= 500) {
 				x.flags.add(flagRetryLimit)
@@ -61,7 +68,7 @@ func (a attempts) roundTrip(out *http.Request, x *exchange) (*http.Response, err
 			attach(resp, release)
 			return resp, nil
 		}
-		retryDone, ok := cl.AcquireRetry()
+		done, ok := cl.AcquireRetry()
 		if !ok {
 			if err != nil {
 				release()
@@ -83,7 +90,7 @@ func (a attempts) roundTrip(out *http.Request, x *exchange) (*http.Response, err
 		case <-out.Context().Done():
 			t.Stop()
 		}
-		retryDone()
+		retryDone = done
 	}
 }
 
