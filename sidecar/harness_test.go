@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/meridian-mesh/meridian/api/v1alpha1"
 	"github.com/meridian-mesh/meridian/internal/testutil"
@@ -160,11 +162,29 @@ func startProxy(t testing.TB, server string, cfg sidecar.Config) *proxy {
 // metric sums a metric's samples whose labels include the given pairs.
 func (p *proxy) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
+	sum := 0.0
+	for _, m := range p.series(t, name, labels...) {
+		switch {
+		case m.GetCounter() != nil:
+			sum += m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			sum += m.GetGauge().GetValue()
+		case m.GetHistogram() != nil:
+			sum += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return sum
+}
+
+// series returns the series of a metric that carry every given label
+// pair (name, value, name, value...).
+func (p *proxy) series(t testing.TB, name string, labels ...string) []*dto.Metric {
+	t.Helper()
 	mfs, err := p.metrics.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := 0.0
+	var out []*dto.Metric
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -172,27 +192,14 @@ func (p *proxy) metric(t testing.TB, name string, labels ...string) float64 {
 	next:
 		for _, m := range mf.GetMetric() {
 			for i := 0; i+1 < len(labels); i += 2 {
-				ok := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						ok = true
-					}
-				}
-				if !ok {
+				if !slices.ContainsFunc(m.GetLabel(), func(lp *dto.LabelPair) bool { return lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] }) {
 					continue next
 				}
 			}
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			case m.GetHistogram() != nil:
-				sum += float64(m.GetHistogram().GetSampleCount())
-			}
+			out = append(out, m)
 		}
 	}
-	return sum
+	return out
 }
 
 func get(t testing.TB, c *http.Client, url string, hdr ...string) (int, string, http.Header) {

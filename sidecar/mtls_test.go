@@ -409,3 +409,44 @@ spec:
 		}
 	}
 }
+
+// TestRequestMetrics: both sidecars of a pair report each request with
+// Istio's standard labels — source and destination workload, namespace,
+// cluster and locality, response code — and record its duration and
+// request size.
+func TestRequestMetrics(t *testing.T) {
+	m := newSecureMesh(t)
+	p := m.pair(false)
+	c := &http.Client{Timeout: 5 * time.Second}
+	eventually2xx(t, c, "http://"+p.up.String()+"/warm")
+	for range 3 {
+		r, err := c.Post("http://"+p.up.String()+"/post", "text/plain", strings.NewReader("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+	}
+	labels := []string{"source_workload", "client", "source_namespace", "shop", "source_cluster", "c1",
+		"destination_workload", "echo", "destination_namespace", "shop", "destination_cluster", "c1", "destination_locality", "r1/z1", "response_code", "200"}
+	for _, side := range []struct {
+		reporter string
+		px       *proxy
+	}{{"source", p.cpx}, {"destination", p.spx}} {
+		l := append([]string{"reporter", side.reporter}, labels...)
+		testutil.Eventually(t, 5*time.Second, func() error {
+			for _, name := range []string{"meridian_requests_total", "meridian_request_duration_seconds", "meridian_request_bytes"} {
+				if v := side.px.metric(t, name, l...); v < 4 {
+					return fmt.Errorf("%s reported by %s with %v: %v, want at least 4", name, side.reporter, labels, v)
+				}
+			}
+			return nil
+		})
+		got := 0.0
+		for _, m := range side.px.series(t, "meridian_request_bytes", "reporter", side.reporter) {
+			got += m.GetHistogram().GetSampleSum()
+		}
+		if got != 15 {
+			t.Errorf("request bytes reported by %s: %v, want 15 (three bodies of 5)", side.reporter, got)
+		}
+	}
+}
