@@ -131,3 +131,33 @@ func TestSchedSliceFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeFromEnvironment: the node's identity and locality come from the
+// environment a pod or a VM unit sets (POD_NAME and POD_NAMESPACE as the
+// downward API gives them, MERIDIAN_*), and a flag overrides each.
+func TestNodeFromEnvironment(t *testing.T) {
+	for k, v := range map[string]string{
+		"POD_NAME": "web-7d9f", "POD_NAMESPACE": "shop", "SERVICE_ACCOUNT": "web", "MERIDIAN_CLUSTER": "eks-euw1",
+		"MERIDIAN_LOCALITY": "eu-west-1/eu-west-1a", "MERIDIAN_MODE": "sidecar", "MERIDIAN_LABELS": "app=web,version=v2",
+		"MERIDIAN_NODE_ID": "", "MERIDIAN_NAMESPACE": "", "MERIDIAN_SERVICE_ACCOUNT": "",
+	} {
+		t.Setenv(k, v)
+	}
+	base := []string{"--xds-address", "127.0.0.1:15010", "--upstream", "127.0.0.1:9001=web:80"}
+	_, cfg, err := configOf(t, base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.Node
+	if n.ID != "web-7d9f.shop" || n.Namespace != "shop" || n.ServiceAccount != "web" || n.Cluster != "eks-euw1" ||
+		n.Locality != "eu-west-1/eu-west-1a" || n.Mode != "sidecar" || n.Labels["app"] != "web" || n.Labels["version"] != "v2" {
+		t.Fatalf("node from the environment: %+v", n)
+	}
+	_, cfg, err = configOf(t, base, []string{"--id", "p1", "--cluster", "onprem-dc1", "--locality", "onprem-east/dc1-z1", "--namespace", "data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cfg.Node; n.ID != "p1" || n.Cluster != "onprem-dc1" || n.Locality != "onprem-east/dc1-z1" || n.Namespace != "data" {
+		t.Fatalf("flags over the environment: %+v", n)
+	}
+}
