@@ -232,14 +232,7 @@ spec:
 // per-try timeout moves a slow attempt to another endpoint; the route
 // timeout answers 504.
 func TestRetriesAndTimeouts(t *testing.T) {
-	m := newTrafficMesh(t, `
-apiVersion: meridian.io/v1alpha1
-kind: FailoverPolicy
-metadata: {name: no-ejection, namespace: shop}
-spec:
-  selector: {services: [web]}
-  outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 0}
----
+	m := newTrafficMesh(t, noEjection+`---
 apiVersion: meridian.io/v1alpha1
 kind: TrafficRoute
 metadata: {name: web, namespace: shop}
@@ -445,79 +438,44 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 }
 
-// TestRetryBudget: a route's retry budget (10% of active requests, at
-// least one retry) reaches the proxy's cluster through xds/server and caps
-// concurrent retries: three requests failing together get one retry, the
-// other two overflow (counted), where max_retries alone (3) would have let
-// all three retry.
-func TestRetryBudget(t *testing.T) {
-	m := newTrafficMesh(t, `
+// noEjection keeps outlier detection from ejecting the endpoints the
+// retry and breaker tests make fail.
+const noEjection = `
 apiVersion: meridian.io/v1alpha1
 kind: FailoverPolicy
 metadata: {name: no-ejection, namespace: shop}
 spec:
   selector: {services: [web]}
   outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 0}
----
-apiVersion: meridian.io/v1alpha1
-kind: TrafficRoute
-metadata: {name: web, namespace: shop}
-spec:
-  hosts: [web]
-  http:
-  - route: [{host: web}]
-    retries: {attempts: 1, retryOn: [5xx], budget: {percent: 10, minRetryConcurrency: 1}}
-`, "v1")
-	m.waitRouted(func() error {
-		c := m.px.Dataplane().Cluster("outbound|80||" + host("web"))
-		if c == nil || !c.Config().Breakers.Budget || c.Config().Breakers.BudgetMinConcurrency != 1 || c.Config().Breakers.BudgetPercent != 10 {
-			return fmt.Errorf("retry budget not applied yet")
-		}
-		return nil
-	})
-	b := m.backends["v1"]
-	b.status.Store(503)
-	// Slow enough that the requests overlap however loaded the machine.
-	b.delay.Store(int64(time.Second))
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if code, body, _ := get(t, m.c, m.url("/fail")); code != 503 {
-				t.Errorf("a failing request: %d %q, want the backend's 503", code, body)
-			}
-		}()
-	}
-	wg.Wait()
-	if v := m.px.metric(t, "meridian_proxy_upstream_overflow_total", "breaker", "retries"); v != 2 {
-		t.Errorf("retries refused by the budget: %v, want 2", v)
-	}
-	if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v != 1 {
-		t.Errorf("retries made: %v, want 1", v)
-	}
-}
+`
 
-// TestRequestAndRetryBreakers: max_requests and max_retries from a
-// DestinationPolicy: of four slow failing requests at once, two are
-// admitted and two overflow at once (503 x-envoy-overloaded); of the two
-// admitted, one retry is made and the other overflows; each counted by
-// breaker.
-func TestRequestAndRetryBreakers(t *testing.T) {
-	m := newTrafficMesh(t, `
+// TestRetryBreakers: the limits on requests and retries in flight, from
+// xds/server to the proxy's cluster. Slow failing requests are sent at
+// once (the backend answers 503 after a second, so they overlap however
+// loaded the machine); each case counts the requests refused at once
+// (503 x-envoy-overloaded), the retries made and those refused, by
+// breaker. A retry holds its slot until its attempt answers.
+func TestRetryBreakers(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		policies string
+		applied  func(xdsconfig.Breakers) bool
+		requests int
+		// overflows by breaker, answers marked overloaded, retries made.
+		overflows  map[string]float64
+		overloaded int
+		retries    float64
+	}{{
+		// max_requests 2 and max_retries 1: of four, two are refused at
+		// once; of the two admitted, one retries and one is refused.
+		name: "max requests and retries",
+		policies: `
 apiVersion: meridian.io/v1alpha1
 kind: DestinationPolicy
 metadata: {name: web, namespace: shop}
 spec:
   host: web
   connectionPool: {maxRequests: 2, maxRetries: 1}
----
-apiVersion: meridian.io/v1alpha1
-kind: FailoverPolicy
-metadata: {name: no-ejection, namespace: shop}
-spec:
-  selector: {services: [web]}
-  outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 0}
 ---
 apiVersion: meridian.io/v1alpha1
 kind: TrafficRoute
@@ -527,46 +485,70 @@ spec:
   http:
   - route: [{host: web}]
     retries: {attempts: 1, retryOn: [5xx]}
-`, "v1")
-	m.waitRouted(func() error {
-		c := m.px.Dataplane().Cluster("outbound|80||" + host("web"))
-		if c == nil || c.Config().Breakers.MaxRequests != 2 || c.Config().Breakers.MaxRetries != 1 {
-			return fmt.Errorf("breakers not applied yet")
-		}
-		return nil
-	})
-	b := m.backends["v1"]
-	b.status.Store(503)
-	// Slow enough that the requests overlap however loaded the machine.
-	b.delay.Store(int64(time.Second))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	overloaded := 0
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, _, h := get(t, m.c, m.url("/fail"))
-			if code != 503 {
-				t.Errorf("a failing request: %d, want 503", code)
+`,
+		applied:  func(b xdsconfig.Breakers) bool { return b.MaxRequests == 2 && b.MaxRetries == 1 },
+		requests: 4, overflows: map[string]float64{"requests": 2, "retries": 1}, overloaded: 2, retries: 1,
+	}, {
+		// A route's retry budget, 10% of active requests and at least one:
+		// three failing together get one retry where max_retries alone (3)
+		// would let all three retry.
+		name: "retry budget",
+		policies: `
+apiVersion: meridian.io/v1alpha1
+kind: TrafficRoute
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - route: [{host: web}]
+    retries: {attempts: 1, retryOn: [5xx], budget: {percent: 10, minRetryConcurrency: 1}}
+`,
+		applied: func(b xdsconfig.Breakers) bool {
+			return b.Budget && b.BudgetPercent == 10 && b.BudgetMinConcurrency == 1
+		},
+		requests: 3, overflows: map[string]float64{"retries": 2}, retries: 1,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newTrafficMesh(t, noEjection+"---"+tc.policies, "v1")
+			m.waitRouted(func() error {
+				if c := m.px.Dataplane().Cluster("outbound|80||" + host("web")); c == nil || !tc.applied(c.Config().Breakers) {
+					return fmt.Errorf("breakers not applied yet")
+				}
+				return nil
+			})
+			b := m.backends["v1"]
+			b.status.Store(503)
+			b.delay.Store(int64(time.Second))
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			overloaded := 0
+			for range tc.requests {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					code, _, h := get(t, m.c, m.url("/fail"))
+					if code != 503 {
+						t.Errorf("a failing request: %d, want 503", code)
+					}
+					if h.Get("X-Envoy-Overloaded") == "true" {
+						mu.Lock()
+						overloaded++
+						mu.Unlock()
+					}
+				}()
 			}
-			if h.Get("X-Envoy-Overloaded") == "true" {
-				mu.Lock()
-				overloaded++
-				mu.Unlock()
+			wg.Wait()
+			if overloaded != tc.overloaded {
+				t.Errorf("%d answers marked x-envoy-overloaded, want %d", overloaded, tc.overloaded)
 			}
-		}()
-	}
-	wg.Wait()
-	if overloaded != 2 {
-		t.Errorf("%d answers marked x-envoy-overloaded, want 2", overloaded)
-	}
-	for breaker, want := range map[string]float64{"requests": 2, "retries": 1} {
-		if v := m.px.metric(t, "meridian_proxy_upstream_overflow_total", "breaker", breaker); v != want {
-			t.Errorf("overflows of %s: %v, want %v", breaker, v, want)
-		}
-	}
-	if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v != 1 {
-		t.Errorf("retries made: %v, want 1", v)
+			for _, breaker := range []string{"requests", "retries"} {
+				if v := m.px.metric(t, "meridian_proxy_upstream_overflow_total", "breaker", breaker); v != tc.overflows[breaker] {
+					t.Errorf("overflows of %s: %v, want %v", breaker, v, tc.overflows[breaker])
+				}
+			}
+			if v := m.px.metric(t, "meridian_proxy_upstream_retries_total"); v != tc.retries {
+				t.Errorf("retries made: %v, want %v", v, tc.retries)
+			}
+		})
 	}
 }

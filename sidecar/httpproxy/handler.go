@@ -437,7 +437,7 @@ func (h *Handler) rewrite(out, in *http.Request, x *exchange) {
 		}
 	}
 	if h.hcm.UseRemoteAddress && x.conn.Source.IsValid() {
-		// Appends the client to the X-Forwarded-For restored above.
+		// Appends the client to the X-Forwarded-For the client sent.
 		(&httputil.ProxyRequest{In: in, Out: out}).SetXForwarded()
 	}
 	rt := x.route

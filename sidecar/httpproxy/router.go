@@ -44,12 +44,12 @@ func (a attempts) roundTrip(out *http.Request, x *exchange) (*http.Response, err
 	// answers, as in Envoy: the breaker bounds retries in flight, not
 	// retries waiting out their backoff.
 	retryDone := nop
-	defer func() { retryDone() }()
 	for {
 		x.attempts++
 		h, err := cl.Pick(tried, x.conn.Dest)
 		if err != nil {
 			x.flags.add(flagNoHealthy)
+			retryDone()
 			release()
 			return nil, err
 		}

@@ -175,16 +175,13 @@ func outboundCluster(name string, p registry.ServicePort, mode Mode, dp *v1alpha
 }
 
 // setRetryBudget caps the cluster's concurrent retries at a share of its
-// active requests. A minimum left at 0 is Envoy's default (3), not none.
+// active requests (Policies.addBudget has filled in the minimum).
 func setRetryBudget(c *cluster.Cluster, b v1alpha1.RetryBudget) {
 	if c.CircuitBreakers == nil {
 		c.CircuitBreakers = &cluster.CircuitBreakers{Thresholds: []*cluster.CircuitBreakers_Thresholds{{Priority: core.RoutingPriority_DEFAULT}}}
 	}
-	rb := &cluster.CircuitBreakers_Thresholds_RetryBudget{BudgetPercent: &typev3.Percent{Value: b.Percent}}
-	if b.MinRetryConcurrency > 0 {
-		rb.MinRetryConcurrency = wrapperspb.UInt32(uint32(b.MinRetryConcurrency))
-	}
-	c.CircuitBreakers.Thresholds[0].RetryBudget = rb
+	c.CircuitBreakers.Thresholds[0].RetryBudget = &cluster.CircuitBreakers_Thresholds_RetryBudget{
+		BudgetPercent: &typev3.Percent{Value: b.Percent}, MinRetryConcurrency: wrapperspb.UInt32(uint32(b.MinRetryConcurrency))}
 }
 
 // httpOptions tells Envoy to speak HTTP/2 upstream to gRPC and HTTP/2

@@ -219,6 +219,9 @@ func (p *Policies) addBudget(d v1alpha1.Destination, ns string, b v1alpha1.Retry
 	if !ok || p.isExternal(d.Host) {
 		return
 	}
+	if b.MinRetryConcurrency == 0 {
+		b.MinRetryConcurrency = 3 // Envoy's default, so that the strictest compares what applies
+	}
 	if old, seen := p.budgets[k]; seen {
 		b.Percent = min(b.Percent, old.Percent)
 		b.MinRetryConcurrency = min(b.MinRetryConcurrency, old.MinRetryConcurrency)

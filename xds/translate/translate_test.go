@@ -382,7 +382,7 @@ spec:
 // TestRetryBudget: a route's retry budget goes on the clusters of its
 // destination service (Envoy keeps it with the circuit breakers, beside a
 // DestinationPolicy's limits); two routes' budgets for one service give
-// the strictest; a minimum left unset is Envoy's default; other services
+// the strictest; a minimum left unset is Envoy's default, 3; other services
 // get none.
 func TestRetryBudget(t *testing.T) {
 	objs, err := v1alpha1.Decode([]byte(`
@@ -428,19 +428,15 @@ spec:
 		c := r.Message.(*cluster.Cluster)
 		for _, th := range c.GetCircuitBreakers().GetThresholds() {
 			if rb := th.GetRetryBudget(); rb != nil {
-				minimum := "default"
-				if m := rb.GetMinRetryConcurrency(); m != nil {
-					minimum = fmt.Sprint(m.GetValue())
-				}
-				got[c.Name] = fmt.Sprintf("%v%% min %s max_requests %v", rb.GetBudgetPercent().GetValue(), minimum, th.GetMaxRequests().GetValue())
+				got[c.Name] = fmt.Sprintf("%v%% min %v max_requests %v", rb.GetBudgetPercent().GetValue(), rb.GetMinRetryConcurrency().GetValue(), th.GetMaxRequests().GetValue())
 			}
 		}
 	}
 	want := map[string]string{
 		"outbound|80||frontend.shop.svc.cluster.local":   "10% min 2 max_requests 100",
 		"outbound|80|v1|frontend.shop.svc.cluster.local": "10% min 2 max_requests 100",
-		"outbound|9090||checkout.shop.svc.cluster.local": "50% min default max_requests 0",
-		"outbound|9102||checkout.shop.svc.cluster.local": "50% min default max_requests 0",
+		"outbound|9090||checkout.shop.svc.cluster.local": "50% min 3 max_requests 0",
+		"outbound|9102||checkout.shop.svc.cluster.local": "50% min 3 max_requests 0",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("retry budgets (-want +got):\n%s", diff)
